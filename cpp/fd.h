@@ -1,0 +1,82 @@
+// Frequent Directions (FD) sketch kernels: update, and the escaped-mass compensated inverse root.
+//
+// State of one sketch: orthonormal basis U (d x l), eigenvalues lambda (l, descending, >= 0),
+// cumulative escaped mass rho. One update with decay beta in (0, 1] and a PSD term
+// (a factor G, d x r, term = G G^T, or a dense symmetric d x d matrix) computes the top l+1
+// eigenpairs (mu_i, v_i) of C = beta U diag(lambda) U^T + term and sets
+//   rho_t = mu_{l+1},  U <- [v_1..v_l],  lambda_i <- mu_i - rho_t,  rho <- beta rho + rho_t,
+// which keeps 0 <= sum_t beta^(T-t) term_t - U diag(lambda) U^T <= rho I (Liberty 2016;
+// Feinberg et al. 2023, Alg. 1 and Observation 6).
+//
+// Layout: every array is row-major and batch-major contiguous, as NumPy and XLA hand it over.
+// No Python, no XLA types here.
+#pragma once
+
+#include <cstdint>
+
+namespace linalg_core::fd {
+
+enum class Method : int32_t {
+  kAuto = -1,
+  // Householder QR of the thin stack Z = [sqrt(beta) U diag(lambda)^(1/2), G] (d x (l+r)), then
+  // the eigendecomposition of R R^T; the new basis is Q times its top eigenvectors.
+  kThinStack = 0,
+  // C formed densely (SYRK), top l+1 eigenpairs by MRRR (syevr) on the d x d matrix.
+  kDenseEigh = 1,
+};
+
+enum class Status : int32_t {
+  kOk = 0,
+  kNonFiniteInput = 1,  // the term or the state held NaN/Inf: the state is passed through unchanged
+  kBadBeta = 2,         // beta outside (0, 1]: the state is passed through unchanged
+  kLapackFailure = 3,   // an eigensolver reported failure: the state is passed through unchanged
+};
+
+struct UpdateShape {
+  int64_t batch = 1;
+  int64_t dim = 0;      // d
+  int64_t rank = 0;     // l, 1 <= l <= d
+  int64_t columns = 0;  // r for a factor term, d for a matrix term
+  bool term_is_matrix = false;
+};
+
+template <typename T>
+struct UpdateArgs {
+  const T* basis;         // batch x d x l
+  const T* eigvals;       // batch x l
+  const T* escaped_mass;  // batch
+  const T* term;          // batch x d x r (factor) or batch x d x d (symmetric matrix)
+  const T* beta;          // batch
+  T* basis_out;           // batch x d x l (may not alias the inputs)
+  T* eigvals_out;         // batch x l
+  T* escaped_mass_out;    // batch
+  T* step_mass;           // batch: rho_t
+  T* residual;            // batch: rho_t / mu_1 = ||C - new sketch||_2 / ||C||_2 (0 when C = 0)
+  int32_t* method;        // batch: Method used
+  int32_t* status;        // batch: Status
+};
+
+// The method `kAuto` resolves to for this shape.
+Method choose_method(const UpdateShape& shape);
+
+// One FD update per batch element. `requested` = kAuto picks by regime (choose_method).
+// Returns false only for an invalid shape or a method that cannot serve it; per-element failures
+// are reported in args.status.
+template <typename T>
+bool update(const UpdateShape& shape, const UpdateArgs<T>& args, Method requested);
+
+struct ApplyShape {
+  int64_t batch = 1;
+  int64_t dim = 0;      // d
+  int64_t rank = 0;     // l
+  int64_t columns = 0;  // n, columns of x
+};
+
+// y = (U diag(lambda) U^T + (rho + eps) I)^(-1/p) x in factored form, never forming d x d:
+//   y = U [diag((lambda + rho + eps)^(-1/p)) - (rho + eps)^(-1/p) I] U^T x + (rho + eps)^(-1/p) x.
+// x and y are batch x d x n; requires rho + eps > 0 (checked by the caller).
+template <typename T>
+void apply_inverse_root(const ApplyShape& shape, const T* basis, const T* eigvals,
+                        const T* escaped_mass, const T* x, double p, double eps, T* y);
+
+}  // namespace linalg_core::fd

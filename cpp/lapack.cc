@@ -1,0 +1,74 @@
+#include "lapack.h"
+
+#include <utility>
+
+namespace linalg_core {
+
+template <typename T>
+lapack_fn::gemm_t<T> Lapack<T>::gemm = nullptr;
+template <typename T>
+lapack_fn::syrk_t<T> Lapack<T>::syrk = nullptr;
+template <typename T>
+lapack_fn::geqrf_t<T> Lapack<T>::geqrf = nullptr;
+template <typename T>
+lapack_fn::ormqr_t<T> Lapack<T>::ormqr = nullptr;
+template <typename T>
+lapack_fn::syevd_t<T> Lapack<T>::syevd = nullptr;
+template <typename T>
+lapack_fn::syevr_t<T> Lapack<T>::syevr = nullptr;
+
+template struct Lapack<float>;
+template struct Lapack<double>;
+
+namespace {
+
+// One row per routine: its single- and double-precision names and where each pointer goes.
+struct Slot {
+  const char* name;
+  void** target;
+};
+
+template <typename P>
+void** slot(P& p) {
+  return reinterpret_cast<void**>(&p);
+}
+
+std::vector<Slot>& slots() {
+  static std::vector<Slot> table = {
+      {"sgemm", slot(Lapack<float>::gemm)},   {"dgemm", slot(Lapack<double>::gemm)},
+      {"ssyrk", slot(Lapack<float>::syrk)},   {"dsyrk", slot(Lapack<double>::syrk)},
+      {"sgeqrf", slot(Lapack<float>::geqrf)}, {"dgeqrf", slot(Lapack<double>::geqrf)},
+      {"sormqr", slot(Lapack<float>::ormqr)}, {"dormqr", slot(Lapack<double>::ormqr)},
+      {"ssyevd", slot(Lapack<float>::syevd)}, {"dsyevd", slot(Lapack<double>::syevd)},
+      {"ssyevr", slot(Lapack<float>::syevr)}, {"dsyevr", slot(Lapack<double>::syevr)},
+  };
+  return table;
+}
+
+}  // namespace
+
+bool set_lapack_symbol(const std::string& name, void* fn) {
+  for (Slot& s : slots()) {
+    if (name == s.name) {
+      *s.target = fn;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> required_lapack_symbols() {
+  std::vector<std::string> names;
+  for (const Slot& s : slots()) names.emplace_back(s.name);
+  return names;
+}
+
+std::vector<std::string> missing_lapack_symbols() {
+  std::vector<std::string> names;
+  for (const Slot& s : slots()) {
+    if (*s.target == nullptr) names.emplace_back(s.name);
+  }
+  return names;
+}
+
+}  // namespace linalg_core

@@ -1,0 +1,41 @@
+// A minimal parallel loop over independent problems of a batch.
+//
+// Batches of small problems (blocked optimizers: many 128x128 blocks) are faster one problem per
+// thread, each calling single-threaded-sized BLAS; one large problem is faster left to the
+// threaded BLAS. Callers pass how many workers to use; 1 runs inline.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace linalg_core {
+
+inline int hardware_threads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+// Calls body(worker, index) for index in [0, count) on up to `workers` threads. `worker` is in
+// [0, workers) and identifies per-thread scratch.
+template <typename Body>
+void parallel_for(int64_t count, int workers, Body&& body) {
+  workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, count)));
+  if (workers == 1) {
+    for (int64_t i = 0; i < count; ++i) body(0, i);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  auto run = [&](int worker) {
+    for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(workers - 1);
+  for (int w = 1; w < workers; ++w) threads.emplace_back(run, w);
+  run(0);
+  for (std::thread& t : threads) t.join();
+}
+
+}  // namespace linalg_core

@@ -1,0 +1,32 @@
+"""linalg_core: numerical linear algebra kernels for memory-efficient second-order optimization.
+
+One function per primitive, the same signature for NumPy arrays (C++ kernels via pybind11) and JAX
+arrays (XLA FFI custom calls, traced or not). See DESIGN.md for the math contract.
+"""
+
+from linalg_core import _native  # noqa: F401  (loads LAPACK into the kernels at import)
+from linalg_core.fd import (
+    FD_METHODS,
+    FD_STATUS,
+    FDInfo,
+    FDState,
+    fd_apply_inverse_root,
+    fd_init,
+    fd_merge,
+    fd_state_bytes,
+    fd_update,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FD_METHODS",
+    "FD_STATUS",
+    "FDInfo",
+    "FDState",
+    "fd_apply_inverse_root",
+    "fd_init",
+    "fd_merge",
+    "fd_state_bytes",
+    "fd_update",
+]

@@ -1,0 +1,56 @@
+"""XLA FFI registration and the one helper that owns ``jax.ffi.ffi_call``.
+
+JAX is imported lazily: NumPy users of linalg_core never pay for it. The CPU handlers live in the
+same compiled module as the NumPy entry points and are registered on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+_registered = False
+
+
+def is_jax_array(x: Any) -> bool:
+    """True for a ``jax.Array`` or a tracer, without importing JAX when it is not loaded."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array)
+
+
+def any_jax(*xs: Any) -> bool:
+    return any(is_jax_array(x) for x in xs)
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    import jax
+
+    from linalg_core._native import cpu
+
+    for name, capsule in cpu.ffi_targets().items():
+        jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+    _registered = True
+
+
+def call(
+    target: str,
+    results: Sequence[tuple[tuple[int, ...], Any]],
+    *args: Any,
+    **attrs: Any,
+) -> tuple:
+    """Calls FFI target ``target`` with ``args`` and static ``attrs``.
+
+    ``results`` lists (shape, dtype) per output. Leading axes are batch axes in every handler, so
+    ``vmap`` is served by broadcasting all operands to the vmapped axis (``broadcast_all``).
+    """
+    import jax
+
+    _register()
+    out_types = [jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for shape, dtype in results]
+    fn = jax.ffi.ffi_call(target, out_types, vmap_method="broadcast_all")
+    return tuple(fn(*args, **attrs))

@@ -1,0 +1,52 @@
+"""Argument checks shared by the public functions: errors name the argument, expected and got."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def state_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """The compute dtype for a state: float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as err:
+        raise ValueError(f"{name} must be float32 or float64, got {dtype!r}") from err
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def require_floating(x: Any, name: str) -> None:
+    dt = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+    if not (np.issubdtype(dt, np.floating) or dt.name == "bfloat16"):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {dt}")
+
+
+def require_ndim(x: Any, at_least: int, name: str, layout: str) -> None:
+    if np.ndim(x) < at_least:
+        raise ValueError(f"{name} must have shape {layout}, got shape {np.shape(x)}")
+
+
+def broadcast_batch(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """Broadcasts the batch shapes of several arguments, naming them on failure."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes.values()))
+    except ValueError as err:
+        described = ", ".join(f"{k} batch shape {v}" for k, v in shapes.items())
+        raise ValueError(f"batch shapes do not broadcast: {described}") from err
+
+
+def require_finite(x: np.ndarray, name: str) -> None:
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def positive_number(value: Any, name: str) -> float:
+    v = float(value)
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v

@@ -1,0 +1,49 @@
+// The `linalg_core._cpu` module: LAPACK loading, NumPy entry points, XLA FFI handler capsules.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "ffi_handlers.h"
+#include "lapack.h"
+
+namespace py = pybind11;
+
+namespace linalg_core {
+void bind_fd(py::module_& m);
+}
+
+namespace {
+
+// `capsules` maps routine names to the PyCapsules of scipy.linalg.cython_{lapack,blas}.__pyx_capi__.
+void load_lapack(const py::dict& capsules) {
+  for (const std::string& name : linalg_core::required_lapack_symbols()) {
+    if (!capsules.contains(name)) throw py::value_error("no LAPACK/BLAS capsule for " + name);
+    PyObject* cap = py::object(capsules[py::str(name)]).ptr();
+    void* fn = PyCapsule_GetPointer(cap, PyCapsule_GetName(cap));
+    if (fn == nullptr) throw py::error_already_set();
+    linalg_core::set_lapack_symbol(name, fn);
+  }
+}
+
+template <typename Fn>
+py::capsule handler_capsule(Fn* fn) {
+  return py::capsule(reinterpret_cast<void*>(fn));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+  m.doc() = "linalg_core CPU kernels (C++, LAPACK from SciPy's cython capsules).";
+  m.def("required_lapack_symbols", &linalg_core::required_lapack_symbols);
+  m.def("missing_lapack_symbols", &linalg_core::missing_lapack_symbols);
+  m.def("load_lapack", &load_lapack, py::arg("capsules"));
+  m.def("ffi_targets", []() {
+    py::dict targets;
+    targets["linalg_core_fd_update"] = handler_capsule(LcFdUpdateCpu);
+    targets["linalg_core_fd_apply_inverse_root"] =
+        handler_capsule(LcFdApplyInverseRootCpu);
+    return targets;
+  });
+  linalg_core::bind_fd(m);
+}
