@@ -249,11 +249,6 @@ class Updater {
   int lwork_ = 1, liwork_ = 1;
 };
 
-// Batches of small problems run one problem per thread; a large problem is left to threaded BLAS.
-int workers_for(int64_t batch, int64_t dim) {
-  return batch > 1 && dim <= 512 ? hardware_threads() : 1;
-}
-
 }  // namespace
 
 Method choose_method(const UpdateShape& s) {
@@ -276,7 +271,7 @@ bool update(const UpdateShape& shape, const UpdateArgs<T>& args, Method requeste
   if (method == Method::kThinStack && shape.term_is_matrix) return false;
   if (shape.batch == 0) return true;
   const Updater<T> updater(shape, method);
-  const int workers = workers_for(shape.batch, shape.dim);
+  const int workers = batch_workers(shape.batch, shape.dim);
   std::vector<Scratch<T>> scratch;
   scratch.reserve(workers);
   for (int w = 0; w < std::min<int64_t>(workers, shape.batch); ++w) {
@@ -292,7 +287,7 @@ void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
                         const T* escaped_mass, const T* x, double p, double eps, T* y) {
   const int d = static_cast<int>(s.dim), l = static_cast<int>(s.rank),
             n = static_cast<int>(s.columns);
-  const int workers = workers_for(s.batch, s.dim);
+  const int workers = batch_workers(s.batch, s.dim);
   std::vector<std::vector<T>> scratch(std::min<int64_t>(workers, std::max<int64_t>(s.batch, 1)),
                                       std::vector<T>(static_cast<size_t>(l) * n));
   parallel_for(s.batch, workers, [&](int worker, int64_t b) {

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "blas_threads.h"
+
 namespace linalg_core {
 
 inline int hardware_threads() {
@@ -18,8 +20,15 @@ inline int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-// Calls body(worker, index) for index in [0, count) on up to `workers` threads. `worker` is in
-// [0, workers) and identifies per-thread scratch.
+// Workers to use for `count` independent problems of `dim` rows: one per core for batches of
+// small problems when BLAS can be held to one thread per caller, else one (threaded BLAS).
+inline int batch_workers(int64_t count, int64_t dim) {
+  if (count < 2 || dim > 512 || !blas_threads_local_available()) return 1;
+  return static_cast<int>(std::min<int64_t>(count, hardware_threads()));
+}
+
+// Calls body(worker, index) for index in [0, count) on up to `workers` threads, each with BLAS
+// limited to one thread. `worker` is in [0, workers) and identifies per-thread scratch.
 template <typename Body>
 void parallel_for(int64_t count, int workers, Body&& body) {
   workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(workers, count)));
@@ -29,6 +38,7 @@ void parallel_for(int64_t count, int workers, Body&& body) {
   }
   std::atomic<int64_t> next{0};
   auto run = [&](int worker) {
+    ScopedBlasThreads single(1);
     for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
   };
   std::vector<std::thread> threads;
