@@ -50,6 +50,7 @@ const std::vector<SetLocal>& setters() {
 bool blas_threads_local_available() { return !setters().empty(); }
 
 ScopedBlasThreads::ScopedBlasThreads(int n) {
+  if (n <= 0) return;
   for (SetLocal set : setters()) previous_[count_++] = set(n);
 }
 

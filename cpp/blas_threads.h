@@ -12,7 +12,8 @@ namespace linalg_core {
 // True when every BLAS in the process can be limited per thread.
 bool blas_threads_local_available();
 
-// Limits BLAS to `n` threads on the calling thread for the object's lifetime.
+// Limits BLAS to `n` threads on the calling thread for the object's lifetime; n <= 0 changes
+// nothing.
 class ScopedBlasThreads {
  public:
   explicit ScopedBlasThreads(int n);

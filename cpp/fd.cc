@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lapack.h"
+#include "blas_threads.h"
 #include "parallel.h"
 
 namespace linalg_core::fd {
@@ -22,19 +23,24 @@ bool all_finite(const T* x, int64_t n) {
 
 int lwork_from(double query) { return std::max(1, static_cast<int>(query) + 1); }
 
+// Runs LAPACK on a small matrix with BLAS held to one thread: below a few hundred rows, OpenBLAS's
+// threads cost more than they give (syevd at n = 288: 3.5 ms on one thread, 8 ms on two).
+struct SmallProblemThreads {
+  explicit SmallProblemThreads(int n) : guard(n <= 512 ? 1 : 0) {}
+  ScopedBlasThreads guard;
+};
+
 // Scratch for one worker, sized once per call (LAPACK workspace queried once per batch).
 template <typename T>
 struct Scratch {
-  std::vector<T> stack;    // thin: Z (d x n); dense: C (d x d)
-  std::vector<T> tau;      // thin: Householder scalars
-  std::vector<T> gram;     // thin: R R^T (k x k), then its eigenvectors
-  std::vector<T> trap;     // thin: R copied with zeros below the diagonal (k x n)
-  std::vector<T> scaled;   // dense: U diag(lambda)^(1/2), row-major d x l
-  std::vector<T> vectors;  // dense: eigenvectors (d x m)
-  std::vector<T> w;        // eigenvalues
-  std::vector<T> work;
+  std::vector<T> a, b, c, e, f, g, w, tau, work;
   std::vector<int> iwork;
 };
+
+template <typename T>
+size_t sz(int a, int b = 1) {
+  return static_cast<size_t>(a) * static_cast<size_t>(b);
+}
 
 template <typename T>
 class Updater {
@@ -43,63 +49,82 @@ class Updater {
     d_ = static_cast<int>(s.dim);
     l_ = static_cast<int>(s.rank);
     r_ = static_cast<int>(s.columns);
-    if (method_ == Method::kThinStack) {
-      n_ = l_ + r_;
-      k_ = std::min(d_, n_);
-      query_thin();
-    } else {
-      m_ = std::min(l_ + 1, d_);
+    n_ = l_ + r_;
+    k_ = std::min(d_, n_);
+    m_ = std::min(l_ + 1, d_);
+    if (method_ == Method::kThinStack && n_ > d_) method_ = Method::kThinStackHouseholder;
+    if (method_ == Method::kDenseEigh) {
       query_dense();
+    } else {
+      query_householder();
+      if (method_ == Method::kThinStack) query_projected();
     }
   }
 
   Scratch<T> make_scratch() const {
     Scratch<T> sc;
-    if (method_ == Method::kThinStack) {
-      sc.stack.resize(static_cast<size_t>(d_) * n_);
-      sc.tau.resize(k_);
-      sc.gram.resize(static_cast<size_t>(k_) * k_);
-      sc.trap.resize(static_cast<size_t>(k_) * n_);
-      sc.w.resize(k_);
+    const int d = d_, l = l_, r = r_, n = n_, k = k_, m = m_;
+    if (method_ == Method::kDenseEigh) {
+      sc.a.resize(sz<T>(d, d));  // C, then the tridiagonal reduction's reflectors
+      sc.b.resize(sz<T>(d, l));  // U diag(lambda)^(1/2)
+      sc.c.resize(sz<T>(d, d));  // eigenvectors of the tridiagonal matrix
+      sc.e.resize(sz<T>(d));     // tridiagonal diagonal
+      sc.f.resize(sz<T>(d));     // tridiagonal off-diagonal
+      sc.w.resize(sz<T>(d));
+      sc.tau.resize(sz<T>(d));
+      sc.iwork.resize(liwork_ + 2 * m);  // iwork, then isuppz
     } else {
-      sc.stack.resize(static_cast<size_t>(d_) * d_);
-      sc.scaled.resize(static_cast<size_t>(d_) * l_);
-      sc.vectors.resize(static_cast<size_t>(d_) * m_);
-      sc.w.resize(d_);
-      sc.iwork.resize(liwork_ + 2 * m_);  // syevr's iwork, then isuppz (2 m)
+      // Householder: Z (d x n), R (k x n), R R^T (k x k). Projected: P (r x d), C and C2 (l x r),
+      // F (n x n), K (n x n), W (n x l), Gram (l x l), L (r x r).
+      sc.a.resize(std::max(sz<T>(d, n), sz<T>(r, d)));
+      sc.b.resize(std::max(sz<T>(k, n), 2 * sz<T>(l, r) + sz<T>(r, r)));
+      sc.c.resize(std::max(sz<T>(k, k), sz<T>(n, n)));
+      sc.e.resize(sz<T>(n, n));
+      sc.f.resize(sz<T>(n, l));
+      sc.g.resize(sz<T>(l, l));
+      sc.w.resize(sz<T>(std::max(k, n)));
+      sc.tau.resize(sz<T>(std::max(k, r)));
+      sc.iwork.resize(liwork_);
     }
-    if (method_ == Method::kThinStack) sc.iwork.resize(liwork_);
     sc.work.resize(lwork_);
     return sc;
   }
 
   void run(const UpdateArgs<T>& a, int64_t b, Scratch<T>& sc) const {
-    const size_t dl = static_cast<size_t>(d_) * l_;
+    const size_t dl = sz<T>(d_, l_);
     const T* U = a.basis + b * dl;
     const T* lam = a.eigvals + b * l_;
     const T rho = a.escaped_mass[b];
-    const size_t term_size = static_cast<size_t>(d_) * (s_.term_is_matrix ? d_ : r_);
+    const size_t term_size = sz<T>(d_, s_.term_is_matrix ? d_ : r_);
     const T* term = a.term + b * term_size;
     const T beta = a.beta[b];
     T* U_out = a.basis_out + b * dl;
     T* lam_out = a.eigvals_out + b * l_;
-    a.method[b] = static_cast<int32_t>(method_);
 
     Status status = Status::kOk;
+    Method used = method_;
     if (!(beta > T(0) && beta <= T(1))) {
       status = Status::kBadBeta;
     } else if (!all_finite(term, term_size) || !all_finite(U, dl) || !all_finite(lam, l_) ||
                !all_finite(&rho, 1)) {
       status = Status::kNonFiniteInput;
     } else {
-      T rho_t = T(0), top = T(0);
-      const bool ok = method_ == Method::kThinStack
-                          ? thin(U, lam, term, beta, U_out, lam_out, &rho_t, &top, sc)
-                          : dense(U, lam, term, beta, U_out, lam_out, &rho_t, &top, sc);
+      Result res;
+      bool ok = false;
+      if (method_ == Method::kDenseEigh) {
+        ok = dense(U, lam, term, beta, U_out, lam_out, &res, sc);
+      } else {
+        if (method_ == Method::kThinStack) ok = projected(U, lam, term, beta, U_out, lam_out, &res, sc);
+        if (!ok) {
+          used = Method::kThinStackHouseholder;
+          ok = householder(U, lam, term, beta, U_out, lam_out, &res, sc);
+        }
+      }
       if (ok) {
-        a.escaped_mass_out[b] = beta * rho + rho_t;
-        a.step_mass[b] = rho_t;
-        a.residual[b] = top > T(0) ? rho_t / top : T(0);
+        a.escaped_mass_out[b] = beta * rho + res.rho_t;
+        a.step_mass[b] = res.rho_t;
+        a.residual[b] = res.top > T(0) ? res.rho_t / res.top : T(0);
+        a.method[b] = static_cast<int32_t>(used);
         a.status[b] = static_cast<int32_t>(Status::kOk);
         return;
       }
@@ -111,134 +136,265 @@ class Updater {
     a.escaped_mass_out[b] = rho;
     a.step_mass[b] = T(0);
     a.residual[b] = T(0);
+    a.method[b] = static_cast<int32_t>(used);
     a.status[b] = static_cast<int32_t>(status);
   }
 
  private:
-  void query_thin() {
+  struct Result {
+    T rho_t = T(0);  // mu_{l+1}
+    T top = T(0);    // mu_1
+  };
+
+  void grow_work(T query) { lwork_ = std::max(lwork_, lwork_from(query)); }
+
+  void query_householder() {
     T q = T(0);
-    int info = 0, lw = -1;
-    int liw = -1, iq = 0;
+    int info = 0, lw = -1, liw = -1, iq = 0;
     Lapack<T>::geqrf(&d_, &n_, nullptr, &d_, nullptr, &q, &lw, &info);
-    lwork_ = lwork_from(q);
+    grow_work(q);
     Lapack<T>::ormqr("R", "T", &l_, &d_, &k_, nullptr, &d_, nullptr, nullptr, &l_, &q, &lw, &info);
-    lwork_ = std::max(lwork_, lwork_from(q));
+    grow_work(q);
     Lapack<T>::syevd("V", "U", &k_, nullptr, &k_, nullptr, &q, &lw, &iq, &liw, &info);
-    lwork_ = std::max(lwork_, lwork_from(q));
-    liwork_ = std::max(1, iq);
+    grow_work(q);
+    liwork_ = std::max(liwork_, iq);
+  }
+
+  void query_projected() {
+    T q = T(0);
+    int info = 0, lw = -1, liw = -1, iq = 0;
+    Lapack<T>::gelqf(&r_, &d_, nullptr, &r_, nullptr, &q, &lw, &info);
+    grow_work(q);
+    Lapack<T>::orglq(&r_, &d_, &r_, nullptr, &r_, nullptr, &q, &lw, &info);
+    grow_work(q);
+    Lapack<T>::syevd("V", "U", &n_, nullptr, &n_, nullptr, &q, &lw, &iq, &liw, &info);
+    grow_work(q);
+    liwork_ = std::max(liwork_, iq);
   }
 
   void query_dense() {
     T q = T(0), zero = T(0);
     int info = 0, lw = -1, liw = -1, iq = 0, found = 0;
     const int il = d_ - m_ + 1, iu = d_;
+    Lapack<T>::sytrd("L", &d_, nullptr, &d_, nullptr, nullptr, nullptr, &q, &lw, &info);
+    grow_work(q);
+    Lapack<T>::stedc("I", &d_, nullptr, nullptr, nullptr, &d_, &q, &lw, &iq, &liw, &info);
+    grow_work(q);
+    liwork_ = std::max(liwork_, iq);
+    Lapack<T>::ormtr("L", "L", "N", &d_, &m_, nullptr, &d_, nullptr, nullptr, &d_, &q, &lw, &info);
+    grow_work(q);
     Lapack<T>::syevr("V", "I", "L", &d_, nullptr, &d_, &zero, &zero, &il, &iu, &zero, &found,
                      nullptr, nullptr, &d_, nullptr, &q, &lw, &iq, &liw, &info);
-    lwork_ = lwork_from(q);
-    liwork_ = std::max(1, iq);
+    grow_work(q);
+    liwork_ = std::max(liwork_, iq);
   }
 
-  // Thin stack: Z = [sqrt(beta) U diag(lambda)^(1/2), G] = Q R, so Z Z^T = Q (R R^T) Q^T and the
-  // eigenvectors of C are Q times those of the small k x k matrix R R^T. Q stays implicit
-  // (Householder reflectors), so the new basis is orthonormal to working precision at every step:
-  // no loss of orthogonality accumulates over a stream.
-  bool thin(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out, T* rho_t,
-            T* top, Scratch<T>& sc) const {
+  // Writes the top eigenpairs of an ascending eigendecomposition (w, vectors) of size `size`:
+  // lambda_out = mu_1..mu_l - rho_t (clamped at 0), rho_t = mu_{l+1} (0 when size = l).
+  void take_top(const T* w, int size, T* lam_out, Result* res) const {
+    res->top = std::max(w[size - 1], T(0));
+    res->rho_t = size > l_ ? std::max(w[size - 1 - l_], T(0)) : T(0);
+    for (int j = 0; j < l_; ++j) lam_out[j] = std::max(std::max(w[size - 1 - j], T(0)) - res->rho_t, T(0));
+  }
+
+  // Projected thin stack (see Method::kThinStack). Returns false when [U, Q2] is too far from
+  // orthonormal for the Cholesky-QR correction; the caller then takes the Householder update.
+  bool projected(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out, Result* res,
+                 Scratch<T>& sc) const {
+    const int d = d_, l = l_, r = r_, n = n_;
+    const T one = T(1), zero = T(0), minus_one = T(-1);
+    int info = 0;
+    const int lwork = static_cast<int>(sc.work.size());
+    // Column-major views: U^T is l x d (ld l), G^T is r x d (ld r), P = G1^T is r x d (ld r).
+    T* P = sc.a.data();
+    T* C = sc.b.data();
+    T* C2 = C + sz<T>(l, r);
+    T* Lsave = C2 + sz<T>(l, r);
+    std::memcpy(P, G, sz<T>(r, d) * sizeof(T));
+    // Two classical Gram-Schmidt passes against U ("twice is enough"): C = U^T G, G1 = G - U C.
+    Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C, &l);
+    Lapack<T>::gemm("T", "N", &r, &d, &l, &minus_one, C, &l, U, &l, &one, P, &r);
+    Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C2, &l);
+    Lapack<T>::gemm("T", "N", &r, &d, &l, &minus_one, C2, &l, U, &l, &one, P, &r);
+    for (size_t i = 0; i < sz<T>(l, r); ++i) C[i] += C2[i];
+    // G1^T = L Q2^T (LQ of the r x d block): G1 = Q2 R2 with R2 = L^T.
+    T* tau = sc.tau.data();
+    Lapack<T>::gelqf(&r, &d, P, &r, tau, sc.work.data(), &lwork, &info);
+    if (info != 0) return false;
+    for (int j = 0; j < r; ++j) {
+      for (int i = 0; i < r; ++i) Lsave[i + sz<T>(j, r)] = i >= j ? P[i + sz<T>(j, r)] : T(0);
+    }
+    Lapack<T>::orglq(&r, &d, &r, P, &r, tau, sc.work.data(), &lwork, &info);
+    if (info != 0) return false;
+    // Rows of Q2^T belonging to a (numerically) zero part of G1 are arbitrary: project them off U
+    // once more so they do not alias U's columns.
+    Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C2, &l);
+    Lapack<T>::gemm("T", "N", &r, &d, &l, &minus_one, C2, &l, U, &l, &one, P, &r);
+    Lapack<T>::gelqf(&r, &d, P, &r, tau, sc.work.data(), &lwork, &info);
+    if (info != 0) return false;
+    Lapack<T>::orglq(&r, &d, &r, P, &r, tau, sc.work.data(), &lwork, &info);
+    if (info != 0) return false;
+
+    // Core F = [[diag(sqrt(beta lambda)), C], [0, R2]] (n x n): Z = [U, Q2] F.
+    T* F = sc.c.data();
+    std::fill(F, F + sz<T>(n, n), T(0));
+    for (int j = 0; j < l; ++j) F[j + sz<T>(j, n)] = std::sqrt(beta * std::max(lam[j], T(0)));
+    for (int j = 0; j < r; ++j) {
+      for (int i = 0; i < l; ++i) F[i + sz<T>(l + j, n)] = C[i + sz<T>(j, l)];
+      for (int i = 0; i <= j; ++i) F[l + i + sz<T>(l + j, n)] = Lsave[j + sz<T>(i, r)];
+    }
+    T* K = sc.e.data();
+    Lapack<T>::syrk("U", "N", &n, &n, &one, F, &n, &zero, K, &n);
+    {
+      SmallProblemThreads threads(n);
+      const int liwork = static_cast<int>(sc.iwork.size());
+      Lapack<T>::syevd("V", "U", &n, K, &n, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
+                       &liwork, &info);
+    }
+    if (info != 0) return false;
+    take_top(sc.w.data(), n, lam_out, res);
+    // W (n x l): the top l eigenvectors of F F^T, descending.
+    T* W = sc.f.data();
+    for (int j = 0; j < l; ++j) std::memcpy(W + sz<T>(j, n), K + sz<T>(n - 1 - j, n), n * sizeof(T));
+    // U_new^T = W1^T U^T + W2^T Q2^T (l x d), written straight into the row-major output.
+    Lapack<T>::gemm("T", "N", &l, &d, &l, &one, W, &n, U, &l, &zero, U_out, &l);
+    Lapack<T>::gemm("T", "N", &l, &d, &r, &one, W + l, &n, P, &r, &one, U_out, &l);
+    // One Cholesky-QR step: U_new <- U_new R^-1 with U_new^T U_new = R^T R. [U, Q2] is orthonormal
+    // to O(eps) here, so R = I + O(eps) and this removes the rounding that would otherwise
+    // accumulate over a stream. A small pivot means [U, Q2] was not orthonormal: give up.
+    T* gram = sc.g.data();
+    Lapack<T>::syrk("U", "N", &l, &d, &one, U_out, &l, &zero, gram, &l);
+    {
+      SmallProblemThreads threads(l);
+      Lapack<T>::potrf("U", &l, gram, &l, &info);
+    }
+    if (info != 0) return false;
+    for (int j = 0; j < l; ++j) {
+      if (!(gram[j + sz<T>(j, l)] >= T(0.5))) return false;
+    }
+    Lapack<T>::trsm("L", "U", "T", "N", &l, &d, &one, gram, &l, U_out, &l);
+    return true;
+  }
+
+  // Householder thin stack: Z = [sqrt(beta) U diag(lambda)^(1/2), G] = Q R, so Z Z^T = Q (R R^T) Q^T
+  // and the eigenvectors of C are Q times those of R R^T (k x k, k = min(d, n)). Q stays implicit.
+  bool householder(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out,
+                   Result* res, Scratch<T>& sc) const {
     const int d = d_, l = l_, r = r_, n = n_, k = k_;
-    T* Z = sc.stack.data();  // column-major d x n
+    T* Z = sc.a.data();  // column-major d x n
     for (int j = 0; j < l; ++j) {
       const T s = std::sqrt(beta * std::max(lam[j], T(0)));
-      T* col = Z + static_cast<size_t>(j) * d;
-      for (int i = 0; i < d; ++i) col[i] = s * U[static_cast<size_t>(i) * l + j];
+      T* col = Z + sz<T>(j, d);
+      for (int i = 0; i < d; ++i) col[i] = s * U[sz<T>(i, l) + j];
     }
     for (int j = 0; j < r; ++j) {
-      T* col = Z + static_cast<size_t>(l + j) * d;
-      for (int i = 0; i < d; ++i) col[i] = G[static_cast<size_t>(i) * r + j];
+      T* col = Z + sz<T>(l + j, d);
+      for (int i = 0; i < d; ++i) col[i] = G[sz<T>(i, r) + j];
     }
     int info = 0;
     const int lwork = static_cast<int>(sc.work.size());
     Lapack<T>::geqrf(&d, &n, Z, &d, sc.tau.data(), sc.work.data(), &lwork, &info);
     if (info != 0) return false;
-
-    // R (k x n, upper trapezoidal) with explicit zeros below the diagonal, then K = R R^T.
-    T* R = sc.trap.data();
+    T* R = sc.b.data();  // k x n, zeros below the diagonal
     for (int j = 0; j < n; ++j) {
-      const int top_rows = std::min(j + 1, k);
-      for (int i = 0; i < top_rows; ++i) R[i + static_cast<size_t>(j) * k] = Z[i + static_cast<size_t>(j) * d];
-      for (int i = top_rows; i < k; ++i) R[i + static_cast<size_t>(j) * k] = T(0);
+      const int rows = std::min(j + 1, k);
+      for (int i = 0; i < rows; ++i) R[i + sz<T>(j, k)] = Z[i + sz<T>(j, d)];
+      for (int i = rows; i < k; ++i) R[i + sz<T>(j, k)] = T(0);
     }
     const T one = T(1), zero = T(0);
-    T* K = sc.gram.data();
+    T* K = sc.c.data();
     Lapack<T>::syrk("U", "N", &k, &n, &one, R, &k, &zero, K, &k);
-    const int liwork = static_cast<int>(sc.iwork.size());
-    Lapack<T>::syevd("V", "U", &k, K, &k, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
-                     &liwork, &info);
-    if (info != 0) return false;
-
-    // Eigenvalues come ascending: mu_i = w[k-1-i]. rho_t = mu_{l+1}, or 0 when l = k (no l+1-th).
-    const T* w = sc.w.data();
-    *top = std::max(w[k - 1], T(0));
-    *rho_t = k > l ? std::max(w[k - 1 - l], T(0)) : T(0);
-    // k = min(d, l + r) >= l: every kept direction has an eigenpair.
-    for (int j = 0; j < l; ++j) lam_out[j] = std::max(std::max(w[k - 1 - j], T(0)) - *rho_t, T(0));
-    // U_out (row-major d x l) = column-major U_new^T (l x d). Fill it with the top eigenvectors
-    // padded by zero rows (C = [V; 0], row-major), then apply Q from the right:
-    // U_new^T = C^T Q^T, i.e. ormqr(side=R, trans=T) on the l x d column-major view.
-    std::fill(U_out, U_out + static_cast<size_t>(d) * l, T(0));
-    for (int j = 0; j < l; ++j) {
-      const T* v = K + static_cast<size_t>(k - 1 - j) * k;
-      for (int i = 0; i < k; ++i) U_out[static_cast<size_t>(i) * l + j] = v[i];
+    {
+      SmallProblemThreads threads(k);
+      const int liwork = static_cast<int>(sc.iwork.size());
+      Lapack<T>::syevd("V", "U", &k, K, &k, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
+                       &liwork, &info);
     }
-    Lapack<T>::ormqr("R", "T", &l, &d, &k, Z, &d, sc.tau.data(), U_out, &l, sc.work.data(),
-                     &lwork, &info);
+    if (info != 0) return false;
+    // k = min(d, l + r) >= l: every kept direction has an eigenpair.
+    take_top(sc.w.data(), k, lam_out, res);
+    // U_out (row-major d x l) is the column-major U_new^T (l x d): fill it with the top eigenvectors
+    // padded by zero rows, then U_new^T = [V; 0]^T Q^T by ormqr(side=R, trans=T).
+    std::fill(U_out, U_out + sz<T>(d, l), T(0));
+    for (int j = 0; j < l; ++j) {
+      const T* v = K + sz<T>(k - 1 - j, k);
+      for (int i = 0; i < k; ++i) U_out[sz<T>(i, l) + j] = v[i];
+    }
+    Lapack<T>::ormqr("R", "T", &l, &d, &k, Z, &d, sc.tau.data(), U_out, &l, sc.work.data(), &lwork,
+                     &info);
     return info == 0;
   }
 
-  // Dense: C = term + beta (U diag(lambda)^(1/2)) (U diag(lambda)^(1/2))^T in the lower triangle
-  // (column-major), then its top m = min(l+1, d) eigenpairs by syevr (MRRR, O(d^2 m) after the
-  // tridiagonal reduction).
-  bool dense(const T* U, const T* lam, const T* term, T beta, T* U_out, T* lam_out, T* rho_t,
-             T* top, Scratch<T>& sc) const {
-    const int d = d_, l = l_, r = r_, m = m_;
-    T* C = sc.stack.data();
+  // C = term + beta (U diag(lambda)^(1/2))(U diag(lambda)^(1/2))^T in the lower triangle.
+  void build_dense(const T* U, const T* lam, const T* term, T beta, Scratch<T>& sc) const {
+    const int d = d_, l = l_, r = r_;
     const T one = T(1), zero = T(0);
+    T* C = sc.a.data();
     if (s_.term_is_matrix) {
-      // Symmetrise while copying: C = (M + M^T) / 2 on the lower triangle.
+      // Symmetrise while copying: C = (M + M^T) / 2.
       for (int j = 0; j < d; ++j) {
         for (int i = j; i < d; ++i) {
-          C[i + static_cast<size_t>(j) * d] =
-              T(0.5) * (term[static_cast<size_t>(i) * d + j] + term[static_cast<size_t>(j) * d + i]);
+          C[i + sz<T>(j, d)] = T(0.5) * (term[sz<T>(i, d) + j] + term[sz<T>(j, d) + i]);
         }
       }
     } else {
       // Row-major G (d x r) is the column-major r x d matrix G^T: C = (G^T)^T G^T = G G^T.
       Lapack<T>::syrk("L", "T", &d, &r, &one, term, &r, &zero, C, &d);
     }
-    T* S = sc.scaled.data();
-    T* root = sc.w.data();  // sqrt(lambda), before w holds eigenvalues
+    T* S = sc.b.data();
+    T* root = sc.w.data();
     for (int j = 0; j < l; ++j) root[j] = std::sqrt(std::max(lam[j], T(0)));
     for (int i = 0; i < d; ++i) {
-      for (int j = 0; j < l; ++j) S[static_cast<size_t>(i) * l + j] = U[static_cast<size_t>(i) * l + j] * root[j];
+      for (int j = 0; j < l; ++j) S[sz<T>(i, l) + j] = U[sz<T>(i, l) + j] * root[j];
     }
     Lapack<T>::syrk("L", "T", &d, &l, &beta, S, &l, &one, C, &d);
+  }
 
-    int info = 0, found = 0;
-    const int il = d - m + 1, iu = d;
+  // Dense: tridiagonal reduction (sytrd, 4/3 d^3, half BLAS-2), every eigenpair of the tridiagonal
+  // matrix by divide and conquer (stedc), back-transformation of the top m = min(l+1, d) vectors
+  // only (ormtr, 2 d^2 m). MRRR (stemr) for the m vectors alone measured 2-3x slower than stedc on
+  // sketch-plus-Wishart spectra at d = 1024, and syevd would back-transform all d vectors.
+  // syevr is the fallback.
+  bool dense(const T* U, const T* lam, const T* term, T beta, T* U_out, T* lam_out, Result* res,
+             Scratch<T>& sc) const {
+    const int d = d_, l = l_, m = m_;
     const int lwork = static_cast<int>(sc.work.size());
     const int liwork = static_cast<int>(sc.iwork.size()) - 2 * m;
-    int* isuppz = sc.iwork.data() + liwork;
-    Lapack<T>::syevr("V", "I", "L", &d, C, &d, &zero, &zero, &il, &iu, &zero, &found, sc.w.data(),
-                     sc.vectors.data(), &d, isuppz, sc.work.data(), &lwork, sc.iwork.data(),
-                     &liwork, &info);
-    if (info != 0 || found != m) return false;
-    const T* w = sc.w.data();  // ascending: w[m-1] is the largest
-    *top = std::max(w[m - 1], T(0));
-    *rho_t = m > l ? std::max(w[0], T(0)) : T(0);
-    const T* V = sc.vectors.data();
+    T* C = sc.a.data();
+    T* V = sc.c.data();
+    const T* w = sc.e.data();  // stedc leaves the eigenvalues, ascending, in the diagonal
+    int info = 0;
+    build_dense(U, lam, term, beta, sc);
+    Lapack<T>::sytrd("L", &d, C, &d, sc.e.data(), sc.f.data(), sc.tau.data(), sc.work.data(),
+                     &lwork, &info);
+    bool ok = info == 0;
+    if (ok) {
+      Lapack<T>::stedc("I", &d, sc.e.data(), sc.f.data(), V, &d, sc.work.data(), &lwork,
+                       sc.iwork.data(), &liwork, &info);
+      ok = info == 0;
+    }
+    T* top = V + sz<T>(d - m, d);  // the last m columns: eigenvectors of the m largest
+    if (ok) {
+      Lapack<T>::ormtr("L", "L", "N", &d, &m, C, &d, sc.tau.data(), top, &d, sc.work.data(),
+                       &lwork, &info);
+      ok = info == 0;
+    }
+    if (ok) {
+      take_top(w + (d - m), m, lam_out, res);
+    } else {
+      const T zero = T(0);
+      const int il = d - m + 1, iu = d;
+      int found = 0;
+      build_dense(U, lam, term, beta, sc);
+      Lapack<T>::syevr("V", "I", "L", &d, C, &d, &zero, &zero, &il, &iu, &zero, &found,
+                       sc.w.data(), top, &d, sc.iwork.data() + liwork, sc.work.data(), &lwork,
+                       sc.iwork.data(), &liwork, &info);
+      if (info != 0 || found != m) return false;
+      take_top(sc.w.data(), m, lam_out, res);
+    }
     for (int j = 0; j < l; ++j) {
-      lam_out[j] = std::max(std::max(w[m - 1 - j], T(0)) - *rho_t, T(0));
-      const T* v = V + static_cast<size_t>(m - 1 - j) * d;
-      for (int i = 0; i < d; ++i) U_out[static_cast<size_t>(i) * l + j] = v[i];
+      const T* v = top + sz<T>(m - 1 - j, d);
+      for (int i = 0; i < d; ++i) U_out[sz<T>(i, l) + j] = v[i];
     }
     return true;
   }
@@ -253,9 +409,9 @@ class Updater {
 
 Method choose_method(const UpdateShape& s) {
   if (s.term_is_matrix) return Method::kDenseEigh;
-  // Thin-stack cost ~ 2 d n^2 (QR) + 4 d n l (apply Q) + ~5 n^3 (eigh of R R^T), all BLAS-3;
-  // dense ~ d^2 n (SYRK) + 4/3 d^3 (half BLAS-2 tridiagonal reduction) + 2 d^2 l. The thin stack
-  // wins until n = l + r approaches d.
+  // Thin stack ~ 8 d l r (projections) + 2 d n l + 3 d l^2 (assembly, Cholesky-QR), all GEMM,
+  // plus an n x n eigh; dense ~ d^2 n (SYRK) + 4/3 d^3 (half BLAS-2 tridiagonal reduction) +
+  // 2 d^2 m. The thin stack wins until n = l + r approaches d.
   const int64_t n = s.rank + s.columns;
   return 4 * n <= 3 * s.dim ? Method::kThinStack : Method::kDenseEigh;
 }
@@ -268,7 +424,11 @@ bool update(const UpdateShape& shape, const UpdateArgs<T>& args, Method requeste
   }
   if (shape.term_is_matrix && shape.columns != shape.dim) return false;
   Method method = requested == Method::kAuto ? choose_method(shape) : requested;
-  if (method == Method::kThinStack && shape.term_is_matrix) return false;
+  if (method != Method::kThinStack && method != Method::kDenseEigh &&
+      method != Method::kThinStackHouseholder) {
+    return false;
+  }
+  if (method != Method::kDenseEigh && shape.term_is_matrix) return false;
   if (shape.batch == 0) return true;
   const Updater<T> updater(shape, method);
   const int workers = batch_workers(shape.batch, shape.dim);

@@ -18,11 +18,19 @@ namespace linalg_core::fd {
 
 enum class Method : int32_t {
   kAuto = -1,
-  // Householder QR of the thin stack Z = [sqrt(beta) U diag(lambda)^(1/2), G] (d x (l+r)), then
-  // the eigendecomposition of R R^T; the new basis is Q times its top eigenvectors.
+  // Thin stack Z = [sqrt(beta) U diag(lambda)^(1/2), G] (d x n, n = l + r <= d). U is already
+  // orthonormal, so Z = [U, Q2] F with G's part orthogonal to U (two Gram-Schmidt passes, GEMMs)
+  // factored as Q2 R2 (LQ of an r x d block) and a small n x n core F; the eigenvectors of
+  // C = Z Z^T are [U, Q2] times those of F F^T. The new basis is re-orthonormalised by one
+  // Cholesky-QR step each update (no drift), and a Householder update replaces this one when that
+  // check finds [U, Q2] far from orthonormal (a term inside span(U) with l + r close to d).
   kThinStack = 0,
-  // C formed densely (SYRK), top l+1 eigenpairs by MRRR (syevr) on the d x d matrix.
+  // C formed densely (SYRK); tridiagonal reduction (sytrd), divide and conquer on the tridiagonal
+  // matrix (stedc), back-transformation of the top l+1 vectors only (ormtr); syevr as the fallback.
   kDenseEigh = 1,
+  // Householder QR of the whole stack Z, eigendecomposition of R R^T, the basis applied through
+  // the reflectors: slower, needs no structure; used for n > d and as the thin stack's fallback.
+  kThinStackHouseholder = 2,
 };
 
 enum class Status : int32_t {

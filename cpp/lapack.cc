@@ -17,6 +17,21 @@ lapack_fn::syevd_t<T> Lapack<T>::syevd = nullptr;
 template <typename T>
 lapack_fn::syevr_t<T> Lapack<T>::syevr = nullptr;
 
+template <typename T>
+lapack_fn::trsm_t<T> Lapack<T>::trsm = nullptr;
+template <typename T>
+lapack_fn::gelqf_t<T> Lapack<T>::gelqf = nullptr;
+template <typename T>
+lapack_fn::orglq_t<T> Lapack<T>::orglq = nullptr;
+template <typename T>
+lapack_fn::potrf_t<T> Lapack<T>::potrf = nullptr;
+template <typename T>
+lapack_fn::sytrd_t<T> Lapack<T>::sytrd = nullptr;
+template <typename T>
+lapack_fn::stedc_t<T> Lapack<T>::stedc = nullptr;
+template <typename T>
+lapack_fn::ormtr_t<T> Lapack<T>::ormtr = nullptr;
+
 template struct Lapack<float>;
 template struct Lapack<double>;
 
@@ -41,6 +56,13 @@ std::vector<Slot>& slots() {
       {"sormqr", slot(Lapack<float>::ormqr)}, {"dormqr", slot(Lapack<double>::ormqr)},
       {"ssyevd", slot(Lapack<float>::syevd)}, {"dsyevd", slot(Lapack<double>::syevd)},
       {"ssyevr", slot(Lapack<float>::syevr)}, {"dsyevr", slot(Lapack<double>::syevr)},
+      {"strsm", slot(Lapack<float>::trsm)},   {"dtrsm", slot(Lapack<double>::trsm)},
+      {"sgelqf", slot(Lapack<float>::gelqf)}, {"dgelqf", slot(Lapack<double>::gelqf)},
+      {"sorglq", slot(Lapack<float>::orglq)}, {"dorglq", slot(Lapack<double>::orglq)},
+      {"spotrf", slot(Lapack<float>::potrf)}, {"dpotrf", slot(Lapack<double>::potrf)},
+      {"ssytrd", slot(Lapack<float>::sytrd)}, {"dsytrd", slot(Lapack<double>::sytrd)},
+      {"sstedc", slot(Lapack<float>::stedc)}, {"dstedc", slot(Lapack<double>::stedc)},
+      {"sormtr", slot(Lapack<float>::ormtr)}, {"dormtr", slot(Lapack<double>::ormtr)},
   };
   return table;
 }
