@@ -76,7 +76,7 @@ class Updater {
     } else {
       // Householder: Z (d x n), R (k x n), R R^T (k x k). Projected: P (r x d), C and C2 (l x r),
       // F (n x n), K (n x n), W (n x l), Gram (l x l), L (r x r).
-      sc.a.resize(std::max(sz<T>(d, n), sz<T>(r, d)));
+      sc.a.resize(std::max(sz<T>(d, n), 2 * sz<T>(r, d)));
       sc.b.resize(std::max(sz<T>(k, n), 2 * sz<T>(l, r) + sz<T>(r, r)));
       sc.c.resize(std::max(sz<T>(k, k), sz<T>(n, n)));
       sc.e.resize(sz<T>(n, n));
@@ -209,7 +209,7 @@ class Updater {
     T* P = sc.a.data();
     T* C = sc.b.data();
     T* C2 = C + sz<T>(l, r);
-    T* Lsave = C2 + sz<T>(l, r);
+    T* R2 = C2 + sz<T>(l, r);
     std::memcpy(P, G, sz<T>(r, d) * sizeof(T));
     // Two classical Gram-Schmidt passes against U ("twice is enough"): C = U^T G, G1 = G - U C.
     Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C, &l);
@@ -217,23 +217,25 @@ class Updater {
     Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C2, &l);
     Lapack<T>::gemm("T", "N", &r, &d, &l, &minus_one, C2, &l, U, &l, &one, P, &r);
     for (size_t i = 0; i < sz<T>(l, r); ++i) C[i] += C2[i];
-    // G1^T = L Q2^T (LQ of the r x d block): G1 = Q2 R2 with R2 = L^T.
+    // Q2: an orthonormal basis of span(G1) from the LQ factorisation of the r x d block G1^T.
+    T* G1 = P + sz<T>(r, d);
+    std::memcpy(G1, P, sz<T>(r, d) * sizeof(T));
     T* tau = sc.tau.data();
     Lapack<T>::gelqf(&r, &d, P, &r, tau, sc.work.data(), &lwork, &info);
     if (info != 0) return false;
-    for (int j = 0; j < r; ++j) {
-      for (int i = 0; i < r; ++i) Lsave[i + sz<T>(j, r)] = i >= j ? P[i + sz<T>(j, r)] : T(0);
-    }
     Lapack<T>::orglq(&r, &d, &r, P, &r, tau, sc.work.data(), &lwork, &info);
     if (info != 0) return false;
-    // Rows of Q2^T belonging to a (numerically) zero part of G1 are arbitrary: project them off U
-    // once more so they do not alias U's columns.
+    // Rows of Q2^T for a (numerically) dependent column of G1 are rounding noise in an arbitrary
+    // direction: project them off U once more and re-orthonormalise, so they do not alias U.
     Lapack<T>::gemm("N", "T", &l, &r, &d, &one, U, &l, P, &r, &zero, C2, &l);
     Lapack<T>::gemm("T", "N", &r, &d, &l, &minus_one, C2, &l, U, &l, &one, P, &r);
     Lapack<T>::gelqf(&r, &d, P, &r, tau, sc.work.data(), &lwork, &info);
     if (info != 0) return false;
     Lapack<T>::orglq(&r, &d, &r, P, &r, tau, sc.work.data(), &lwork, &info);
     if (info != 0) return false;
+    // R2 = Q2^T G1 (r x r) against the final Q2, so G1 = Q2 R2 holds whatever the second pass did
+    // to the noise rows (span(G1) is inside span(Q2) by construction).
+    Lapack<T>::gemm("N", "T", &r, &r, &d, &one, P, &r, G1, &r, &zero, R2, &r);
 
     // Core F = [[diag(sqrt(beta lambda)), C], [0, R2]] (n x n): Z = [U, Q2] F.
     T* F = sc.c.data();
@@ -241,7 +243,7 @@ class Updater {
     for (int j = 0; j < l; ++j) F[j + sz<T>(j, n)] = std::sqrt(beta * std::max(lam[j], T(0)));
     for (int j = 0; j < r; ++j) {
       for (int i = 0; i < l; ++i) F[i + sz<T>(l + j, n)] = C[i + sz<T>(j, l)];
-      for (int i = 0; i <= j; ++i) F[l + i + sz<T>(l + j, n)] = Lsave[j + sz<T>(i, r)];
+      for (int i = 0; i < r; ++i) F[l + i + sz<T>(l + j, n)] = R2[i + sz<T>(j, r)];
     }
     T* K = sc.e.data();
     Lapack<T>::syrk("U", "N", &n, &n, &one, F, &n, &zero, K, &n);

@@ -1,0 +1,25 @@
+"""Test configuration: float64 in JAX, hypothesis profiles, a seeded RNG fixture."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from linalg_core import testing as lct
+
+# The float64 oracles and float64 JAX paths need x64; float32 tests pass float32 explicitly.
+jax.config.update("jax_enable_x64", True)
+
+lct.register_profiles()
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A generator seeded from the test's name: reproducible, and different across tests."""
+    seed = np.frombuffer(request.node.nodeid.encode(), dtype=np.uint8).astype(np.uint64).sum()
+    return np.random.default_rng(int(seed))

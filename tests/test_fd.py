@@ -1,0 +1,469 @@
+"""Frequent Directions: float64 oracle, invariants (hypothesis), NumPy/JAX agreement, bad input.
+
+Tolerances. Householder QR and LAPACK's symmetric eigensolvers are backward stable: the computed
+decomposition is exact for C + E with ||E||_2 <= p(d) eps ||C||_2, p(d) = O(d) in the worst case
+(Higham, Accuracy and Stability of Numerical Algorithms, Thm 19.4 and Sec. 11). Eigenvalues then
+move by at most ||E||_2 (Weyl). The sketch S = U diag(lambda) U^T equals (C - mu_{l+1} I)_+, the
+positive part of a shifted C, which moves by at most c log(d) ||E||_2 (Kato's bound for |.|), so
+sketch comparisons use `(2 + log2 d)` times the eigenvalue tolerance. Over a stream of T updates
+the backward errors add up: T times the per-step bound, at the largest ||C_t||.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import linalg_core as lc
+from linalg_core import testing as lct
+
+DTYPES = [np.float32, np.float64]
+
+
+def eig_tol(dtype, d: int, scale: float) -> float:
+    """Backward-error bound p(d) eps ||C||, p(d) = 4 d (see the module docstring)."""
+    return 4 * d * np.finfo(dtype).eps * scale
+
+
+def sketch_tol(dtype, d: int, scale: float) -> float:
+    return (2 + np.log2(max(d, 2))) * eig_tol(dtype, d, scale)
+
+
+def sketch_matrix(state: lc.FDState) -> np.ndarray:
+    u = np.asarray(state.basis, np.float64)
+    return (u * np.asarray(state.eigvals, np.float64)[..., None, :]) @ np.swapaxes(u, -1, -2)
+
+
+def oracle_update(state: lc.FDState, term: np.ndarray, beta: float):
+    """Dense float64 FD update of one sketch: returns (S, lambda, rho_t, rho, ||C||)."""
+    u = np.asarray(state.basis, np.float64)
+    lam = np.asarray(state.eigvals, np.float64)
+    d, rank = u.shape
+    c = beta * (u * lam) @ u.T + term
+    w, v = np.linalg.eigh(c)
+    w, v = w[::-1], v[:, ::-1]
+    rho_t = max(w[rank], 0.0) if rank < d else 0.0
+    new_lam = np.maximum(w[:rank] - rho_t, 0)
+    s = (v[:, :rank] * new_lam) @ v[:, :rank].T
+    return s, new_lam, rho_t, beta * float(state.escaped_mass) + rho_t, max(w[0], 0.0)
+
+
+def term_matrix(factor=None, matrix=None) -> np.ndarray:
+    if matrix is not None:
+        m = np.asarray(matrix, np.float64)
+        return (m + m.T) / 2
+    g = np.asarray(factor, np.float64)
+    return g @ g.T
+
+
+def random_state(rng, d, rank, dtype, steps=2):
+    """A non-trivial sketch reached by a few updates (decaying spectrum)."""
+    state = lc.fd_init(d, rank, dtype=dtype)
+    scales = np.geomspace(1, 1e-2, d)
+    for _ in range(steps):
+        g = (scales[:, None] * rng.standard_normal((d, rank))).astype(dtype)
+        state, _ = lc.fd_update(state, factor=g, beta=1.0)
+    return state
+
+
+# --------------------------------------------------------------------------- oracle, one update
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "form,method,cols",
+    [
+        ("factor", "thin_stack", 5),
+        ("factor", "dense_eigh", 5),
+        ("factor", "auto", 48),
+        ("factor", "thin_stack_householder", 5),
+        ("factor", "thin_stack", 70),  # l + r > d: only the Householder form applies
+        ("matrix", "dense_eigh", 48),
+    ],
+)
+@pytest.mark.parametrize("beta", [1.0, 0.9])
+def test_update_matches_float64_oracle(rng, dtype, form, method, cols, beta):
+    d, rank = 48, 12
+    state = random_state(rng, d, rank, dtype)
+    g = rng.standard_normal((d, cols)).astype(dtype)
+    kwargs = {"factor": g} if form == "factor" else {"matrix": (g @ g.T).astype(dtype)}
+    new, info = lc.fd_update(state, beta=beta, method=method, **kwargs)
+    s_ref, lam_ref, rho_t_ref, rho_ref, norm_c = oracle_update(state, term_matrix(**kwargs), beta)
+
+    assert bool(info.converged) and int(info.status) == 0
+    tol = eig_tol(dtype, d, norm_c)
+    np.testing.assert_allclose(new.eigvals, lam_ref, rtol=0, atol=2 * tol)  # two eigenvalues' errors
+    assert abs(float(info.step_escaped_mass) - rho_t_ref) <= tol
+    assert abs(float(new.escaped_mass) - rho_ref) <= tol + 4 * np.finfo(dtype).eps * rho_ref
+    assert np.abs(sketch_matrix(new) - s_ref).max() <= sketch_tol(dtype, d, norm_c)
+    # Orthonormal basis: Householder Q / MRRR vectors are orthonormal to O(d eps).
+    u = np.asarray(new.basis, np.float64)
+    assert np.abs(u.T @ u - np.eye(rank)).max() <= 4 * d * np.finfo(dtype).eps
+    assert np.all(np.diff(np.asarray(new.eigvals)) <= 0) and np.all(np.asarray(new.eigvals) >= 0)
+    assert float(info.residual) == pytest.approx(rho_t_ref / norm_c, abs=2 * tol / norm_c)
+    expected_method = method
+    if method == "auto":
+        expected_method = "dense_eigh" if 4 * (rank + cols) > 3 * d else "thin_stack"
+    if expected_method == "thin_stack" and rank + cols > d:
+        expected_method = "thin_stack_householder"
+    assert int(info.method) == lc.FD_METHODS[expected_method]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_full_rank_sketch_is_exact(rng, dtype):
+    """l = d keeps everything: rho stays 0 and the sketch equals the stream."""
+    d = 10
+    state = lc.fd_init(d, d, dtype=dtype)
+    total = np.zeros((d, d))
+    for _ in range(4):
+        g = rng.standard_normal((d, 3)).astype(dtype)
+        state, info = lc.fd_update(state, factor=g, beta=0.5)
+        total = 0.5 * total + term_matrix(factor=g)
+        assert float(info.step_escaped_mass) == 0.0
+    assert float(state.escaped_mass) == 0.0
+    assert np.abs(sketch_matrix(state) - total).max() <= 4 * sketch_tol(dtype, d, np.linalg.norm(total, 2))
+
+
+def test_first_update_from_empty_state(rng):
+    d, rank = 20, 4
+    g = rng.standard_normal((d, 2))
+    state, info = lc.fd_update(lc.fd_init(d, rank, dtype=np.float64), factor=g)
+    # A rank-2 term in a rank-4 sketch: nothing escapes and the sketch is the term.
+    assert float(info.step_escaped_mass) <= eig_tol(np.float64, d, np.linalg.norm(g, 2) ** 2)
+    np.testing.assert_allclose(sketch_matrix(state), g @ g.T, atol=sketch_tol(np.float64, d, np.linalg.norm(g, 2) ** 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_term_inside_span_of_basis_falls_back_exactly(rng, dtype):
+    """From the initial basis e_1..e_l, a term inside span(e_1..e_l) leaves G's orthogonal part
+    zero; the projected thin stack detects the degenerate [U, Q2] and the Householder form
+    gives the exact answer."""
+    d, rank = 16, 6
+    g = np.zeros((d, 3), dtype)
+    g[:rank] = rng.standard_normal((rank, 3))
+    state, info = lc.fd_update(lc.fd_init(d, rank, dtype=dtype), factor=g)
+    assert int(info.method) == lc.FD_METHODS["thin_stack_householder"] and bool(info.converged)
+    s_ref, _, _, _, norm_c = oracle_update(lc.fd_init(d, rank, dtype=dtype), term_matrix(factor=g), 1.0)
+    assert np.abs(sketch_matrix(state) - s_ref).max() <= sketch_tol(dtype, d, norm_c)
+    u = np.asarray(state.basis, np.float64)
+    assert np.abs(u.T @ u - np.eye(rank)).max() <= 4 * d * np.finfo(dtype).eps
+
+
+def test_zero_term_only_decays(rng):
+    state = random_state(rng, 16, 4, np.float64)
+    new, info = lc.fd_update(state, factor=np.zeros((16, 3)), beta=0.5)
+    tol = eig_tol(np.float64, 16, float(state.eigvals[0]))
+    np.testing.assert_allclose(new.eigvals, 0.5 * state.eigvals, atol=tol)
+    assert float(info.step_escaped_mass) <= tol
+
+
+# --------------------------------------------------------------------------- invariants on streams
+
+
+def run_stream(stream, rank, beta, dtype):
+    """Feeds a stream through fd_update; returns the final state, the float64 A_T and max ||A_t||."""
+    d = stream.terms[0].shape[0]
+    state = lc.fd_init(d, rank, dtype=dtype)
+    total = np.zeros((d, d))
+    peak = 0.0
+    for term in stream.terms:
+        kwargs = {"factor": term} if stream.form == "factor" else {"matrix": term}
+        state, info = lc.fd_update(state, beta=beta, **kwargs)
+        assert bool(info.converged)
+        total = beta * total + term_matrix(**kwargs)
+        peak = max(peak, np.linalg.norm(total, 2))
+    return state, total, peak
+
+
+@st.composite
+def stream_cases(draw):
+    dtype = draw(lct.dtypes())
+    d = draw(st.integers(2, 24))
+    rank = draw(st.integers(1, d))
+    beta = draw(st.sampled_from([1.0, 0.99, 0.9, 0.5]))
+    form = draw(st.sampled_from(["factor", "matrix"]))
+    stream = draw(lct.fd_streams(d, steps=st.integers(1, 6), dtype=dtype, form=form))
+    return dtype, d, rank, beta, stream
+
+
+@given(stream_cases())
+def test_sandwich_and_liberty_bounds(case):
+    """0 <= A_T - S <= rho I and rho <= min_k sum_{i>k} lambda_i(A_T) / (l + 1 - k)."""
+    dtype, d, rank, beta, stream = case
+    state, total, peak = run_stream(stream, rank, beta, dtype)
+    tol = len(stream.terms) * sketch_tol(dtype, d, peak)
+    rho = float(state.escaped_mass)
+    gap = np.linalg.eigvalsh(total - sketch_matrix(state))
+    assert gap[0] >= -tol
+    assert gap[-1] <= rho + tol
+    lam = np.clip(np.linalg.eigvalsh(total)[::-1], 0, None)
+    tails = np.array([lam[k:].sum() / (rank + 1 - k) for k in range(rank + 1)])
+    assert rho <= tails.min() + tol * d
+    u = np.asarray(state.basis, np.float64)
+    assert np.abs(u.T @ u - np.eye(rank)).max() <= 4 * d * np.finfo(dtype).eps * len(stream.terms)
+    ev = np.asarray(state.eigvals)
+    assert np.all(np.diff(ev) <= 0) and np.all(ev >= 0) and np.all(np.isfinite(ev))
+
+
+@given(
+    dtype=lct.dtypes(),
+    d=st.integers(3, 24),
+    data=st.data(),
+)
+def test_exact_recovery_when_stream_rank_at_most_l(dtype, d, data):
+    """A stream living in a k-dimensional subspace, k <= l, is sketched exactly (rho = 0)."""
+    k = data.draw(st.integers(1, d - 1))
+    rank = data.draw(st.integers(k, d))
+    q = data.draw(lct.orthogonal_matrices(d))[:, :k]
+    steps = data.draw(st.integers(1, 5))
+    seed = data.draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    terms = [(q @ rng.standard_normal((k, data.draw(st.integers(1, 4))))).astype(dtype) for _ in range(steps)]
+    state, total, peak = run_stream(lct.FDStream(terms, "factor"), rank, 0.9, dtype)
+    tol = steps * sketch_tol(dtype, d, peak)
+    assert float(state.escaped_mass) <= tol
+    assert np.abs(sketch_matrix(state) - total).max() <= tol
+
+
+@given(dtype=lct.dtypes(), d=st.integers(2, 16), data=st.data())
+def test_equivariant_under_orthogonal_similarity(dtype, d, data):
+    """Sketching the rotated stream Q g_t gives the rotated sketch Q S Q^T, the same rho."""
+    rank = data.draw(st.integers(1, d))
+    q = data.draw(lct.orthogonal_matrices(d))
+    stream = data.draw(lct.fd_streams(d, steps=3, dtype=np.float64, form="factor"))
+    rotated = lct.FDStream([(q @ g).astype(dtype) for g in stream.terms], "factor")
+    plain = lct.FDStream([g.astype(dtype) for g in stream.terms], "factor")
+    s1, _, peak = run_stream(plain, rank, 0.9, dtype)
+    s2, _, _ = run_stream(rotated, rank, 0.9, dtype)
+    tol = 3 * sketch_tol(dtype, d, peak) * 4  # two runs, plus the rounding of Q g_t to dtype
+    assert abs(float(s1.escaped_mass) - float(s2.escaped_mass)) <= tol
+    assert np.abs(q @ sketch_matrix(s1) @ q.T - sketch_matrix(s2)).max() <= tol
+
+
+@given(dtype=lct.dtypes(), scale=st.sampled_from([1e-6, 1e-3, 10.0, 1e4]), data=st.data())
+def test_scaling_terms_scales_the_sketch(dtype, scale, data):
+    """Terms c*g_t give eigenvalues and escaped mass times c^2, the same basis span."""
+    d = data.draw(st.integers(2, 16))
+    rank = data.draw(st.integers(1, d))
+    stream = data.draw(lct.fd_streams(d, steps=3, dtype=dtype, form="factor"))
+    scaled = lct.FDStream([(scale * g).astype(dtype) for g in stream.terms], "factor")
+    s1, _, peak = run_stream(stream, rank, 0.9, dtype)
+    s2, _, _ = run_stream(scaled, rank, 0.9, dtype)
+    tol = 3 * sketch_tol(dtype, d, peak) * 4
+    assert abs(float(s2.escaped_mass) / scale**2 - float(s1.escaped_mass)) <= tol
+    assert np.abs(sketch_matrix(s2) / scale**2 - sketch_matrix(s1)).max() <= tol
+
+
+# --------------------------------------------------------------------------- batching, JAX
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_equals_looped(rng, dtype):
+    d, rank, batch = 24, 6, (3, 2)
+    state = lc.fd_init(d, rank, dtype=dtype, batch_shape=batch)
+    g = rng.standard_normal(batch + (d, 5)).astype(dtype)
+    beta = np.array([[1.0, 0.9], [0.5, 0.99], [0.7, 1.0]])
+    for _ in range(2):
+        state, info = lc.fd_update(state, factor=g, beta=beta)
+    for idx in np.ndindex(*batch):
+        single = lc.fd_init(d, rank, dtype=dtype)
+        for _ in range(2):
+            single, _ = lc.fd_update(single, factor=g[idx], beta=float(beta[idx]))
+        np.testing.assert_array_equal(state.eigvals[idx], single.eigvals)
+        np.testing.assert_array_equal(state.basis[idx], single.basis)
+        np.testing.assert_array_equal(state.escaped_mass[idx], single.escaped_mass)
+    assert info.status.shape == batch
+
+
+def test_batch_broadcasts_state_and_term(rng):
+    state = lc.fd_init(16, 4, dtype=np.float64)
+    g = rng.standard_normal((5, 16, 3))
+    new, info = lc.fd_update(state, factor=g)
+    assert new.basis.shape == (5, 16, 4) and info.residual.shape == (5,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["factor", "matrix"])
+def test_numpy_and_jax_paths_agree(rng, dtype, form):
+    d, rank = 32, 8
+    state = random_state(rng, d, rank, dtype)
+    g = rng.standard_normal((d, 6)).astype(dtype)
+    term = {"factor": g} if form == "factor" else {"matrix": (g @ g.T).astype(dtype)}
+    ref, ref_info = lc.fd_update(state, beta=0.95, **term)
+    jstate = lc.FDState(*(jnp.asarray(a) for a in state))
+    jterm = {k: jnp.asarray(v) for k, v in term.items()}
+    out, info = jax.jit(lambda s, t: lc.fd_update(s, beta=0.95, **t))(jstate, jterm)
+    # Same kernel, same inputs, same LAPACK: bitwise equal.
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    np.testing.assert_array_equal(np.asarray(info.step_escaped_mass), ref_info.step_escaped_mass)
+    assert out.basis.dtype == np.dtype(dtype)
+
+
+def test_jax_vmap_and_traced_beta(rng):
+    d, rank = 16, 4
+    states = lc.fd_init(d, rank, dtype=np.float64, batch_shape=(3,), backend="jax")
+    g = jnp.asarray(rng.standard_normal((3, d, 2)))
+    betas = jnp.asarray([1.0, 0.9, 0.5])
+    f = jax.jit(jax.vmap(lambda s, t, b: lc.fd_update(s, factor=t, beta=b)))
+    out, info = f(states, g, betas)
+    ref, _ = lc.fd_update(lc.fd_init(d, rank, dtype=np.float64, batch_shape=(3,)),
+                          factor=np.asarray(g), beta=np.asarray(betas))
+    np.testing.assert_array_equal(np.asarray(out.eigvals), ref.eigvals)
+    assert info.status.shape == (3,)
+
+
+def test_jax_non_finite_term_leaves_state_unchanged(rng):
+    state = lc.FDState(*(jnp.asarray(a) for a in random_state(rng, 16, 4, np.float64)))
+    g = jnp.asarray(rng.standard_normal((16, 3))).at[2, 1].set(jnp.nan)
+    new, info = jax.jit(lambda s, t: lc.fd_update(s, factor=t))(state, g)
+    assert int(info.status) == lc.FD_STATUS["non_finite_input"] and not bool(info.converged)
+    for a, b in zip(new, state):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_jax_bad_traced_beta_leaves_state_unchanged(rng):
+    state = lc.fd_init(8, 2, dtype=np.float64, backend="jax")
+    new, info = jax.jit(lambda b: lc.fd_update(state, factor=jnp.ones((8, 1)), beta=b))(1.5)
+    assert int(info.status) == lc.FD_STATUS["bad_beta"]
+    np.testing.assert_array_equal(np.asarray(new.basis), np.asarray(state.basis))
+
+
+def test_low_precision_terms_accumulate_in_state_dtype(rng):
+    g = rng.standard_normal((16, 3))
+    state = lc.fd_init(16, 4, dtype=np.float32)
+    a, _ = lc.fd_update(state, factor=g.astype(np.float16))
+    b, _ = lc.fd_update(state, factor=g.astype(np.float16).astype(np.float32))
+    assert a.basis.dtype == np.float32
+    np.testing.assert_array_equal(a.eigvals, b.eigvals)
+    jb, _ = lc.fd_update(lc.FDState(*map(jnp.asarray, state)), factor=jnp.asarray(g, jnp.bfloat16))
+    assert jb.basis.dtype == jnp.float32
+
+
+# --------------------------------------------------------------------------- inverse root, merge
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2, 4])
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_apply_inverse_root_matches_dense(rng, dtype, p, backend):
+    d, rank, eps = 24, 6, 1e-3
+    state = random_state(rng, d, rank, dtype, steps=3)
+    x = rng.standard_normal((d, 3)).astype(dtype)
+    if backend == "jax":
+        y = jax.jit(lambda s, v: lc.fd_apply_inverse_root(s, v, p=p, eps=eps))(
+            lc.FDState(*map(jnp.asarray, state)), jnp.asarray(x))
+    else:
+        y = lc.fd_apply_inverse_root(state, x, p=p, eps=eps)
+    floor = float(state.escaped_mass) + eps
+    m = sketch_matrix(state) + floor * np.eye(d)
+    w, v = np.linalg.eigh(m)
+    ref = (v * w ** (-1.0 / p)) @ v.T @ x.astype(np.float64)
+    # Each output entry is a short sum of products of O(1) terms of size <= floor^(-1/p) |x|:
+    # forward error O((d + l) eps) relative to that scale (two GEMMs of depth d and l).
+    scale = floor ** (-1.0 / p) * np.abs(x).max()
+    assert np.abs(np.asarray(y, np.float64) - ref).max() <= 4 * (d + rank) * np.finfo(dtype).eps * scale
+
+
+def test_apply_inverse_root_broadcasts_batch(rng):
+    states = lc.fd_init(8, 2, dtype=np.float64, batch_shape=(4,))
+    states, _ = lc.fd_update(states, factor=rng.standard_normal((4, 8, 2)))
+    y = lc.fd_apply_inverse_root(states, np.ones((8, 1)), p=2, eps=1e-2)
+    assert y.shape == (4, 8, 1)
+    for i in range(4):
+        yi = lc.fd_apply_inverse_root(lc.FDState(*(a[i] for a in states)), np.ones((8, 1)), p=2, eps=1e-2)
+        np.testing.assert_allclose(y[i], yi, rtol=1e-14)
+
+
+@given(dtype=lct.dtypes(), d=st.integers(2, 20), parts=st.integers(2, 4), data=st.data())
+def test_merge_keeps_invariants_for_the_summed_stream(dtype, d, parts, data):
+    rank = data.draw(st.integers(1, d))
+    states, total, peak = [], np.zeros((d, d)), 0.0
+    for _ in range(parts):
+        stream = data.draw(lct.fd_streams(d, steps=st.integers(1, 3), dtype=dtype, form="factor"))
+        s, a, pk = run_stream(stream, rank, 1.0, dtype)
+        states.append(s)
+        total += a
+        peak += pk
+    merged = lc.fd_merge(states)
+    tol = 4 * parts * sketch_tol(dtype, d, peak)
+    rho = float(merged.escaped_mass)
+    gap = np.linalg.eigvalsh(total - sketch_matrix(merged))
+    assert gap[0] >= -tol and gap[-1] <= rho + tol
+    lam = np.clip(np.linalg.eigvalsh(total)[::-1], 0, None)
+    assert rho <= min(lam[k:].sum() / (rank + 1 - k) for k in range(rank + 1)) + d * tol
+
+
+def test_merge_with_empty_sketch_is_identity(rng):
+    s = random_state(rng, 16, 4, np.float64)
+    merged = lc.fd_merge([s, lc.fd_init(16, 4, dtype=np.float64)])
+    np.testing.assert_allclose(sketch_matrix(merged), sketch_matrix(s), atol=sketch_tol(np.float64, 16, float(s.eigvals[0])))
+    assert float(merged.escaped_mass) == pytest.approx(float(s.escaped_mass), abs=1e-12)
+
+
+def test_merge_jax_matches_numpy(rng):
+    a, b = random_state(rng, 16, 4, np.float64), random_state(rng, 16, 4, np.float64)
+    ref = lc.fd_merge([a, b])
+    out = jax.jit(lambda x, y: lc.fd_merge([x, y]))(lc.FDState(*map(jnp.asarray, a)), lc.FDState(*map(jnp.asarray, b)))
+    np.testing.assert_allclose(np.asarray(out.eigvals), ref.eigvals, rtol=1e-13)
+
+
+def test_state_bytes():
+    assert lc.fd_state_bytes(1024, 256) == (1024 * 256 + 256 + 1) * 4
+    assert lc.fd_state_bytes(128, 32, dtype=np.float64, batch_shape=(64,)) == 64 * (128 * 32 + 33) * 8
+    s = lc.fd_init(128, 32, dtype=np.float64, batch_shape=(64,))
+    assert sum(a.nbytes for a in s) == lc.fd_state_bytes(128, 32, dtype=np.float64, batch_shape=(64,))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: lc.fd_init(4, 5), "rank"),
+        (lambda: lc.fd_init(4, 0), "rank"),
+        (lambda: lc.fd_init(0, 1), "dim"),
+        (lambda: lc.fd_init(4, 2, dtype=np.int32), "dtype"),
+        (lambda: lc.fd_init(4, 2, backend="torch"), "backend"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2)), "exactly one"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1)), matrix=np.eye(4)), "exactly one"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((5, 1))), "factor"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones(4)), "factor"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1), np.int64)), "factor"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), matrix=np.ones((4, 3))), "matrix"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1)), beta=0.0), "beta"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1)), beta=1.5), "beta"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.full((4, 1), np.nan)), "factor"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), matrix=np.full((4, 4), np.inf)), "matrix"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1)), method="svd"), "method"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2), matrix=np.eye(4), method="thin_stack"), "thin_stack"),
+        (lambda: lc.fd_update(lc.fd_init(4, 2, batch_shape=(3,)), factor=np.ones((2, 4, 1))), "batch"),
+        (lambda: lc.fd_update((np.eye(4, 2), np.zeros(3), np.zeros(())), factor=np.ones((4, 1))), "eigvals"),
+        (lambda: lc.fd_apply_inverse_root(lc.fd_init(4, 2), np.ones((3, 1)), p=2, eps=1e-3), "x"),
+        (lambda: lc.fd_apply_inverse_root(lc.fd_init(4, 2), np.ones((4, 1)), p=0, eps=1e-3), "p"),
+        (lambda: lc.fd_apply_inverse_root(lc.fd_init(4, 2), np.ones((4, 1)), p=2, eps=0.0), "eps"),
+        (lambda: lc.fd_merge([]), "states"),
+        (lambda: lc.fd_merge([lc.fd_init(4, 2), lc.fd_init(5, 2)]), r"states\[1\]"),
+    ],
+)
+def test_bad_input_names_the_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_non_finite_state_is_rejected():
+    s = lc.fd_init(4, 2, dtype=np.float64)
+    s = s._replace(eigvals=np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match="state.eigvals"):
+        lc.fd_update(s, factor=np.ones((4, 1)))
+
+
+def test_jax_shape_errors_at_trace_time():
+    state = lc.fd_init(4, 2, backend="jax")
+    with pytest.raises(ValueError, match="factor"):
+        jax.jit(lambda g: lc.fd_update(state, factor=g))(jnp.ones((5, 1), jnp.float32))
