@@ -1,0 +1,1 @@
+"""Ratio benchmarks of linalg_core against peers measured in the same run (see __main__)."""

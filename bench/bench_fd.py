@@ -1,0 +1,202 @@
+"""Frequent Directions update: linalg_core against precondition-opt's FD update and textbook FD.
+
+Cases (float32, beta = 0.999, one update from a warm sketch reached by three earlier updates):
+  (a) d=1024, l=256, full-rank factor G (d x d), the Shampoo statistics factor;
+  (b) d=1024, l=256, thin factor r=32;
+  (c) 64 blocks of d=128, l=32, full-rank factors (and r=8), as a blocked optimizer runs them.
+Peers, same process, interleaved timing:
+  precondition-opt 0.3.0 `distributed_shampoo._fd_update_root` (google-research/precondition's
+  Sketchy FD; jitted, vmapped over blocks; a thin G is zero-padded to d x d as its optimizer
+  does; its inverse-root bookkeeping is part of its update), and textbook FD with
+  `scipy.linalg.svd` of the stack [sqrt(beta) U diag(lambda)^(1/2), G].
+Accuracy against a float64 oracle (dense eigh of the float64 C built from the same float32 inputs):
+  ||S - S*||_2 / ||C||_2 for the sketch S = U diag(lambda) U^T, |rho_t - rho_t*| / ||C||_2, and
+  max |U^T U - I|.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+import linalg_core as lc
+from bench.harness import time_interleaved
+
+BETA = 0.999
+CASES = [
+    {"name": "a_full_rank", "label": "(a) d=1024 l=256 G full rank", "d": 1024, "rank": 256, "cols": 1024, "batch": 0, "target": 8.0},
+    {"name": "b_thin_r32", "label": "(b) d=1024 l=256 r=32", "d": 1024, "rank": 256, "cols": 32, "batch": 0, "target": 30.0},
+    {"name": "c_blocks_full", "label": "(c) 64 x (d=128 l=32) G full rank", "d": 128, "rank": 32, "cols": 128, "batch": 64, "target": 3.0},
+    {"name": "c_blocks_thin", "label": "(c') 64 x (d=128 l=32) r=8", "d": 128, "rank": 32, "cols": 8, "batch": 64, "target": None},
+]
+
+
+def warm_start(rng: np.random.Generator, d: int, rank: int, batch: int) -> lc.FDState:
+    """A float32 sketch after three float64 updates by decaying-spectrum full-rank factors."""
+    shape = (batch,) if batch else ()
+    state = lc.fd_init(d, rank, dtype=np.float64, batch_shape=shape)
+    scales = np.geomspace(1.0, 1e-2, d)[:, None]
+    for _ in range(3):
+        g = scales * rng.standard_normal(shape + (d, d))
+        state, _ = lc.fd_update(state, factor=g, beta=BETA)
+    return lc.FDState(*(np.asarray(a, np.float32) for a in state))
+
+
+def oracle(basis, eigvals, g, beta):
+    """float64 dense FD update of one sketch: (S*, rho_t*, ||C||_2)."""
+    u, lam, g = (np.asarray(x, np.float64) for x in (basis, eigvals, g))
+    rank = u.shape[1]
+    c = beta * (u * lam) @ u.T + g @ g.T
+    w, v = np.linalg.eigh(c)
+    w, v = w[::-1], v[:, ::-1]
+    rho_t = max(w[rank], 0.0)
+    s = (v[:, :rank] * np.maximum(w[:rank] - rho_t, 0)) @ v[:, :rank].T
+    return s, rho_t, w[0]
+
+
+def accuracy(basis, eigvals, step_mass, state, g, beta) -> dict:
+    """Worst case over the batch of the sketch, escaped-mass and orthogonality errors."""
+    basis, eigvals, step_mass = (np.asarray(x, np.float64) for x in (basis, eigvals, step_mass))
+    batch = basis.shape[:-2]
+    errs = {"sketch_rel_err": 0.0, "rho_rel_err": 0.0, "orthogonality": 0.0}
+    for idx in np.ndindex(*batch):
+        s_ref, rho_ref, norm_c = oracle(state.basis[idx], state.eigvals[idx], g[idx], beta)
+        u = basis[idx]
+        s = (u * eigvals[idx]) @ u.T
+        errs["sketch_rel_err"] = max(errs["sketch_rel_err"], np.abs(np.linalg.eigvalsh(s - s_ref)).max() / norm_c)
+        errs["rho_rel_err"] = max(errs["rho_rel_err"], abs(float(step_mass[idx]) - rho_ref) / norm_c)
+        errs["orthogonality"] = max(errs["orthogonality"], np.abs(u.T @ u - np.eye(u.shape[1])).max())
+    return errs
+
+
+def peer_precondition(state: lc.FDState, g: np.ndarray, beta: float):
+    """precondition-opt's FD update, jitted (vmapped over blocks): returns (run, outputs)."""
+    import jax
+    import jax.numpy as jnp
+    from precondition import distributed_shampoo as ds
+
+    d, rank = state.basis.shape[-2:]
+    batched = state.basis.ndim == 3
+
+    def pack(basis, eigvals, tail):
+        return ds._fd_low_rank_pack(basis, eigvals, jnp.zeros_like(eigvals), 0.0, tail, False, rank)
+
+    def update(grad, prev):
+        # ridge_epsilon=0: no ridge added to the sketch, so accuracy compares the FD step alone.
+        return ds._fd_update_root(grad, 4, rank=rank, ridge_epsilon=0.0, decay=beta,
+                                  padding_start=d, prev=prev)[0]
+
+    if batched:
+        pack, update = jax.vmap(pack), jax.vmap(update)
+    prev = jax.jit(pack)(jnp.asarray(state.basis), jnp.asarray(state.eigvals), jnp.asarray(state.escaped_mass))
+    pad = np.zeros(g.shape[:-1] + (d,), np.float32)
+    pad[..., : g.shape[-1]] = g
+    grad = jnp.asarray(pad)
+    fn = jax.jit(update)
+
+    def run():
+        return jax.block_until_ready(fn(grad, prev))
+
+    def outputs():
+        unpack = lambda p: ds._fd_low_rank_unpack(p, rank)  # noqa: E731
+        packed = run()
+        eigvecs, eigvals, _, _, tail, _ = (jax.vmap(unpack) if batched else unpack)(packed)
+        return np.asarray(eigvecs), np.asarray(eigvals), np.asarray(tail) - beta * state.escaped_mass
+
+    return run, outputs
+
+
+def textbook_svd(state: lc.FDState, g: np.ndarray, beta: float):
+    """FD by the SVD of the stack [sqrt(beta) U diag(lambda)^(1/2), G] (SciPy, float32)."""
+    import scipy.linalg
+
+    rank = state.basis.shape[-1]
+    batch = state.basis.shape[:-2]
+
+    def one(idx):
+        stack = np.concatenate([np.sqrt(beta * state.eigvals[idx]) * state.basis[idx], g[idx]], axis=1)
+        u, s, _ = scipy.linalg.svd(stack, full_matrices=False, check_finite=False)
+        rho_t = s[rank] ** 2
+        return u[:, :rank], s[:rank] ** 2 - rho_t, rho_t
+
+    def outputs():
+        res = [one(idx) for idx in np.ndindex(*batch)]
+        return tuple(np.stack([r[i] for r in res]).reshape(batch + np.shape(res[0][i])) for i in range(3))
+
+    return outputs, outputs
+
+
+def ours_numpy(state, g, beta):
+    def outputs():
+        s, info = lc.fd_update(state, factor=g, beta=beta)
+        return s.basis, s.eigvals, info.step_escaped_mass
+
+    return outputs, outputs
+
+
+def ours_jax(state, g, beta):
+    import jax
+    import jax.numpy as jnp
+
+    jstate = lc.FDState(*(jnp.asarray(a) for a in state))
+    jg = jnp.asarray(g)
+    fn = jax.jit(lambda s, x: lc.fd_update(s, factor=x, beta=beta))
+
+    def run():
+        return jax.block_until_ready(fn(jstate, jg))
+
+    def outputs():
+        s, info = run()
+        return np.asarray(s.basis), np.asarray(s.eigvals), np.asarray(info.step_escaped_mass)
+
+    return run, outputs
+
+
+METHODS: dict[str, Callable] = {
+    "linalg_core (NumPy)": ours_numpy,
+    "linalg_core (JAX)": ours_jax,
+    "precondition-opt": peer_precondition,
+    "SciPy SVD (textbook)": textbook_svd,
+}
+OURS = ("linalg_core (NumPy)", "linalg_core (JAX)")
+PEER = "precondition-opt"
+
+
+def run(quick: bool, log: Callable[[str], None]) -> dict:
+    rng = np.random.default_rng(20261122)
+    cases = []
+    for case in CASES:
+        d, rank, cols, batch = case["d"], case["rank"], case["cols"], case["batch"]
+        shape = (batch,) if batch else ()
+        state = warm_start(rng, d, rank, batch)
+        g = (np.geomspace(1.0, 1e-2, d)[:, None] * rng.standard_normal(shape + (d, cols))).astype(np.float32)
+        fns, accs = {}, {}
+        for name, make in METHODS.items():
+            run_fn, outputs = make(state, g, BETA)
+            fns[name] = run_fn
+            accs[name] = accuracy(*outputs(), state, g, BETA)
+        repeats = 3 if quick else (7 if d * cols >= 1024 * 1024 else 15)
+        times = time_interleaved(fns, repeats=repeats)
+        ratios = {
+            f"{peer} / {ours}": times[peer]["median_s"] / times[ours]["median_s"]
+            for ours in OURS
+            for peer in METHODS
+            if peer not in OURS
+        }
+        bytes_ours = lc.fd_state_bytes(d, rank, dtype=np.float32, batch_shape=shape)
+        bytes_peer = (batch or 1) * d * (rank + 2) * 4
+        bytes_full = (batch or 1) * d * d * 4
+        result = {**case, "beta": BETA, "times": times, "accuracy": accs, "ratios": ratios,
+                  "state_bytes": {"linalg_core": bytes_ours, "precondition-opt": bytes_peer,
+                                  "full statistic": bytes_full}}
+        cases.append(result)
+        log(f"{case['label']}:")
+        for name in METHODS:
+            a = accs[name]
+            log(f"  {name:24s} {1e3 * times[name]['median_s']:9.2f} ms   sketch err {a['sketch_rel_err']:.1e}"
+                f"   rho err {a['rho_rel_err']:.1e}   orth {a['orthogonality']:.1e}")
+        for key in (f"{PEER} / {OURS[0]}", f"{PEER} / {OURS[1]}"):
+            target = f" (target >= {case['target']:g}x)" if case["target"] else ""
+            log(f"  speed-up {key}: {ratios[key]:.1f}x{target}")
+    return {"suite": "fd", "cases": cases, "peer": PEER, "ours": list(OURS)}

@@ -1,0 +1,103 @@
+"""Timing, environment record and the suite runner of the benchmark report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+SUITES = ("fd",)
+
+
+def environment() -> dict:
+    """What ran: Python, NumPy/SciPy/JAX versions, CPU count, BLAS kernels (threadpoolctl)."""
+    import jax
+    import numpy as np
+    import scipy
+    import threadpoolctl
+
+    import scipy.linalg  # noqa: F401  (loads SciPy's OpenBLAS so threadpoolctl sees it)
+
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "prefix", "version", "architecture", "num_threads")}
+        for info in threadpoolctl.threadpool_info()
+        if info.get("user_api") == "blas"
+    ]
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "jax": jax.__version__,
+        "blas": blas,
+        "openblas_pins_removed": os.environ.get("LINALG_CORE_BENCH_UNPINNED") == "1",
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+    }
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
+    """Times each callable `repeats` times, round-robin (A B C A B C ...), after `warmup` calls.
+
+    Round-robin keeps a drift of the shared machine's speed from favouring one method; ratios are
+    taken between medians of the same run. Callables must block until their result is ready.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return {
+        name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
+        for name, s in samples.items()
+    }
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="few repeats (CI smoke run)")
+    parser.add_argument("--only", choices=SUITES, action="append", help="run these suites only")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    env = environment()
+    log(f"linalg_core benchmarks: {env['cpus']} CPUs, JAX {env['jax']}, NumPy {env['numpy']}")
+    for b in env["blas"]:
+        log(f"  BLAS: {b['prefix']} {b['version']} kernel={b['architecture']} threads={b['num_threads']}")
+    if env["openblas_coretype"]:
+        log(f"  warning: OPENBLAS_CORETYPE={env['openblas_coretype']} is still set")
+
+    from bench import report
+
+    summaries = []
+    for suite in args.only or SUITES:
+        module = __import__(f"bench.bench_{suite}", fromlist=["run"])
+        log(f"\n== {suite} ==")
+        result = module.run(quick=args.quick, log=log)
+        result["environment"] = env
+        path = args.out / f"{suite}.json"
+        path.write_text(json.dumps(result, indent=2, default=float))
+        summaries.append(report.write_suite(suite, result, args.out))
+        log(f"wrote {path}")
+    (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
+    log(f"\nsummary: {args.out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:]))
