@@ -33,7 +33,7 @@ struct SmallProblemThreads {
 // Scratch for one worker, sized once per call (LAPACK workspace queried once per batch).
 template <typename T>
 struct Scratch {
-  std::vector<T> a, b, c, e, f, g, w, tau, work;
+  std::vector<T> a, b, c, e, f, g, w, y, tau, work;
   std::vector<int> iwork;
 };
 
@@ -80,7 +80,8 @@ class Updater {
       sc.b.resize(std::max(sz<T>(k, n), 2 * sz<T>(l, r) + sz<T>(r, r)));
       sc.c.resize(std::max(sz<T>(k, k), sz<T>(n, n)));
       sc.e.resize(sz<T>(n, n));
-      sc.f.resize(sz<T>(n, l));
+      sc.f.resize(std::max(sz<T>(n, l + 1), sz<T>(k, l + 1)));
+      sc.y.resize(sz<T>(n, l + 1));
       sc.g.resize(sz<T>(l, l));
       sc.w.resize(sz<T>(std::max(k, n)));
       sc.tau.resize(sz<T>(std::max(k, r)));
@@ -197,6 +198,26 @@ class Updater {
     for (int j = 0; j < l_; ++j) lam_out[j] = std::max(std::max(w[size - 1 - j], T(0)) - res->rho_t, T(0));
   }
 
+  // Replaces the top `count` eigenvalues of K = F F^T (K's eigenvectors W, n x count, descending)
+  // by Rayleigh quotients mu_j = ||F^T w_j||^2, accumulated in double. Forming K squares F, so
+  // eigh(K) has absolute eigenvalue errors ~ eps ||F||^2; the quotient's error is quadratic in the
+  // eigenvector's plus ~ eps ||F|| sqrt(mu_j): small eigenvalues, the escaped mass among them,
+  // come out as accurately as from an SVD of F. `f` is `f_rows x n` (column-major), `w` is
+  // `f_rows x count`; writes into `ascending` (count values, ascending, as take_top reads them).
+  void rayleigh_quotients(const T* f, int f_rows, int n, const T* w, int count, T* y,
+                          T* ascending) const {
+    const T one = T(1), zero = T(0);
+    Lapack<T>::gemm("T", "N", &n, &count, &f_rows, &one, f, &f_rows, w, &f_rows, &zero, y, &n);
+    double previous = std::numeric_limits<double>::infinity();
+    for (int j = 0; j < count; ++j) {
+      double mu = 0.0;
+      const T* col = y + sz<T>(j, n);
+      for (int i = 0; i < n; ++i) mu += static_cast<double>(col[i]) * static_cast<double>(col[i]);
+      previous = std::min(previous, mu);  // keep the order descending through rounding
+      ascending[count - 1 - j] = static_cast<T>(previous);
+    }
+  }
+
   // Projected thin stack (see Method::kThinStack). Returns false when [U, Q2] is too far from
   // orthonormal for the Cholesky-QR correction; the caller then takes the Householder update.
   bool projected(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out, Result* res,
@@ -254,10 +275,12 @@ class Updater {
                        &liwork, &info);
     }
     if (info != 0) return false;
-    take_top(sc.w.data(), n, lam_out, res);
-    // W (n x l): the top l eigenvectors of F F^T, descending.
+    // W (n x (l+1)): the top l+1 eigenvectors of F F^T, descending (n = l + r > l).
     T* W = sc.f.data();
-    for (int j = 0; j < l; ++j) std::memcpy(W + sz<T>(j, n), K + sz<T>(n - 1 - j, n), n * sizeof(T));
+    const int count = l + 1;
+    for (int j = 0; j < count; ++j) std::memcpy(W + sz<T>(j, n), K + sz<T>(n - 1 - j, n), n * sizeof(T));
+    rayleigh_quotients(F, n, n, W, count, sc.y.data(), sc.w.data());
+    take_top(sc.w.data(), count, lam_out, res);
     // U_new^T = W1^T U^T + W2^T Q2^T (l x d), written straight into the row-major output.
     Lapack<T>::gemm("T", "N", &l, &d, &l, &one, W, &n, U, &l, &zero, U_out, &l);
     Lapack<T>::gemm("T", "N", &l, &d, &r, &one, W + l, &n, P, &r, &one, U_out, &l);
@@ -314,7 +337,11 @@ class Updater {
     }
     if (info != 0) return false;
     // k = min(d, l + r) >= l: every kept direction has an eigenpair.
-    take_top(sc.w.data(), k, lam_out, res);
+    const int count = std::min(l + 1, k);
+    T* W = sc.f.data();
+    for (int j = 0; j < count; ++j) std::memcpy(W + sz<T>(j, k), K + sz<T>(k - 1 - j, k), k * sizeof(T));
+    rayleigh_quotients(R, k, n, W, count, sc.y.data(), sc.w.data());
+    take_top(sc.w.data(), count, lam_out, res);
     // U_out (row-major d x l) is the column-major U_new^T (l x d): fill it with the top eigenvectors
     // padded by zero rows, then U_new^T = [V; 0]^T Q^T by ormqr(side=R, trans=T).
     std::fill(U_out, U_out + sz<T>(d, l), T(0));

@@ -179,6 +179,21 @@ def run_stream(stream, rank, beta, dtype):
     return state, total, peak
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_long_stream_keeps_basis_orthonormal(rng, dtype):
+    """The Cholesky-QR step stops rounding from accumulating in U over a long EMA stream: after
+    300 updates the orthogonality error is still O(d eps), not O(T d eps)."""
+    d, rank = 64, 16
+    state = lc.fd_init(d, rank, dtype=dtype)
+    scales = np.geomspace(1, 1e-3, d)
+    for _ in range(300):
+        g = (scales[:, None] * rng.standard_normal((d, 4))).astype(dtype)
+        state, info = lc.fd_update(state, factor=g, beta=0.99)
+        assert int(info.method) == lc.FD_METHODS["thin_stack"]
+    u = np.asarray(state.basis, np.float64)
+    assert np.abs(u.T @ u - np.eye(rank)).max() <= 4 * d * np.finfo(dtype).eps
+
+
 @st.composite
 def stream_cases(draw):
     dtype = draw(lct.dtypes())
