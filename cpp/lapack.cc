@@ -20,9 +20,7 @@ lapack_fn::syevr_t<T> Lapack<T>::syevr = nullptr;
 template <typename T>
 lapack_fn::trsm_t<T> Lapack<T>::trsm = nullptr;
 template <typename T>
-lapack_fn::gelqf_t<T> Lapack<T>::gelqf = nullptr;
-template <typename T>
-lapack_fn::orglq_t<T> Lapack<T>::orglq = nullptr;
+lapack_fn::orgqr_t<T> Lapack<T>::orgqr = nullptr;
 template <typename T>
 lapack_fn::potrf_t<T> Lapack<T>::potrf = nullptr;
 template <typename T>
@@ -57,8 +55,7 @@ std::vector<Slot>& slots() {
       {"ssyevd", slot(Lapack<float>::syevd)}, {"dsyevd", slot(Lapack<double>::syevd)},
       {"ssyevr", slot(Lapack<float>::syevr)}, {"dsyevr", slot(Lapack<double>::syevr)},
       {"strsm", slot(Lapack<float>::trsm)},   {"dtrsm", slot(Lapack<double>::trsm)},
-      {"sgelqf", slot(Lapack<float>::gelqf)}, {"dgelqf", slot(Lapack<double>::gelqf)},
-      {"sorglq", slot(Lapack<float>::orglq)}, {"dorglq", slot(Lapack<double>::orglq)},
+      {"sorgqr", slot(Lapack<float>::orgqr)}, {"dorgqr", slot(Lapack<double>::orgqr)},
       {"spotrf", slot(Lapack<float>::potrf)}, {"dpotrf", slot(Lapack<double>::potrf)},
       {"ssytrd", slot(Lapack<float>::sytrd)}, {"dsytrd", slot(Lapack<double>::sytrd)},
       {"sstedc", slot(Lapack<float>::stedc)}, {"dstedc", slot(Lapack<double>::stedc)},

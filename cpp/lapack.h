@@ -45,9 +45,7 @@ template <typename T>
 using trsm_t = void (*)(const char*, const char*, const char*, const char*, const int*, const int*,
                         const T*, const T*, const int*, T*, const int*);
 template <typename T>
-using gelqf_t = void (*)(const int*, const int*, T*, const int*, T*, T*, const int*, int*);
-template <typename T>
-using orglq_t = void (*)(const int*, const int*, const int*, T*, const int*, const T*, T*,
+using orgqr_t = void (*)(const int*, const int*, const int*, T*, const int*, const T*, T*,
                          const int*, int*);
 template <typename T>
 using potrf_t = void (*)(const char*, const int*, T*, const int*, int*);
@@ -71,8 +69,7 @@ struct Lapack {
   static lapack_fn::syevd_t<T> syevd;
   static lapack_fn::syevr_t<T> syevr;
   static lapack_fn::trsm_t<T> trsm;
-  static lapack_fn::gelqf_t<T> gelqf;
-  static lapack_fn::orglq_t<T> orglq;
+  static lapack_fn::orgqr_t<T> orgqr;
   static lapack_fn::potrf_t<T> potrf;
   static lapack_fn::sytrd_t<T> sytrd;
   static lapack_fn::stedc_t<T> stedc;
