@@ -114,8 +114,8 @@ def _profile(kind: str, n: int, condition: float, rank: int, rng: np.random.Gene
         values = np.clip(values, lo, 1.0)
         return np.sort(values)[::-1]
     if kind == "outlier":
-        # One eigenvalue `condition` times the mildly decaying rest.
-        rest = np.geomspace(1.0, 0.5, n - 1) / condition
+        # One eigenvalue far above a mildly decaying rest in [1/condition, 2/condition].
+        rest = np.geomspace(min(2.0, condition), 1.0, n)[1:] / condition
         return np.concatenate([[1.0], rest])
     if kind == "rank_deficient":
         values = np.zeros(n)
@@ -144,7 +144,7 @@ def spectra(
     kind : one of :data:`SPECTRUM_KINDS`, optional
         ``geometric`` (``lambda_i = kappa^(-(i-1)/(n-1))``), ``linear``, ``clustered`` (1-4
         clusters of relative width 1e-3 at geometric centres), ``outlier`` (one eigenvalue
-        ``kappa`` times a mildly decaying rest), ``rank_deficient`` (``rank`` nonzero geometric
+        1 above a rest decaying from ``2/kappa`` to ``1/kappa``), ``rank_deficient`` (``rank`` nonzero geometric
         values, zeros after), ``flat`` (all equal). Drawn when omitted.
     condition : float, optional
         ``kappa = lambda_max / lambda_min`` over the nonzero eigenvalues. Drawn log-uniformly in
