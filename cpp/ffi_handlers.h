@@ -7,4 +7,5 @@
 extern "C" {
 XLA_FFI_Error* LcFdUpdateCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcFdApplyInverseRootCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcInverseRootCpu(XLA_FFI_CallFrame* call_frame);
 }

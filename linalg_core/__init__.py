@@ -16,6 +16,7 @@ from linalg_core.fd import (
     fd_state_bytes,
     fd_update,
 )
+from linalg_core.roots import ROOT_METHODS, ROOT_STATUS, RootInfo, inverse_root
 
 __version__ = "0.1.0"
 
@@ -29,4 +30,8 @@ __all__ = [
     "fd_merge",
     "fd_state_bytes",
     "fd_update",
+    "ROOT_METHODS",
+    "ROOT_STATUS",
+    "RootInfo",
+    "inverse_root",
 ]

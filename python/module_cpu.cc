@@ -11,6 +11,7 @@ namespace py = pybind11;
 
 namespace linalg_core {
 void bind_fd(py::module_& m);
+void bind_roots(py::module_& m);
 }
 
 namespace {
@@ -43,7 +44,9 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_fd_update"] = handler_capsule(LcFdUpdateCpu);
     targets["linalg_core_fd_apply_inverse_root"] =
         handler_capsule(LcFdApplyInverseRootCpu);
+    targets["linalg_core_inverse_root"] = handler_capsule(LcInverseRootCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
+  linalg_core::bind_roots(m);
 }

@@ -1,0 +1,80 @@
+// Inverse p-th roots of symmetric positive (semi)definite matrices, with a fallback chain.
+//
+// X = (A + eps I)^(-1/p) for batches of n x n matrices (row-major; symmetric, so the layout does
+// not matter), by:
+//   eigh      exact: A = V diag(lambda) V^T (syevd), X = V diag((lambda + eps)^(-1/p)) V^T;
+//   newton    the coupled Newton iteration (Iannazzo 2006; Guo and Higham 2006):
+//               X_0 = z^(1/p) I, M_0 = z (A + eps I), z = (1 + p) / (2 lambda_max),
+//               T_k = ((p + 1) I - M_k) / p,  X_{k+1} = X_k T_k,  M_{k+1} = T_k^p M_k,
+//             M_k -> I and X_k -> (A + eps I)^(-1/p), quadratically; all GEMMs;
+//   newton3   the third-order coupled variant: T_k = I + E/p + (p + 1) E^2 / (2 p^2), E = I - M_k
+//             (the second-order Taylor polynomial of M^(-1/p) at I), cubically.
+// The iterations stop on ||M - I||_inf <= tol, on stagnation, or when the residual grows (the best
+// iterate is kept). Fallback chain on a residual above `accept` or non-finite values:
+// iteration -> eigh -> eigh in double -> the previous root (when given).
+// lambda_max comes from a few power steps (relative tolerance 1e-3) started from A 1.
+#pragma once
+
+#include <cstdint>
+
+namespace linalg_core::roots {
+
+enum class Method : int32_t {
+  kAuto = -1,
+  kEigh = 0,
+  kNewton = 1,
+  kNewton3 = 2,
+  kEighDouble = 3,  // fallback only: eigh in double precision for float input
+  kPrevious = 4,    // fallback only: the caller's previous root
+};
+
+enum class Status : int32_t {
+  kOk = 0,
+  kNonFiniteInput = 1,  // A held NaN/Inf: the previous root (or 0) is returned
+  kFellBack = 2,        // the requested method failed; a later one in the chain succeeded
+  kFailed = 3,          // every method failed: the previous root (or 0) is returned
+};
+
+struct Options {
+  double p = 2;              // root order, > 0
+  double eps = 1e-6;         // ridge
+  bool eps_relative = true;  // ridge = eps * lambda_max estimate (else eps itself)
+  double pinv_threshold = 0; // > 0: eigenvalues below threshold * lambda_max are dropped
+                             // (pseudo-inverse root, no ridge); eigh methods only
+  Method method = Method::kAuto;
+  int max_iters = 100;
+  double tol = 0;            // iteration stop; 0 = 16 n eps(T)
+  double accept = 0;         // residual above which the chain falls back;
+                             // 0 = max(sqrt(eps(T)), 64 n eps(T))
+  bool double_accumulate = false;  // float input: run eigh in double from the start
+  bool true_residual = false;      // also compute ||X^p (A + eps I) - I||_inf (p integer)
+};
+
+struct Shape {
+  int64_t batch = 1;
+  int64_t n = 0;
+};
+
+template <typename T>
+struct Args {
+  const T* a;          // batch x n x n
+  const T* previous;   // batch x n x n, or nullptr
+  T* root;             // batch x n x n
+  T* residual;         // batch: ||M - I||_inf of the returned iterate for the iterations; for
+                       // eigh, ||X^p (A + eps I) - I||_inf when true_residual, else -1 (not
+                       // computed: the method is exact up to its backward error)
+  T* lambda_max;       // batch: the power-iteration estimate
+  T* ridge;            // batch: the ridge eps actually added
+  int32_t* iterations; // batch
+  int32_t* method;     // batch: Method that produced root
+  int32_t* status;     // batch: Status
+};
+
+// The method kAuto resolves to on the CPU for this size (eigh: an n x n syevd costs a few GEMMs;
+// the iterations need 10-30 iterations of 3 + log2(p) GEMMs each).
+Method choose_method(const Shape& shape);
+
+template <typename T>
+bool inverse_root(const Shape& shape, const Args<T>& args, const Options& options);
+
+}  // namespace linalg_core::roots

@@ -1,0 +1,77 @@
+// NumPy entry point for the inverse-root kernel. Binding only: linalg_core/roots.py validated the
+// arguments and made `a` and `previous` C-contiguous of one dtype.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <vector>
+
+#include "roots.h"
+
+namespace py = pybind11;
+
+namespace linalg_core {
+namespace {
+
+template <typename T>
+py::tuple inverse_root_impl(const py::array& a_in, const std::optional<py::array>& prev_in,
+                            const roots::Options& o) {
+  using carray = py::array_t<T, py::array::c_style>;
+  auto a = carray::ensure(a_in);
+  carray prev;
+  if (prev_in) prev = carray::ensure(*prev_in);
+  const int nd = static_cast<int>(a.ndim());
+  roots::Shape shape;
+  shape.n = a.shape(nd - 1);
+  shape.batch = a.size() / (shape.n * shape.n);
+  std::vector<py::ssize_t> batch(a.shape(), a.shape() + nd - 2);
+  std::vector<py::ssize_t> full(a.shape(), a.shape() + nd);
+  carray root(full), residual(batch), lambda_max(batch), ridge(batch);
+  py::array_t<int32_t> iterations(batch), method(batch), status(batch);
+  roots::Args<T> args{a.data(),
+                      prev_in ? prev.data() : nullptr,
+                      root.mutable_data(),
+                      residual.mutable_data(),
+                      lambda_max.mutable_data(),
+                      ridge.mutable_data(),
+                      iterations.mutable_data(),
+                      method.mutable_data(),
+                      status.mutable_data()};
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = roots::inverse_root<T>(shape, args, o);
+  }
+  if (!ok) throw py::value_error("inverse_root: invalid options for the kernel");
+  return py::make_tuple(root, residual, lambda_max, ridge, iterations, method, status);
+}
+
+}  // namespace
+
+void bind_roots(py::module_& m) {
+  m.def(
+      "inverse_root",
+      [](const py::array& a, const std::optional<py::array>& previous, double p, double eps,
+         bool eps_relative, double pinv_threshold, int method, int max_iters, double tol,
+         double accept, bool double_accumulate, bool true_residual) {
+        roots::Options o;
+        o.p = p;
+        o.eps = eps;
+        o.eps_relative = eps_relative;
+        o.pinv_threshold = pinv_threshold;
+        o.method = static_cast<roots::Method>(method);
+        o.max_iters = max_iters;
+        o.tol = tol;
+        o.accept = accept;
+        o.double_accumulate = double_accumulate;
+        o.true_residual = true_residual;
+        return a.dtype().is(py::dtype::of<float>()) ? inverse_root_impl<float>(a, previous, o)
+                                                     : inverse_root_impl<double>(a, previous, o);
+      },
+      py::arg("a"), py::arg("previous"), py::arg("p"), py::arg("eps"), py::arg("eps_relative"),
+      py::arg("pinv_threshold"), py::arg("method"), py::arg("max_iters"), py::arg("tol"),
+      py::arg("accept"), py::arg("double_accumulate"), py::arg("true_residual"));
+}
+
+}  // namespace linalg_core
