@@ -167,7 +167,7 @@ class Solver {
       int iterations = 0;
       bool ok = false;
       if (m == Method::kNewton || m == Method::kNewton3) {
-        ok = iterate(A, prev, lmax, ridge, m == Method::kNewton3, X, &residual, &iterations, sc);
+        ok = iterate(A, lmax, ridge, m == Method::kNewton3, X, &residual, &iterations, sc);
       } else if (m == Method::kEigh) {
         ok = eigh(A, lmax, ridge, X, sc);
       } else {
@@ -254,7 +254,7 @@ class Solver {
   }
 
   // Coupled iteration; returns the best iterate in X and whether its residual is acceptable.
-  bool iterate(const T* A, const T* prev, double lmax, double ridge, bool third_order, T* X,
+  bool iterate(const T* A, double lmax, double ridge, bool third_order, T* X,
                double* residual, int* iterations, Scratch<T>& sc) const {
     const int n = n_;
     const int p = static_cast<int>(o_.p);
@@ -264,13 +264,7 @@ class Solver {
     // A_r = A + ridge I, kept in `t` while M_0 is formed.
     std::memcpy(t, A, nn * sizeof(T));
     for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += static_cast<T>(ridge);
-    bool warm = prev != nullptr;
-    if (warm) {
-      // M_0 = X_0^p A_r with X_0 the previous root.
-      std::memcpy(x, prev, nn * sizeof(T));
-      matrix_power(n, x, p, tp, sc.sqr.data(), tmp);
-      matmul(n, tp, t, m);
-    } else {
+    {
       // Scaled start: the eigenvalues of M_0 = z A_r lie in (0, (1 + p) / 2], inside the
       // region (0, p + 1) where the coupled iteration converges (Guo and Higham 2006).
       const double z = (1.0 + o_.p) / (2.0 * (lmax + ridge));
@@ -314,15 +308,7 @@ class Solver {
     *iterations = k;
     std::memcpy(X, best, nn * sizeof(T));
     *residual = best_err;
-    const bool ok = best_err <= accept_ && finite(X, nn);
-    if (!ok && warm) {
-      // A previous root that does not lead to convergence: start cold once.
-      int cold_iters = 0;
-      const bool cold = iterate(A, nullptr, lmax, ridge, third_order, X, residual, &cold_iters, sc);
-      *iterations += cold_iters;
-      return cold;
-    }
-    return ok;
+    return best_err <= accept_ && finite(X, nn);
   }
 
   // ||X^p (A + ridge I) - I||_inf.

@@ -11,7 +11,10 @@
 //             (the second-order Taylor polynomial of M^(-1/p) at I), cubically.
 // The iterations stop on ||M - I||_inf <= tol, on stagnation, or when the residual grows (the best
 // iterate is kept). Fallback chain on a residual above `accept` or non-finite values:
-// iteration -> eigh -> eigh in double -> the previous root (when given).
+// iteration -> eigh -> eigh in double -> the previous root (when given). The previous root is
+// not used as a starting point: the coupled iteration's invariant M_k = X_k^p A needs X_0 to
+// commute with A, which last step's root does not, and the uncoupled Newton iteration diverged
+// from it in tests (||X_0^p A - I|| = 2e-3 grew to 1e21 in five steps at n = 32, p = 4).
 // lambda_max comes from a few power steps (relative tolerance 1e-3) started from A 1.
 #pragma once
 
@@ -58,7 +61,7 @@ struct Shape {
 template <typename T>
 struct Args {
   const T* a;          // batch x n x n
-  const T* previous;   // batch x n x n, or nullptr
+  const T* previous;   // batch x n x n, or nullptr: the last link of the fallback chain
   T* root;             // batch x n x n
   T* residual;         // batch: ||M - I||_inf of the returned iterate for the iterations; for
                        // eigh, ||X^p (A + eps I) - I||_inf when true_residual, else -1 (not

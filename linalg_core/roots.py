@@ -114,8 +114,10 @@ def inverse_root(
     ridge : {"relative", "absolute"}
     method : {"auto", "eigh", "newton", "newton3"}
     prev : array, shape (..., n, n), optional
-        A previous root: warm start of the iterations (``X_0 = prev``, ``M_0 = prev^p (A + eps
-        I)``; a cold start follows if it does not converge) and the last link of the chain.
+        A previous root: returned (``method = previous``) when every method fails or ``a`` is
+        not finite on the JAX path. It is not a starting point for the iterations: the coupled
+        form needs a start that commutes with ``A``, and the uncoupled Newton iteration is
+        unstable for ``p > 1`` (Higham, Functions of Matrices, Sec. 7.3).
     pinv_threshold : float, optional
         Pseudo-inverse mode (eigh methods): eigenvalues below ``pinv_threshold * lambda_max``
         are dropped (their root set to 0) and no ridge is added.
