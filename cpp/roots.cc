@@ -38,20 +38,88 @@ void set_identity(int n, T scale, T* x) {
   for (int i = 0; i < n; ++i) x[i + static_cast<size_t>(i) * n] = scale;
 }
 
-// max_i sum_j |M_ij - delta_ij| (the infinity norm; M is nearly symmetric, rows = columns).
+struct Distance {
+  double inf = 0.0;        // max_j sum_i |M_ij - delta_ij| (columns = rows for symmetric M)
+  double frobenius = 0.0;  // ||M - I||_F
+};
+
 template <typename T>
-double distance_to_identity(int n, const T* m) {
-  double worst = 0.0;
+Distance distance_to_identity(int n, const T* m) {
+  Distance d;
+  double squares = 0.0;
   for (int j = 0; j < n; ++j) {
     double sum = 0.0;
     const T* col = m + static_cast<size_t>(j) * n;
-    for (int i = 0; i < n; ++i) sum += std::abs(static_cast<double>(col[i]) - (i == j ? 1.0 : 0.0));
-    worst = std::max(worst, sum);
+    for (int i = 0; i < n; ++i) {
+      const double e = static_cast<double>(col[i]) - (i == j ? 1.0 : 0.0);
+      sum += std::abs(e);
+      squares += e * e;
+    }
+    d.inf = std::max(d.inf, sum);
   }
-  return worst;
+  d.frobenius = std::sqrt(squares);
+  return d;
 }
 
-// out = base^p (p >= 1 integer) by binary powering; `tmp` and `acc` are scratch.
+// Pairs the upper triangle of an n x n column-major matrix with the lower one, tile by tile:
+// f(upper, lower) is called for every (i, j), i < j, with references to s[i + j n] and
+// s[j + i n]. Each 32 x 32 lower tile is staged transposed in a local buffer, so both tiles are
+// read and written along contiguous columns; a direct transposed walk strides by n elements and,
+// at n = 1024, maps every access of a tile column to the same cache set (measured 7.6 ms for one
+// pass over a 1024 x 1024 float matrix).
+template <typename T, typename F>
+void pair_triangles(int n, T* s, F&& f) {
+  constexpr int B = 32;
+  T lower[B * B];
+  for (int jb = 0; jb < n; jb += B) {
+    const int jw = std::min(B, n - jb);
+    for (int ib = 0; ib < jb; ib += B) {
+      const int iw = std::min(B, n - ib);
+      // lower[a * B + c] = s[(jb + a) + (ib + c) n], the lower tile, transposed.
+      for (int c = 0; c < iw; ++c) {
+        const T* col = s + jb + static_cast<size_t>(ib + c) * n;
+        for (int a = 0; a < jw; ++a) lower[a * B + c] = col[a];
+      }
+      // Upper tile: s[(ib + c) + (jb + a) n] pairs with lower[a * B + c].
+      for (int a = 0; a < jw; ++a) {
+        T* col = s + ib + static_cast<size_t>(jb + a) * n;
+        for (int c = 0; c < iw; ++c) f(col[c], lower[a * B + c]);
+      }
+      for (int c = 0; c < iw; ++c) {
+        T* col = s + jb + static_cast<size_t>(ib + c) * n;
+        for (int a = 0; a < jw; ++a) col[a] = lower[a * B + c];
+      }
+    }
+    // Diagonal tile: small, direct.
+    for (int j = jb; j < jb + jw; ++j) {
+      for (int i = jb; i < j; ++i) f(s[i + static_cast<size_t>(j) * n], s[j + static_cast<size_t>(i) * n]);
+    }
+  }
+}
+
+// S <- (S + S^T) / 2.
+template <typename T>
+void symmetrise(int n, T* s) {
+  pair_triangles(n, s, [](T& upper, T& lower) { upper = lower = T(0.5) * (upper + lower); });
+}
+
+// Copies the lower triangle into the upper one.
+template <typename T>
+void mirror_lower(int n, T* s) {
+  pair_triangles(n, s, [](T& upper, T& lower) { upper = lower; });
+}
+
+// out = S^2 for a symmetric S (up to rounding) by SYRK: S S^T, half the flops of a GEMM, and the
+// result is exactly symmetric.
+template <typename T>
+void symmetric_square(int n, const T* s, T* out) {
+  const T one = T(1), zero = T(0);
+  Lapack<T>::syrk("L", "N", &n, &n, &one, s, &n, &zero, out, &n);
+  mirror_lower(n, out);
+}
+
+// out = S^p (p >= 1 integer) for a symmetric S by binary powering, squarings by SYRK; `square`
+// and `tmp` are scratch.
 template <typename T>
 void matrix_power(int n, const T* base, int p, T* out, T* square, T* tmp) {
   std::memcpy(square, base, sq<T>(n) * sizeof(T));
@@ -68,10 +136,28 @@ void matrix_power(int n, const T* base, int p, T* out, T* square, T* tmp) {
     }
     p >>= 1;
     if (p > 0) {
-      matmul(n, square, square, tmp);
-      std::memcpy(square, tmp, sq<T>(n) * sizeof(T));
+      symmetric_square(n, square, tmp);
+      std::swap_ranges(square, square + sq<T>(n), tmp);
     }
   }
+}
+
+// S^p for a symmetric S: repeated SYRK squarings in ping-pong buffers when p is a power of two,
+// binary powering otherwise. Returns the buffer (among b0, b1, b2) that holds the result.
+template <typename T>
+const T* power(int n, const T* s, int p, T* b0, T* b1, T* b2) {
+  if ((p & (p - 1)) != 0) {
+    matrix_power(n, s, p, b0, b1, b2);
+    return b0;
+  }
+  if (p == 1) return s;
+  symmetric_square(n, s, b0);
+  T *cur = b0, *other = b1;
+  for (int q = 2; q < p; q *= 2) {
+    symmetric_square(n, cur, other);
+    std::swap(cur, other);
+  }
+  return cur;
 }
 
 // lambda_max of a symmetric PSD matrix by power steps from A 1, stopping at a relative change of
@@ -148,15 +234,13 @@ class Solver {
       give_up(a, b, prev, X, Status::kNonFiniteInput);
       return;
     }
-    const double lmax = power_lambda_max(n, A, sc.v, sc.av);
-    const double ridge = o_.pinv_threshold > 0 ? 0.0 : (o_.eps_relative ? o_.eps * lmax : o_.eps);
-    a.lambda_max[b] = static_cast<T>(lmax);
-    a.ridge[b] = static_cast<T>(ridge);
-
     Method requested = o_.method == Method::kAuto ? Method::kEigh : o_.method;
     if (requested == Method::kEigh && o_.double_accumulate && sizeof(T) < sizeof(double)) {
       requested = Method::kEighDouble;
     }
+    // lambda_max: from a few power steps for the iterations (their scaling needs it before any
+    // factorisation); the eigh methods read it off their eigenvalues instead (exact, free).
+    double lmax = -1.0;
     // The chain: the requested method, then eigh, then eigh in double, then the previous root.
     Method chain[3] = {requested, Method::kEigh, Method::kEighDouble};
     for (int i = 0; i < 3; ++i) {
@@ -166,17 +250,22 @@ class Solver {
       double residual = -1.0;
       int iterations = 0;
       bool ok = false;
+      double ridge = 0.0;
       if (m == Method::kNewton || m == Method::kNewton3) {
+        if (lmax < 0) lmax = power_lambda_max(n, A, sc.v, sc.av);
+        ridge = ridge_for(lmax);
         ok = iterate(A, lmax, ridge, m == Method::kNewton3, X, &residual, &iterations, sc);
       } else if (m == Method::kEigh) {
-        ok = eigh(A, lmax, ridge, X, sc);
+        ok = eigh(A, &lmax, &ridge, X, sc);
       } else {
-        ok = eigh_double(A, lmax, ridge, X);
+        ok = eigh_double(A, &lmax, &ridge, X);
       }
+      a.lambda_max[b] = static_cast<T>(std::max(lmax, 0.0));
+      a.ridge[b] = static_cast<T>(ridge);
       if (ok && o_.true_residual) residual = true_residual(A, ridge, X, sc);
       if (ok) {
         a.residual[b] = static_cast<T>(residual);
-        a.iterations[b] = iterations;
+        a.iterations[b] += iterations;
         a.method[b] = static_cast<int32_t>(m);
         a.status[b] = static_cast<int32_t>(i == 0 ? Status::kOk : Status::kFellBack);
         return;
@@ -199,9 +288,13 @@ class Solver {
   }
 
   // Eigendecomposition root in precision U (T, or double for the last fallback).
+  double ridge_for(double lmax) const {
+    return o_.pinv_threshold > 0 ? 0.0 : (o_.eps_relative ? o_.eps * lmax : o_.eps);
+  }
+
   template <typename U, typename Src>
-  bool eigh_in(const Src* A, double lmax, double ridge, U* X, U* V, U* w, U* work, int lwork,
-               int* iwork, int liwork) const {
+  bool eigh_in(const Src* A, double* lmax_out, double* ridge_out, U* X, U* V, U* w, U* work,
+               int lwork, int* iwork, int liwork) const {
     const int n = n_;
     for (size_t i = 0; i < sq<U>(n); ++i) V[i] = static_cast<U>(A[i]);
     int info = 0;
@@ -210,6 +303,10 @@ class Solver {
       Lapack<U>::syevd("V", "L", &n, V, &n, w, work, &lwork, iwork, &liwork, &info);
     }
     if (info != 0 || !finite(w, n)) return false;
+    const double lmax = std::max(static_cast<double>(w[n - 1]), 0.0);
+    const double ridge = ridge_for(lmax);
+    *lmax_out = lmax;
+    *ridge_out = ridge;
     const double exponent = -0.5 / o_.p;  // X = (V f^(1/2)) (V f^(1/2))^T
     const double cut = o_.pinv_threshold * lmax;
     for (int j = 0; j < n; ++j) {
@@ -226,19 +323,17 @@ class Solver {
     }
     const U one = U(1), zero = U(0);
     Lapack<U>::syrk("L", "N", &n, &n, &one, V, &n, &zero, X, &n);
-    for (int j = 0; j < n; ++j) {
-      for (int i = 0; i < j; ++i) X[i + static_cast<size_t>(j) * n] = X[j + static_cast<size_t>(i) * n];
-    }
+    mirror_lower(n, X);
     return finite(X, sq<U>(n));
   }
 
-  bool eigh(const T* A, double lmax, double ridge, T* X, Scratch<T>& sc) const {
+  bool eigh(const T* A, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
     return eigh_in<T, T>(A, lmax, ridge, X, sc.tmp.data(), sc.w.data(), sc.work.data(),
                          static_cast<int>(sc.work.size()), sc.iwork.data(),
                          static_cast<int>(sc.iwork.size()));
   }
 
-  bool eigh_double(const T* A, double lmax, double ridge, T* X) const {
+  bool eigh_double(const T* A, double* lmax, double* ridge, T* X) const {
     const int n = n_;
     double q = 0;
     int info = 0, lw = -1, liw = -1, iq = 0;
@@ -254,61 +349,57 @@ class Solver {
   }
 
   // Coupled iteration; returns the best iterate in X and whether its residual is acceptable.
+  // Buffers rotate by pointer (no copies of n x n matrices inside the loop).
   bool iterate(const T* A, double lmax, double ridge, bool third_order, T* X,
                double* residual, int* iterations, Scratch<T>& sc) const {
     const int n = n_;
     const int p = static_cast<int>(o_.p);
     const size_t nn = sq<T>(n);
-    T *x = sc.x.data(), *m = sc.m.data(), *t = sc.t.data(), *tp = sc.tp.data();
-    T *tmp = sc.tmp.data(), *best = sc.best.data();
-    // A_r = A + ridge I, kept in `t` while M_0 is formed.
-    std::memcpy(t, A, nn * sizeof(T));
-    for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += static_cast<T>(ridge);
-    {
-      // Scaled start: the eigenvalues of M_0 = z A_r lie in (0, (1 + p) / 2], inside the
-      // region (0, p + 1) where the coupled iteration converges (Guo and Higham 2006).
-      const double z = (1.0 + o_.p) / (2.0 * (lmax + ridge));
-      if (!(z > 0) || !std::isfinite(z)) return false;
-      set_identity(n, static_cast<T>(std::pow(z, 1.0 / o_.p)), x);
-      for (size_t i = 0; i < nn; ++i) m[i] = static_cast<T>(z * t[i]);
-    }
-    double best_err = distance_to_identity(n, m), last = best_err;
-    std::memcpy(best, x, nn * sizeof(T));
+    T *x = sc.x.data(), *xn = sc.best.data(), *m = sc.m.data(), *mn = sc.tmp.data();
+    T *t = sc.t.data(), *b0 = sc.tp.data(), *b1 = sc.sqr.data();
+    // Scaled start: the eigenvalues of M_0 = z (A + ridge I) lie in (0, (1 + p) / 2], inside
+    // the region (0, p + 1) where the coupled iteration converges (Guo and Higham 2006).
+    const double z = (1.0 + o_.p) / (2.0 * (lmax + ridge));
+    if (!(z > 0) || !std::isfinite(z)) return false;
+    set_identity(n, static_cast<T>(std::pow(z, 1.0 / o_.p)), x);
+    for (size_t i = 0; i < nn; ++i) m[i] = static_cast<T>(z * A[i]);
+    for (int i = 0; i < n; ++i) m[i + static_cast<size_t>(i) * n] += static_cast<T>(z * ridge);
+    Distance dist = distance_to_identity(n, m);
     const double c2 = (o_.p + 1.0) / (2.0 * o_.p * o_.p);
+    const T inv_p = static_cast<T>(1.0 / o_.p);
     int k = 0;
-    for (; k < o_.max_iters && best_err > tol_; ++k) {
-      // T_k from E = I - M_k.
-      for (size_t i = 0; i < nn; ++i) t[i] = -m[i];
-      for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += T(1);
+    while (k < o_.max_iters && dist.inf > tol_) {
+      // T_k from E = I - M_k: (p+1)/p I - M/p, or I + E/p + (p+1)/(2p^2) E^2.
       if (third_order) {
-        matmul(n, t, t, tmp);  // E^2
-        for (size_t i = 0; i < nn; ++i) t[i] = static_cast<T>(t[i] / o_.p + c2 * tmp[i]);
+        for (size_t i = 0; i < nn; ++i) t[i] = -m[i];
+        for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += T(1);
+        symmetric_square(n, t, b0);
+        for (size_t i = 0; i < nn; ++i) t[i] = t[i] * inv_p + static_cast<T>(c2) * b0[i];
       } else {
-        for (size_t i = 0; i < nn; ++i) t[i] = static_cast<T>(t[i] / o_.p);
+        for (size_t i = 0; i < nn; ++i) t[i] = -m[i] * inv_p;
       }
-      for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += T(1);
-      matmul(n, x, t, tmp);
-      std::memcpy(x, tmp, nn * sizeof(T));
-      matrix_power(n, t, p, tp, sc.sqr.data(), tmp);
-      matmul(n, tp, m, tmp);
-      std::memcpy(m, tmp, nn * sizeof(T));
-      const double err = distance_to_identity(n, m);
-      if (!std::isfinite(err)) break;
-      if (err < best_err) {
-        best_err = err;
-        std::memcpy(best, x, nn * sizeof(T));
-      }
-      // Stop when the residual grows, or stalls once it is small (rounding floor reached).
-      if (err > 1.5 * last || (err < 1e-2 && err > 0.9 * last)) {
-        ++k;
-        break;
-      }
-      last = err;
+      for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += T(1) + (third_order ? T(0) : inv_p);
+      // X, M and T are polynomials in A: symmetric in exact arithmetic. Symmetrising M keeps T
+      // exactly symmetric, so its powers can be taken by SYRK consistently; X is symmetrised
+      // once at the end.
+      matmul(n, x, t, xn);
+      const T* tp = power(n, t, p, b0, b1, mn);
+      matmul(n, tp, m, mn);
+      symmetrise(n, mn);
+      const Distance next = distance_to_identity(n, mn);
+      ++k;
+      // Each eigenvalue of M moves monotonically towards 1 in exact arithmetic, so
+      // ||M - I||_F does too: when it stops decreasing, rounding has taken over; keep X_k.
+      if (!std::isfinite(next.frobenius) || next.frobenius >= dist.frobenius) break;
+      std::swap(x, xn);
+      std::swap(m, mn);
+      dist = next;
     }
     *iterations = k;
-    std::memcpy(X, best, nn * sizeof(T));
-    *residual = best_err;
-    return best_err <= accept_ && finite(X, nn);
+    symmetrise(n, x);
+    std::memcpy(X, x, nn * sizeof(T));
+    *residual = dist.inf;
+    return dist.inf <= accept_ && finite(X, nn);
   }
 
   // ||X^p (A + ridge I) - I||_inf.
@@ -321,7 +412,7 @@ class Solver {
     if (o_.p != std::floor(o_.p)) return -1.0;
     matrix_power(n, X, static_cast<int>(o_.p), tp, sc.sqr.data(), tmp);
     matmul(n, tp, t, tmp);
-    return distance_to_identity(n, tmp);
+    return distance_to_identity(n, tmp).inf;
   }
 
   struct SmallThreads {

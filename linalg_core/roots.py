@@ -43,7 +43,7 @@ class RootInfo(NamedTuple):
     status : array of int32
         A :data:`ROOT_STATUS` code.
     lambda_max : array
-        The power-iteration estimate of ``lambda_max(A)`` used for the ridge and the scaling.
+        ``lambda_max(A)`` as used for the ridge and the scaling (see ``eps``).
     ridge : array
         The ``eps`` actually added to the diagonal.
     """
@@ -109,8 +109,10 @@ def inverse_root(
     p : float
         Root order ``> 0`` (an integer ``<= 64`` for the iterations; 1 gives the inverse).
     eps : float
-        Ridge. With ``ridge="relative"`` the added ridge is ``eps * lambda_max``, ``lambda_max``
-        from a few power steps (relative tolerance 1e-3), so it scales with ``A``.
+        Ridge. With ``ridge="relative"`` the added ridge is ``eps * lambda_max``, so it scales
+        with ``A``: ``lambda_max`` is the largest eigenvalue for the eigh methods and a power
+        iteration estimate (a Rayleigh quotient: at most ``lambda_max``; relative change 1e-3
+        between steps, at most 50 steps) for the iterations.
     ridge : {"relative", "absolute"}
     method : {"auto", "eigh", "newton", "newton3"}
     prev : array, shape (..., n, n), optional
