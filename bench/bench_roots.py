@@ -36,7 +36,7 @@ def oracle(a64: np.ndarray) -> np.ndarray:
     """The float64 root with the benchmark's ridge, RIDGE * lambda_max."""
     w, v = np.linalg.eigh(a64)
     ridge = RIDGE * w[..., -1:]
-    return (v * (np.maximum(w, 0) + ridge) ** (-1.0 / P)) @ np.swapaxes(v, -1, -2)
+    return (v * ((np.maximum(w, 0) + ridge) ** (-1.0 / P))[..., None, :]) @ np.swapaxes(v, -1, -2)
 
 
 def rel_err(x, ref) -> float:
@@ -71,7 +71,7 @@ def numpy_eigh_root(a32):
     def run():
         w, v = np.linalg.eigh(a32)
         lam_max = w[..., -1:]
-        return (v * (np.maximum(w, 0) + RIDGE * lam_max) ** (-1.0 / P)) @ np.swapaxes(v, -1, -2)
+        return (v * ((np.maximum(w, 0) + RIDGE * lam_max) ** (-1.0 / P))[..., None, :]) @ np.swapaxes(v, -1, -2)
 
     return run
 
@@ -159,3 +159,56 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     log("stability (relative error vs exact root, no ridge):")
     report = stability(rng, log)
     return {"suite": "roots", "cases": [big, batch], "stability": report}
+
+
+def summarize(result: dict, out) -> str:
+    """Markdown tables (speed, accuracy; stability) and the stability plot `roots_stability.png`."""
+    lines = ["### roots: inverse 4th root, median ms and relative error vs float64 oracle", ""]
+    for case in result["cases"]:
+        lines += [f"**{case['label']}**", "", "| method | ms | rel. error |", "|---|---|---|"]
+        for name, t in case["times"].items():
+            lines.append(f"| {name} | {1e3 * t['median_s']:.1f} | {case['accuracy'][name]:.1e} |")
+        lines.append("")
+        for key, ratio in case["ratios"].items():
+            lines.append(f"- speed-up {key}: **{ratio:.1f}x** (target >= {case['targets'][key]:g}x)")
+        lines.append("")
+    rows = result["stability"]["rows"]
+    names = [k for k in rows[0] if k != "kappa"]
+    lines += ["Stability: relative error against the exact root of Q diag(lambda) Q^T "
+              f"(n={result['stability']['n']}, p={P}, geometric spectrum, no ridge); "
+              "rule of thumb eps * kappa / p.", "",
+              "| kappa | " + " | ".join(names) + " | eps32 kappa/p | eps64 kappa/p |",
+              "|---" * (len(names) + 3) + "|"]
+    for row in rows:
+        k = row["kappa"]
+        cells = [f"{row[n]['error']:.1e}" for n in names]
+        rule = [f"{np.finfo(np.float32).eps * k / P:.1e}", f"{np.finfo(np.float64).eps * k / P:.1e}"]
+        lines.append(f"| {k:.0e} | " + " | ".join(cells + rule) + " |")
+    _plot_stability(result["stability"], out / "roots_stability.png")
+    return "\n".join(lines)
+
+
+def _plot_stability(stab: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = stab["rows"]
+    kappas = np.array([r["kappa"] for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in (k for k in rows[0] if k != "kappa"):
+        style = "-" if "float64" in name and "+f64" not in name else "--"
+        ax.loglog(kappas, [max(r[name]["error"], 1e-17) for r in rows], style, marker="o", ms=3, label=name)
+    for dt, color in ((np.float32, "k"), (np.float64, "grey")):
+        eps = np.finfo(dt).eps
+        ax.loglog(kappas, eps * kappas / stab["p"], ":", color=color, linewidth=2,
+                  label=f"rule of thumb eps*kappa/p ({np.dtype(dt).name}: log2(kappa/p) bits lost)")
+    ax.set_xlabel("condition number kappa")
+    ax.set_ylabel("relative error ||X - X*||_2 / ||X*||_2")
+    ax.set_ylim(1e-17, 10)
+    ax.set_title(f"inverse {stab['p']}th root, n={stab['n']}: error vs kappa")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

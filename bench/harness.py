@@ -92,7 +92,8 @@ def main(argv: Sequence[str]) -> int:
         result["environment"] = env
         path = args.out / f"{suite}.json"
         path.write_text(json.dumps(result, indent=2, default=float))
-        summaries.append(report.write_suite(suite, result, args.out))
+        summarize = getattr(module, "summarize", None)
+        summaries.append(summarize(result, args.out) if summarize else report.write_suite(suite, result, args.out))
         log(f"wrote {path}")
     (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
     log(f"\nsummary: {args.out / 'summary.md'}")

@@ -200,7 +200,7 @@ class Solver {
   Solver(const Shape& s, const Options& o) : n_(static_cast<int>(s.n)), o_(o) {
     const double eps = std::numeric_limits<T>::epsilon();
     // ||M - I||_inf sums n entries: its rounding floor is ~ n eps.
-    tol_ = o.tol > 0 ? o.tol : 16.0 * n_ * eps;
+    tol_ = o.tol > 0 ? o.tol : n_ * eps;
     accept_ = o.accept > 0 ? o.accept : std::max(std::sqrt(eps), 64.0 * n_ * eps);
     T q = T(0);
     int info = 0, lw = -1, liw = -1, iq = 0;

@@ -9,8 +9,8 @@
 //             M_k -> I and X_k -> (A + eps I)^(-1/p), quadratically; all GEMMs;
 //   newton3   the third-order coupled variant: T_k = I + E/p + (p + 1) E^2 / (2 p^2), E = I - M_k
 //             (the second-order Taylor polynomial of M^(-1/p) at I), cubically.
-// The iterations stop on ||M - I||_inf <= tol, on stagnation, or when the residual grows (the best
-// iterate is kept). Fallback chain on a residual above `accept` or non-finite values:
+// The iterations stop on ||M - I||_inf <= tol or when ||M - I||_F stops decreasing (it decreases
+// monotonically in exact arithmetic, so that marks the rounding floor; the better iterate is kept). Fallback chain on a residual above `accept` or non-finite values:
 // iteration -> eigh -> eigh in double -> the previous root (when given). The previous root is
 // not used as a starting point: the coupled iteration's invariant M_k = X_k^p A needs X_0 to
 // commute with A, which last step's root does not, and the uncoupled Newton iteration diverged
@@ -47,7 +47,7 @@ struct Options {
                              // (pseudo-inverse root, no ridge); eigh methods only
   Method method = Method::kAuto;
   int max_iters = 100;
-  double tol = 0;            // iteration stop; 0 = 16 n eps(T)
+  double tol = 0;            // iteration stop; 0 = n eps(T) (the Frobenius rule stops at the floor)
   double accept = 0;         // residual above which the chain falls back;
                              // 0 = max(sqrt(eps(T)), 64 n eps(T))
   bool double_accumulate = false;  // float input: run eigh in double from the start

@@ -96,8 +96,8 @@ def inverse_root(
     ``auto``: ``eigh`` on the CPU, where syevd costs a few GEMMs and the iterations 10-30
     iterations of several.
 
-    The iterations stop on ``||M_k - I||_inf <= tol``, when the residual grows, or when it stalls
-    at its rounding floor, and keep the best iterate. A result whose residual exceeds ``accept``
+    The iterations stop on ``||M_k - I||_inf <= tol`` or when ``||M_k - I||_F`` stops
+    decreasing (the rounding floor), keeping the better iterate. A result whose residual exceeds ``accept``
     or that is not finite sends the computation down the fallback chain
     ``newton -> eigh -> eigh in float64 -> prev``; ``info.method`` and ``info.status`` say which
     produced the root. NaN is never returned.
@@ -124,8 +124,10 @@ def inverse_root(
         Pseudo-inverse mode (eigh methods): eigenvalues below ``pinv_threshold * lambda_max``
         are dropped (their root set to 0) and no ridge is added.
     max_iters, tol, accept : optional
-        Iteration limit; stopping tolerance on ``||M - I||_inf`` (default ``16 n eps``);
+        Iteration limit; stopping tolerance on ``||M - I||_inf`` (default ``n eps``);
         residual above which the chain falls back (default ``max(sqrt(eps), 64 n eps)``).
+        Whatever ``tol``, the iteration also stops when ``||M_k - I||_F`` stops decreasing (it
+        decreases monotonically in exact arithmetic: the rounding floor is reached).
     accumulate_float64 : bool
         float32 input: run eigh in float64 from the start (the result is float32).
     true_residual : bool
