@@ -230,3 +230,15 @@ def test_low_precision_input_is_computed_in_float32():
 def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lc.inverse_root(**kwargs)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 200])
+@pytest.mark.parametrize("method", METHODS)
+def test_sizes(rng, n, method):
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = np.geomspace(1.0, 1e-3, n)
+    a = (q * lam) @ q.T
+    x, info = lc.inverse_root(a, 2, eps=1e-12, method=method)
+    ref = oracle_root(a, 2, float(info.ridge))
+    kappa = (lam[0] + float(info.ridge)) / (lam[-1] + float(info.ridge))
+    assert spectral_rel_error(x, ref) <= rel_error_bound(np.float64, n, kappa, 2, float(info.residual))
