@@ -8,27 +8,13 @@
 
 #include "lapack.h"
 #include "blas_threads.h"
+#include "finite.h"
 #include "parallel.h"
 
 namespace linalg_core::fd {
 namespace {
 
-template <typename T>
-bool all_finite(const T* x, int64_t n) {
-  // Summing propagates NaN and overflows Inf: one branch-free pass instead of n std::isfinite calls.
-  T acc = T(0);
-  for (int64_t i = 0; i < n; ++i) acc += x[i] * T(0);
-  return acc == T(0);
-}
-
 int lwork_from(double query) { return std::max(1, static_cast<int>(query) + 1); }
-
-// Runs LAPACK on a small matrix with BLAS held to one thread: below a few hundred rows, OpenBLAS's
-// threads cost more than they give (syevd at n = 288: 3.5 ms on one thread, 8 ms on two).
-struct SmallProblemThreads {
-  explicit SmallProblemThreads(int n) : guard(n <= 512 ? 1 : 0) {}
-  ScopedBlasThreads guard;
-};
 
 // Scratch for one worker, sized once per call (LAPACK workspace queried once per batch).
 template <typename T>
@@ -277,7 +263,7 @@ class Updater {
     T* K = sc.e.data();
     Lapack<T>::syrk("U", "N", &n, &n, &one, F, &n, &zero, K, &n);
     {
-      SmallProblemThreads threads(n);
+      SmallProblemBlasThreads threads(n);
       const int liwork = static_cast<int>(sc.iwork.size());
       Lapack<T>::syevd("V", "U", &n, K, &n, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
                        &liwork, &info);
@@ -307,7 +293,7 @@ class Updater {
     }
     if (departure <= tolerance) return true;
     {
-      SmallProblemThreads threads(l);
+      SmallProblemBlasThreads threads(l);
       Lapack<T>::potrf("U", &l, gram, &l, &info);
     }
     if (info != 0) return false;
@@ -347,7 +333,7 @@ class Updater {
     T* K = sc.c.data();
     Lapack<T>::syrk("U", "N", &k, &n, &one, R, &k, &zero, K, &k);
     {
-      SmallProblemThreads threads(k);
+      SmallProblemBlasThreads threads(k);
       const int liwork = static_cast<int>(sc.iwork.size());
       Lapack<T>::syevd("V", "U", &k, K, &k, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
                        &liwork, &info);

@@ -6,6 +6,8 @@
 #include <limits>
 #include <vector>
 
+#include "blas_threads.h"
+#include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
 
@@ -15,13 +17,6 @@ namespace {
 template <typename T>
 size_t sq(int n) {
   return static_cast<size_t>(n) * static_cast<size_t>(n);
-}
-
-template <typename T>
-bool finite(const T* x, size_t count) {
-  T acc = T(0);
-  for (size_t i = 0; i < count; ++i) acc += x[i] * T(0);
-  return acc == T(0);
 }
 
 // C = A B for n x n matrices (column-major; every matrix here is a polynomial in the symmetric A,
@@ -230,7 +225,7 @@ class Solver {
     a.residual[b] = T(-1);
     a.lambda_max[b] = T(0);
     a.ridge[b] = T(0);
-    if (!finite(A, nn)) {
+    if (!all_finite(A, nn)) {
       give_up(a, b, prev, X, Status::kNonFiniteInput);
       return;
     }
@@ -299,10 +294,10 @@ class Solver {
     for (size_t i = 0; i < sq<U>(n); ++i) V[i] = static_cast<U>(A[i]);
     int info = 0;
     {
-      SmallThreads threads(n);
+      SmallProblemBlasThreads threads(n);
       Lapack<U>::syevd("V", "L", &n, V, &n, w, work, &lwork, iwork, &liwork, &info);
     }
-    if (info != 0 || !finite(w, n)) return false;
+    if (info != 0 || !all_finite(w, n)) return false;
     const double lmax = std::max(static_cast<double>(w[n - 1]), 0.0);
     const double ridge = ridge_for(lmax);
     *lmax_out = lmax;
@@ -324,7 +319,7 @@ class Solver {
     const U one = U(1), zero = U(0);
     Lapack<U>::syrk("L", "N", &n, &n, &one, V, &n, &zero, X, &n);
     mirror_lower(n, X);
-    return finite(X, sq<U>(n));
+    return all_finite(X, sq<U>(n));
   }
 
   bool eigh(const T* A, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
@@ -345,7 +340,7 @@ class Solver {
       return false;
     }
     for (size_t i = 0; i < sq<double>(n); ++i) X[i] = static_cast<T>(Xd[i]);
-    return finite(X, sq<T>(n));
+    return all_finite(X, sq<T>(n));
   }
 
   // Coupled iteration; returns the best iterate in X and whether its residual is acceptable.
@@ -399,7 +394,7 @@ class Solver {
     symmetrise(n, x);
     std::memcpy(X, x, nn * sizeof(T));
     *residual = dist.inf;
-    return dist.inf <= accept_ && finite(X, nn);
+    return dist.inf <= accept_ && all_finite(X, nn);
   }
 
   // ||X^p (A + ridge I) - I||_inf.
@@ -414,11 +409,6 @@ class Solver {
     matmul(n, tp, t, tmp);
     return distance_to_identity(n, tmp).inf;
   }
-
-  struct SmallThreads {
-    explicit SmallThreads(int n) : guard(n <= 512 ? 1 : 0) {}
-    ScopedBlasThreads guard;
-  };
 
   int n_;
   Options o_;
