@@ -418,8 +418,6 @@ class Solver {
 
 }  // namespace
 
-Method choose_method(const Shape&) { return Method::kEigh; }
-
 template <typename T>
 bool inverse_root(const Shape& shape, const Args<T>& args, const Options& options) {
   if (shape.n < 1 || shape.batch < 0 || !(options.p > 0)) return false;

@@ -24,7 +24,8 @@
 namespace linalg_core::roots {
 
 enum class Method : int32_t {
-  kAuto = -1,
+  kAuto = -1,  // eigh on the CPU: an n x n syevd costs a few GEMMs, the iterations 10-30
+               // iterations of 2 GEMMs + log2(p) SYRKs each
   kEigh = 0,
   kNewton = 1,
   kNewton3 = 2,
@@ -73,10 +74,6 @@ struct Args {
   int32_t* method;     // batch: Method that produced root
   int32_t* status;     // batch: Status
 };
-
-// The method kAuto resolves to on the CPU for this size (eigh: an n x n syevd costs a few GEMMs;
-// the iterations need 10-30 iterations of 3 + log2(p) GEMMs each).
-Method choose_method(const Shape& shape);
 
 template <typename T>
 bool inverse_root(const Shape& shape, const Args<T>& args, const Options& options);
