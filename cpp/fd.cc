@@ -204,6 +204,28 @@ class Updater {
     }
   }
 
+  // The top `count` eigenvectors W (rows x count, descending) of K = F F^T for the column-major
+  // rows x cols factor F, by SYRK and syevd (on one BLAS thread below 512 rows; K is scratch), and
+  // their Rayleigh quotients, ascending, in sc.w.
+  bool top_of_gram(const T* f, int rows, int cols, int count, T* K, T* W, Scratch<T>& sc) const {
+    const T one = T(1), zero = T(0);
+    int info = 0;
+    Lapack<T>::syrk("U", "N", &rows, &cols, &one, f, &rows, &zero, K, &rows);
+    {
+      SmallProblemBlasThreads threads(rows);
+      const int lwork = static_cast<int>(sc.work.size());
+      const int liwork = static_cast<int>(sc.iwork.size());
+      Lapack<T>::syevd("V", "U", &rows, K, &rows, sc.w.data(), sc.work.data(), &lwork,
+                       sc.iwork.data(), &liwork, &info);
+    }
+    if (info != 0) return false;
+    for (int j = 0; j < count; ++j) {
+      std::memcpy(W + sz<T>(j, rows), K + sz<T>(rows - 1 - j, rows), rows * sizeof(T));
+    }
+    rayleigh_quotients(f, rows, cols, W, count, sc.y.data(), sc.w.data());
+    return true;
+  }
+
   // Overwrites the d x r column-major block with the Q of its Householder QR.
   bool orthonormalise(T* block, Scratch<T>& sc) const {
     int info = 0;
@@ -222,7 +244,6 @@ class Updater {
     const int d = d_, l = l_, r = r_, n = n_;
     const T one = T(1), zero = T(0), minus_one = T(-1);
     int info = 0;
-    const int lwork = static_cast<int>(sc.work.size());
     // Column-major views: U^T is l x d (ld l). G1 and Q2 are tall d x r blocks (ld d): Householder
     // QR of a tall block streams through contiguous columns (LQ of the r x d transpose measured
     // 6x slower at d = 1024, r = 32).
@@ -260,20 +281,10 @@ class Updater {
       for (int i = 0; i < l; ++i) F[i + sz<T>(l + j, n)] = C[i + sz<T>(j, l)];
       for (int i = 0; i < r; ++i) F[l + i + sz<T>(l + j, n)] = R2[i + sz<T>(j, r)];
     }
-    T* K = sc.e.data();
-    Lapack<T>::syrk("U", "N", &n, &n, &one, F, &n, &zero, K, &n);
-    {
-      SmallProblemBlasThreads threads(n);
-      const int liwork = static_cast<int>(sc.iwork.size());
-      Lapack<T>::syevd("V", "U", &n, K, &n, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
-                       &liwork, &info);
-    }
-    if (info != 0) return false;
     // W (n x (l+1)): the top l+1 eigenvectors of F F^T, descending (n = l + r > l).
     T* W = sc.f.data();
     const int count = l + 1;
-    for (int j = 0; j < count; ++j) std::memcpy(W + sz<T>(j, n), K + sz<T>(n - 1 - j, n), n * sizeof(T));
-    rayleigh_quotients(F, n, n, W, count, sc.y.data(), sc.w.data());
+    if (!top_of_gram(F, n, n, count, sc.e.data(), W, sc)) return false;
     take_top(sc.w.data(), count, lam_out, res);
     // U_new^T = W1^T U^T + W2^T Q2^T (l x d), written straight into the row-major output.
     Lapack<T>::gemm("T", "N", &l, &d, &l, &one, W, &n, U, &l, &zero, U_out, &l);
@@ -329,21 +340,11 @@ class Updater {
       for (int i = 0; i < rows; ++i) R[i + sz<T>(j, k)] = Z[i + sz<T>(j, d)];
       for (int i = rows; i < k; ++i) R[i + sz<T>(j, k)] = T(0);
     }
-    const T one = T(1), zero = T(0);
-    T* K = sc.c.data();
-    Lapack<T>::syrk("U", "N", &k, &n, &one, R, &k, &zero, K, &k);
-    {
-      SmallProblemBlasThreads threads(k);
-      const int liwork = static_cast<int>(sc.iwork.size());
-      Lapack<T>::syevd("V", "U", &k, K, &k, sc.w.data(), sc.work.data(), &lwork, sc.iwork.data(),
-                       &liwork, &info);
-    }
-    if (info != 0) return false;
     // k = min(d, l + r) >= l: every kept direction has an eigenpair.
     const int count = std::min(l + 1, k);
+    T* K = sc.c.data();
     T* W = sc.f.data();
-    for (int j = 0; j < count; ++j) std::memcpy(W + sz<T>(j, k), K + sz<T>(k - 1 - j, k), k * sizeof(T));
-    rayleigh_quotients(R, k, n, W, count, sc.y.data(), sc.w.data());
+    if (!top_of_gram(R, k, n, count, K, W, sc)) return false;
     take_top(sc.w.data(), count, lam_out, res);
     // U_out (row-major d x l) is the column-major U_new^T (l x d): fill it with the top eigenvectors
     // padded by zero rows, then U_new^T = [V; 0]^T Q^T by ormqr(side=R, trans=T).
