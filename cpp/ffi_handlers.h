@@ -8,4 +8,6 @@ extern "C" {
 XLA_FFI_Error* LcFdUpdateCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcFdApplyInverseRootCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcInverseRootCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcRandomizedSvdCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcRandomizedEighCpu(XLA_FFI_CallFrame* call_frame);
 }

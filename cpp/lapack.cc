@@ -30,6 +30,9 @@ lapack_fn::stedc_t<T> Lapack<T>::stedc = nullptr;
 template <typename T>
 lapack_fn::ormtr_t<T> Lapack<T>::ormtr = nullptr;
 
+template <typename T>
+lapack_fn::gesdd_t<T> Lapack<T>::gesdd = nullptr;
+
 template struct Lapack<float>;
 template struct Lapack<double>;
 
@@ -60,6 +63,7 @@ std::vector<Slot>& slots() {
       {"ssytrd", slot(Lapack<float>::sytrd)}, {"dsytrd", slot(Lapack<double>::sytrd)},
       {"sstedc", slot(Lapack<float>::stedc)}, {"dstedc", slot(Lapack<double>::stedc)},
       {"sormtr", slot(Lapack<float>::ormtr)}, {"dormtr", slot(Lapack<double>::ormtr)},
+      {"sgesdd", slot(Lapack<float>::gesdd)}, {"dgesdd", slot(Lapack<double>::gesdd)},
   };
   return table;
 }

@@ -58,6 +58,9 @@ using stedc_t = void (*)(const char*, const int*, T*, T*, T*, const int*, T*, co
 template <typename T>
 using ormtr_t = void (*)(const char*, const char*, const char*, const int*, const int*, const T*,
                          const int*, const T*, T*, const int*, T*, const int*, int*);
+template <typename T>
+using gesdd_t = void (*)(const char*, const int*, const int*, T*, const int*, T*, T*, const int*,
+                         T*, const int*, T*, const int*, int*, int*);
 }  // namespace lapack_fn
 
 template <typename T>
@@ -74,6 +77,7 @@ struct Lapack {
   static lapack_fn::sytrd_t<T> sytrd;
   static lapack_fn::stedc_t<T> stedc;
   static lapack_fn::ormtr_t<T> ormtr;
+  static lapack_fn::gesdd_t<T> gesdd;
 };
 
 extern template struct Lapack<float>;

@@ -17,6 +17,7 @@ from linalg_core.fd import (
     fd_update,
 )
 from linalg_core.roots import ROOT_METHODS, ROOT_STATUS, RootInfo, inverse_root
+from linalg_core.rsvd import RSVD_METHODS, RSVD_STATUS, RandomizedInfo, randomized_eigh, randomized_svd
 
 __version__ = "0.1.0"
 
@@ -34,4 +35,9 @@ __all__ = [
     "ROOT_STATUS",
     "RootInfo",
     "inverse_root",
+    "RSVD_METHODS",
+    "RSVD_STATUS",
+    "RandomizedInfo",
+    "randomized_eigh",
+    "randomized_svd",
 ]

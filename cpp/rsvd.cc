@@ -1,0 +1,254 @@
+#include "rsvd.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "finite.h"
+#include "lapack.h"
+#include "parallel.h"
+
+namespace linalg_core::rsvd {
+namespace {
+
+size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cast<size_t>(b); }
+
+template <typename T>
+struct Scratch {
+  std::vector<T> q, z, b, ub, vtb, sv, t, y, out, tau, work;
+  std::vector<int> iwork;
+};
+
+// Range finder and the two projections. A row-major m x n is the column-major A^T (n x m, ld n),
+// so A X = A_cm^T X and A^T X = A_cm X.
+template <typename T>
+class Solver {
+ public:
+  explicit Solver(const Shape& s) : s_(s) {
+    m_ = static_cast<int>(s.m);
+    n_ = static_cast<int>(s.n);
+    l_ = static_cast<int>(s.l);
+    k_ = static_cast<int>(s.k);
+    r_ = static_cast<int>(s.probes);
+    T q = T(0);
+    int info = 0, lw = -1, iq = 0, liw = -1;
+    const int rows = std::max(m_, n_);
+    Lapack<T>::geqrf(&rows, &l_, nullptr, &rows, nullptr, &q, &lw, &info);
+    grow(q);
+    Lapack<T>::orgqr(&rows, &l_, &l_, nullptr, &rows, nullptr, &q, &lw, &info);
+    grow(q);
+    Lapack<T>::gesdd("S", &l_, &n_, nullptr, &l_, nullptr, nullptr, &l_, nullptr, &l_, &q, &lw,
+                     nullptr, &info);
+    grow(q);
+    Lapack<T>::syevd("V", "L", &l_, nullptr, &l_, nullptr, &q, &lw, &iq, &liw, &info);
+    grow(q);
+    liwork_ = std::max(8 * l_, iq);
+  }
+
+  Scratch<T> make_scratch() const {
+    Scratch<T> sc;
+    sc.q.resize(sz(m_, l_));
+    sc.z.resize(sz(n_, l_));
+    sc.b.resize(sz(l_, n_));
+    sc.ub.resize(sz(l_, l_));
+    sc.vtb.resize(sz(l_, n_));
+    sc.sv.resize(l_);
+    sc.t.resize(sz(l_, std::max(l_, r_)));
+    sc.y.resize(sz(m_, std::max(r_, 1)));
+    sc.out.resize(sz(std::max(m_, n_), k_));  // the kept vectors before transposition
+    sc.tau.resize(l_);
+    sc.work.resize(lwork_);
+    sc.iwork.resize(liwork_);
+    return sc;
+  }
+
+  // Q (m x l, column-major) spanning A Omega after the power iterations.
+  bool range(const T* a, const T* omega, Scratch<T>& sc) const {
+    const int m = m_, n = n_, l = l_;
+    const T one = T(1), zero = T(0);
+    T *q = sc.q.data(), *z = sc.z.data();
+    // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
+    Lapack<T>::gemm("T", "T", &m, &l, &n, &one, a, &n, omega, &l, &zero, q, &m);
+    if (!orthonormalise(q, m, sc)) return false;
+    for (int it = 0; it < s_.power_iters; ++it) {
+      Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, q, &m, &zero, z, &n);  // A^T Q
+      if (!orthonormalise(z, n, sc)) return false;
+      Lapack<T>::gemm("T", "N", &m, &l, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
+      if (!orthonormalise(q, m, sc)) return false;
+    }
+    return true;
+  }
+
+  // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1).
+  T error_bound(const T* a, const T* probes, Scratch<T>& sc) const {
+    if (r_ == 0) return T(0);
+    const int m = m_, n = n_, l = l_, r = r_;
+    const T one = T(1), zero = T(0), minus_one = T(-1);
+    T *y = sc.y.data(), *c = sc.t.data();
+    Lapack<T>::gemm("T", "T", &m, &r, &n, &one, a, &n, probes, &r, &zero, y, &m);
+    Lapack<T>::gemm("T", "N", &l, &r, &m, &one, sc.q.data(), &m, y, &m, &zero, c, &l);
+    Lapack<T>::gemm("N", "N", &m, &r, &l, &minus_one, sc.q.data(), &m, c, &l, &one, y, &m);
+    double worst = 0.0;
+    for (int j = 0; j < r; ++j) {
+      double sum = 0.0;
+      for (int i = 0; i < m; ++i) sum += static_cast<double>(y[i + sz(j, m)]) * y[i + sz(j, m)];
+      worst = std::max(worst, std::sqrt(sum));
+    }
+    return static_cast<T>(10.0 * std::sqrt(2.0 / M_PI) * worst);
+  }
+
+  bool svd(const T* a, const T* omega, const T* probes, T* u, T* s, T* vt, T* err,
+           Scratch<T>& sc) const {
+    const int m = m_, n = n_, l = l_, k = k_;
+    const T one = T(1), zero = T(0);
+    if (!range(a, omega, sc)) return false;
+    T* b = sc.b.data();
+    Lapack<T>::gemm("T", "T", &l, &n, &m, &one, sc.q.data(), &m, a, &n, &zero, b, &l);  // Q^T A
+    int info = 0;
+    const int lwork = static_cast<int>(sc.work.size());
+    Lapack<T>::gesdd("S", &l, &n, b, &l, sc.sv.data(), sc.ub.data(), &l, sc.vtb.data(), &l,
+                     sc.work.data(), &lwork, sc.iwork.data(), &info);
+    if (info != 0) return false;
+    // U = Q U_B[:, :k] (m x k, column-major), then transposed into the row-major output.
+    T* ucol = sc.out.data();
+    Lapack<T>::gemm("N", "N", &m, &k, &l, &one, sc.q.data(), &m, sc.ub.data(), &l, &zero, ucol, &m);
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < k; ++j) u[sz(i, k) + j] = ucol[i + sz(j, m)];
+    }
+    for (int j = 0; j < k; ++j) {
+      s[j] = sc.sv[j];
+      for (int c = 0; c < n; ++c) vt[sz(j, n) + c] = sc.vtb[j + sz(c, l)];
+    }
+    *err = error_bound(a, probes, sc);
+    return all_finite(u, sz(m, k)) && all_finite(vt, sz(k, n));
+  }
+
+  bool eigh(const T* a, const T* omega, const T* probes, T* eigvals, T* eigvecs, T* err,
+            Scratch<T>& sc) const {
+    const int n = n_, l = l_, k = k_;
+    const T one = T(1), zero = T(0);
+    if (!range(a, omega, sc)) return false;
+    // T = Q^T A Q (l x l), symmetrised, then its eigenpairs.
+    T* aq = sc.z.data();  // A Q, n x l
+    Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
+    T* t = sc.t.data();
+    Lapack<T>::gemm("T", "N", &l, &l, &n, &one, sc.q.data(), &n, aq, &n, &zero, t, &l);
+    for (int j = 0; j < l; ++j) {
+      for (int i = 0; i < j; ++i) {
+        const T mean = T(0.5) * (t[i + sz(j, l)] + t[j + sz(i, l)]);
+        t[i + sz(j, l)] = t[j + sz(i, l)] = mean;
+      }
+    }
+    int info = 0;
+    const int lwork = static_cast<int>(sc.work.size());
+    const int liwork = static_cast<int>(sc.iwork.size());
+    Lapack<T>::syevd("V", "L", &l, t, &l, sc.sv.data(), sc.work.data(), &lwork, sc.iwork.data(),
+                     &liwork, &info);
+    if (info != 0) return false;
+    // Top k (syevd is ascending): W = t[:, l-1 .. l-k]; V = Q W (n x k) into the row-major output.
+    T* w = sc.ub.data();
+    for (int j = 0; j < k; ++j) {
+      eigvals[j] = sc.sv[l - 1 - j];
+      std::memcpy(w + sz(j, l), t + sz(l - 1 - j, l), sz(l) * sizeof(T));
+    }
+    T* vcol = sc.out.data();
+    Lapack<T>::gemm("N", "N", &n, &k, &l, &one, sc.q.data(), &n, w, &l, &zero, vcol, &n);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < k; ++j) eigvecs[sz(i, k) + j] = vcol[i + sz(j, n)];
+    }
+    *err = error_bound(a, probes, sc);
+    return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
+  }
+
+ private:
+  void grow(T q) { lwork_ = std::max(lwork_, static_cast<int>(q) + 1); }
+
+  bool orthonormalise(T* block, int rows, Scratch<T>& sc) const {
+    int info = 0;
+    const int l = l_;
+    const int lwork = static_cast<int>(sc.work.size());
+    Lapack<T>::geqrf(&rows, &l, block, &rows, sc.tau.data(), sc.work.data(), &lwork, &info);
+    if (info != 0) return false;
+    Lapack<T>::orgqr(&rows, &l, &l, block, &rows, sc.tau.data(), sc.work.data(), &lwork, &info);
+    return info == 0;
+  }
+
+  Shape s_;
+  int m_ = 0, n_ = 0, l_ = 0, k_ = 0, r_ = 0;
+  int lwork_ = 1, liwork_ = 1;
+};
+
+bool valid(const Shape& s) {
+  return s.m >= 1 && s.n >= 1 && s.k >= 1 && s.l >= s.k && s.l <= std::min(s.m, s.n) &&
+         s.probes >= 0 && s.power_iters >= 0 && s.batch >= 0;
+}
+
+template <typename T, typename Run>
+bool for_batch(const Shape& shape, Run&& run) {
+  if (!valid(shape)) return false;
+  if (shape.batch == 0) return true;
+  const Solver<T> solver(shape);
+  const int workers = batch_workers(shape.batch, std::max(shape.m, shape.n));
+  std::vector<Scratch<T>> scratch;
+  for (int w = 0; w < std::max<int64_t>(1, std::min<int64_t>(workers, shape.batch)); ++w) {
+    scratch.push_back(solver.make_scratch());
+  }
+  parallel_for(shape.batch, workers, [&](int worker, int64_t b) { run(solver, b, scratch[worker]); });
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+bool svd(const Shape& shape, const SvdArgs<T>& a) {
+  const int64_t m = shape.m, n = shape.n, k = shape.k, l = shape.l, r = shape.probes;
+  return for_batch<T>(shape, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
+    const T* ab = a.a + b * m * n;
+    T *u = a.u + b * m * k, *s = a.s + b * k, *vt = a.vt + b * k * n;
+    Status status = Status::kOk;
+    if (!all_finite(ab, sz(m, n))) {
+      status = Status::kNonFiniteInput;
+    } else if (!solver.svd(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, u, s, vt,
+                           a.error + b, sc)) {
+      status = Status::kLapackFailure;
+    }
+    if (status != Status::kOk) {
+      std::fill(u, u + m * k, T(0));
+      std::fill(s, s + k, T(0));
+      std::fill(vt, vt + k * n, T(0));
+      a.error[b] = T(0);
+    }
+    a.status[b] = static_cast<int32_t>(status);
+  });
+}
+
+template <typename T>
+bool eigh(const Shape& shape, const EighArgs<T>& a) {
+  const int64_t n = shape.n, k = shape.k, l = shape.l, r = shape.probes;
+  if (shape.m != shape.n) return false;
+  return for_batch<T>(shape, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
+    const T* ab = a.a + b * n * n;
+    T *w = a.eigvals + b * k, *v = a.eigvecs + b * n * k;
+    Status status = Status::kOk;
+    if (!all_finite(ab, sz(n, n))) {
+      status = Status::kNonFiniteInput;
+    } else if (!solver.eigh(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, w, v,
+                            a.error + b, sc)) {
+      status = Status::kLapackFailure;
+    }
+    if (status != Status::kOk) {
+      std::fill(w, w + k, T(0));
+      std::fill(v, v + n * k, T(0));
+      a.error[b] = T(0);
+    }
+    a.status[b] = static_cast<int32_t>(status);
+  });
+}
+
+template bool svd<float>(const Shape&, const SvdArgs<float>&);
+template bool svd<double>(const Shape&, const SvdArgs<double>&);
+template bool eigh<float>(const Shape&, const EighArgs<float>&);
+template bool eigh<double>(const Shape&, const EighArgs<double>&);
+
+}  // namespace linalg_core::rsvd

@@ -1,0 +1,219 @@
+"""Randomized SVD and symmetric eigendecomposition with warm start (Halko-Martinsson-Tropp).
+
+The top of a spectrum, repeatedly, from a good previous guess: FD on dense terms, the ridge of
+inverse roots and the shared-basis update all need it. The test matrix Omega is drawn here (a
+JAX key on the JAX path; an int seed or ``numpy.random.Generator`` on the NumPy path) and a
+previous basis can fill its first columns; the C++ kernel is deterministic given Omega.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from linalg_core import _jax
+from linalg_core import _validation as check
+
+__all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "randomized_svd"]
+
+#: Codes of ``RandomizedInfo.status``; any failure returns zeros.
+RSVD_STATUS = {"ok": 0, "non_finite_input": 1, "lapack_failure": 2}
+#: Codes of ``RandomizedInfo.method``.
+RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1}
+
+
+class RandomizedInfo(NamedTuple):
+    """Diagnostics (arrays of the batch shape; no host sync on the JAX path).
+
+    Attributes
+    ----------
+    residual : array
+        A-posteriori bound on ``||A - Q Q^T A||_2`` from ``probes`` Gaussian probes: it holds with
+        probability at least ``1 - 10^-probes`` (Halko et al. 2011, Lemma 4.1). 0 when
+        ``probes=0``.
+    iterations : array of int32
+        Power iterations run.
+    converged : array of bool
+        ``status == 0``.
+    method : array of int32
+        A :data:`RSVD_METHODS` code: ``rayleigh_ritz`` (:func:`randomized_eigh`) or ``svd``.
+    status : array of int32
+        A :data:`RSVD_STATUS` code.
+    """
+
+    residual: Any
+    iterations: Any
+    converged: Any
+    method: Any
+    status: Any
+
+
+def _test_matrices(key: Any, batch: tuple, n: int, l: int, probes: int, dt, warm_start, jax_path: bool):
+    """Omega (batch, n, l) with the warm-start basis in its first columns, and the probes."""
+    w = 0 if warm_start is None else warm_start.shape[-1]
+    if jax_path:
+        import jax
+        import jax.numpy as jnp
+
+        if key is None or isinstance(key, (int, np.integer, np.random.Generator)):
+            raise ValueError("key must be a JAX PRNG key on the JAX path")
+        k1, k2 = jax.random.split(key)
+        fresh = jax.random.normal(k1, batch + (n, l - w), dt)
+        probe = jax.random.normal(k2, batch + (n, probes), dt)
+        if w:
+            fresh = jnp.concatenate([jnp.broadcast_to(jnp.asarray(warm_start, dt), batch + (n, w)), fresh], -1)
+        return fresh, probe
+    if isinstance(key, np.random.Generator):
+        rng = key
+    elif isinstance(key, (int, np.integer)):
+        rng = np.random.default_rng(int(key))
+    else:
+        raise ValueError(f"key must be an int seed or numpy.random.Generator on the NumPy path, got {type(key).__name__}")
+    fresh = rng.standard_normal(batch + (n, l - w)).astype(dt)
+    probe = rng.standard_normal(batch + (n, probes)).astype(dt)
+    if w:
+        fresh = np.concatenate([np.broadcast_to(np.asarray(warm_start, dt), batch + (n, w)), fresh], -1)
+    return np.ascontiguousarray(fresh), np.ascontiguousarray(probe)
+
+
+def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
+    jax_path = _jax.any_jax(a, warm_start)
+    if not jax_path:
+        a = np.asarray(a)
+    check.require_floating(a, "a")
+    if a.ndim < 2:
+        raise ValueError(f"a must have shape (..., m, n), got {tuple(a.shape)}")
+    m, n = a.shape[-2:]
+    if square and m != n:
+        raise ValueError(f"a must be square (..., n, n) for randomized_eigh, got {tuple(a.shape)}")
+    k = int(k)
+    if not 1 <= k <= min(m, n):
+        raise ValueError(f"k must satisfy 1 <= k <= min(m, n) = {min(m, n)}, got {k}")
+    if int(oversample) < 0 or int(power_iters) < 0 or int(probes) < 0:
+        raise ValueError("oversample, power_iters and probes must be >= 0")
+    l = min(k + int(oversample), m, n)
+    if warm_start is not None:
+        if not _jax.is_jax_array(warm_start):
+            warm_start = np.asarray(warm_start)
+        if warm_start.ndim < 2 or warm_start.shape[-2] != n or warm_start.shape[-1] > l:
+            raise ValueError(f"warm_start must have shape (..., {n}, w) with w <= {l}, got {tuple(warm_start.shape)}")
+    dt = np.dtype(np.float64) if np.dtype(a.dtype) == np.float64 else np.dtype(np.float32)
+    return a, k, l, dt, tuple(a.shape[:-2]), warm_start, jax_path
+
+
+def randomized_svd(
+    a: Any,
+    k: int,
+    *,
+    key: Any,
+    oversample: int = 10,
+    power_iters: int = 2,
+    warm_start: Any = None,
+    probes: int = 10,
+) -> tuple[Any, Any, Any, RandomizedInfo]:
+    r"""Top-``k`` SVD ``A ~ U diag(s) V^T`` by a randomized range finder.
+
+    ``Q = orth(A Omega)`` with ``Omega`` (n x l, ``l = min(k + oversample, m, n)``) Gaussian, then
+    ``power_iters`` QR-normalised power iterations ``Q = orth(A orth(A^T Q))``; ``B = Q^T A``
+    (l x n) is decomposed exactly (gesdd) and ``U = Q U_B``. The error is
+    ``||A - U S V^T|| <= (1 + c (l/(l-k))^(1/2) ...) sigma_{k+1}`` shrinking like
+    ``(sigma_{k+1}/sigma_j)^(2 q + 1)`` with ``q`` power iterations (Halko et al. 2011, Sec. 10).
+    Cost ``O(m n l (2 q + 2))`` GEMM flops plus ``O(n l^2)``.
+
+    Parameters
+    ----------
+    a : array, shape (..., m, n)
+        float32 or float64 (lower precisions computed in float32).
+    k : int
+        Number of singular triplets, ``1 <= k <= min(m, n)``.
+    key : JAX PRNG key (JAX path) or int seed / ``numpy.random.Generator`` (NumPy path)
+    oversample, power_iters : int
+    warm_start : array, shape (..., n, w), optional
+        A previous right basis (e.g. last step's ``vt.T``), ``w <= l``: it fills the first
+        columns of ``Omega``, the rest stays random.
+    probes : int
+        Gaussian probes for the a-posteriori error bound ``info.residual``.
+
+    Returns
+    -------
+    u : (..., m, k), s : (..., k) descending, vt : (..., k, n), info : RandomizedInfo
+
+    References
+    ----------
+    N. Halko, P. G. Martinsson, J. A. Tropp, "Finding structure with randomness", SIAM Review
+    53 (2011).
+    """
+    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, False)
+    m, n = a.shape[-2:]
+    omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
+    if jax_path:
+        import jax.numpy as jnp
+
+        u, s, vt, err, status = _jax.call(
+            "linalg_core_randomized_svd",
+            [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32)],
+            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters))
+        xp = jnp
+    else:
+        from linalg_core._native import cpu
+
+        a = np.ascontiguousarray(a, dtype=dt)
+        check.require_finite(a, "a")
+        u, s, vt, err, status = cpu.randomized_svd(a, omega, probe, k, int(power_iters))
+        xp = np
+    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0,
+                          xp.full(batch, RSVD_METHODS["svd"], xp.int32), status)
+    return u, s, vt, info
+
+
+def randomized_eigh(
+    a: Any,
+    k: int,
+    *,
+    key: Any,
+    oversample: int = 10,
+    power_iters: int = 2,
+    warm_start: Any = None,
+    probes: int = 10,
+) -> tuple[Any, Any, RandomizedInfo]:
+    r"""Top-``k`` eigenpairs of a symmetric (PSD) matrix by a randomized range finder and
+    Rayleigh-Ritz.
+
+    ``Q`` as in :func:`randomized_svd` (``A^T = A``), then ``T = Q^T A Q`` (l x l) is
+    diagonalised exactly: the Ritz pairs ``(mu_i, Q w_i)``, the ``k`` largest returned. For PSD
+    ``A`` they are the top eigenpairs up to the range error ``info.residual``; a warm start from
+    last step's eigenvectors makes one power iteration enough when the matrix changed little.
+
+    Parameters
+    ----------
+    a : array, shape (..., n, n)
+        Symmetric; only its action ``A X`` is used.
+    k, key, oversample, power_iters, warm_start, probes
+        As in :func:`randomized_svd` (``warm_start``: previous eigenvectors, (..., n, w)).
+
+    Returns
+    -------
+    eigvals : (..., k) descending, eigvecs : (..., n, k), info : RandomizedInfo
+    """
+    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, True)
+    n = a.shape[-1]
+    omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
+    if jax_path:
+        import jax.numpy as jnp
+
+        w, v, err, status = _jax.call(
+            "linalg_core_randomized_eigh",
+            [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32)],
+            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters))
+        xp = jnp
+    else:
+        from linalg_core._native import cpu
+
+        a = np.ascontiguousarray(a, dtype=dt)
+        check.require_finite(a, "a")
+        w, v, err, status = cpu.randomized_eigh(a, omega, probe, k, int(power_iters))
+        xp = np
+    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0,
+                          xp.full(batch, RSVD_METHODS["rayleigh_ritz"], xp.int32), status)
+    return w, v, info

@@ -1,0 +1,94 @@
+// NumPy entry points for the randomized SVD / eigh kernels. Binding only: linalg_core/rsvd.py
+// validated the arguments and built omega and the probes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "rsvd.h"
+
+namespace py = pybind11;
+
+namespace linalg_core {
+namespace {
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;
+
+template <typename T>
+rsvd::Shape shape_of(const carray<T>& a, const carray<T>& omega, const carray<T>& probes, int k,
+                     int power_iters) {
+  const int r = static_cast<int>(a.ndim());
+  rsvd::Shape s;
+  s.m = a.shape(r - 2);
+  s.n = a.shape(r - 1);
+  s.l = omega.shape(r - 1);
+  s.probes = probes.shape(r - 1);
+  s.k = k;
+  s.power_iters = power_iters;
+  s.batch = a.size() / (s.m * s.n);
+  return s;
+}
+
+std::vector<py::ssize_t> with(const py::array& a, std::vector<py::ssize_t> tail) {
+  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim() - 2);
+  dims.insert(dims.end(), tail.begin(), tail.end());
+  return dims;
+}
+
+template <typename T>
+py::tuple svd_impl(const py::array& a_in, const py::array& omega_in, const py::array& probes_in,
+                   int k, int power_iters) {
+  auto a = carray<T>::ensure(a_in), omega = carray<T>::ensure(omega_in),
+       probes = carray<T>::ensure(probes_in);
+  rsvd::Shape s = shape_of(a, omega, probes, k, power_iters);
+  carray<T> u(with(a, {s.m, s.k})), sv(with(a, {s.k})), vt(with(a, {s.k, s.n})), err(with(a, {}));
+  py::array_t<int32_t> status(with(a, {}));
+  rsvd::SvdArgs<T> args{a.data(), omega.data(), probes.data(), u.mutable_data(), sv.mutable_data(),
+                        vt.mutable_data(), err.mutable_data(), status.mutable_data()};
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = rsvd::svd<T>(s, args);
+  }
+  if (!ok) throw py::value_error("randomized_svd: invalid shape for the kernel");
+  return py::make_tuple(u, sv, vt, err, status);
+}
+
+template <typename T>
+py::tuple eigh_impl(const py::array& a_in, const py::array& omega_in, const py::array& probes_in,
+                    int k, int power_iters) {
+  auto a = carray<T>::ensure(a_in), omega = carray<T>::ensure(omega_in),
+       probes = carray<T>::ensure(probes_in);
+  rsvd::Shape s = shape_of(a, omega, probes, k, power_iters);
+  carray<T> w(with(a, {s.k})), v(with(a, {s.n, s.k})), err(with(a, {}));
+  py::array_t<int32_t> status(with(a, {}));
+  rsvd::EighArgs<T> args{a.data(), omega.data(), probes.data(), w.mutable_data(), v.mutable_data(),
+                         err.mutable_data(), status.mutable_data()};
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = rsvd::eigh<T>(s, args);
+  }
+  if (!ok) throw py::value_error("randomized_eigh: invalid shape for the kernel");
+  return py::make_tuple(w, v, err, status);
+}
+
+bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+
+}  // namespace
+
+void bind_rsvd(py::module_& m) {
+  m.def("randomized_svd", [](const py::array& a, const py::array& omega, const py::array& probes,
+                             int k, int power_iters) {
+    return is_float32(a) ? svd_impl<float>(a, omega, probes, k, power_iters)
+                         : svd_impl<double>(a, omega, probes, k, power_iters);
+  });
+  m.def("randomized_eigh", [](const py::array& a, const py::array& omega, const py::array& probes,
+                              int k, int power_iters) {
+    return is_float32(a) ? eigh_impl<float>(a, omega, probes, k, power_iters)
+                         : eigh_impl<double>(a, omega, probes, k, power_iters);
+  });
+}
+
+}  // namespace linalg_core

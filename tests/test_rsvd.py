@@ -1,0 +1,152 @@
+"""Randomized SVD / eigh: exact recovery, the Halko-Martinsson-Tropp error behaviour, warm start.
+
+Tolerances. Exact-arithmetic statements (a rank-r matrix is recovered exactly when the subspace
+has l >= r columns) hold in floating point up to the backward errors of the QR, GEMM and SVD
+steps: c n eps ||A||, c = 8, n the largest dimension. The error of the rank-k approximation is
+random; with q power iterations and p = l - k oversampling its expectation is at most
+(1 + sqrt(k/(p-1)) + e sqrt(l (n-k))/p)^(1/(2q+1)) sigma_{k+1} (Halko et al. 2011, Cor. 10.10):
+for the sizes below (k=8, p=10, q=2, n<=120) that factor is below 2.1, and the seeded draws are
+held to 2.5 sigma_{k+1}.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import linalg_core as lc
+from linalg_core import testing as lct
+
+
+def matrix_with_singular_values(rng, m, n, s):
+    u, _ = np.linalg.qr(rng.standard_normal((m, len(s))))
+    v, _ = np.linalg.qr(rng.standard_normal((n, len(s))))
+    return (u * s) @ v.T
+
+
+def tol(dtype, n, norm):
+    return 8 * n * np.finfo(dtype).eps * norm
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(60, 40), (40, 60), (50, 50)])
+def test_exact_recovery_of_low_rank(rng, dtype, shape):
+    m, n = shape
+    s = np.array([5.0, 3.0, 2.0, 1.0, 0.5])
+    a = matrix_with_singular_values(rng, m, n, s).astype(dtype)
+    u, sv, vt, info = lc.randomized_svd(a, 5, key=1, oversample=3, power_iters=0)
+    assert bool(info.converged) and u.dtype == np.dtype(dtype)
+    t = tol(dtype, max(m, n), s[0])
+    np.testing.assert_allclose(sv, s, atol=t)
+    assert np.linalg.norm(a - (u * sv) @ vt, 2) <= t
+    assert np.abs(u.T.astype(np.float64) @ u - np.eye(5)).max() <= tol(dtype, max(m, n), 1.0)
+    assert np.abs(vt.astype(np.float64) @ vt.T - np.eye(5)).max() <= tol(dtype, max(m, n), 1.0)
+    assert float(info.residual) <= 10 * t  # the probes see no residual beyond rounding
+
+
+@pytest.mark.parametrize("decay", ["geometric", "slow"])
+def test_error_close_to_optimal(rng, decay):
+    m, n, k = 120, 90, 8
+    s = np.geomspace(1, 1e-6, n) if decay == "geometric" else 1.0 / np.arange(1, n + 1)
+    a = matrix_with_singular_values(rng, m, n, s)
+    u, sv, vt, info = lc.randomized_svd(a, k, key=rng, oversample=10, power_iters=2)
+    err = np.linalg.norm(a - (u * sv) @ vt, 2)
+    assert err <= 2.5 * s[k]  # module docstring: expected factor < 2.1
+    # The a-posteriori bound bounds the range error, which bounds the rank-k error from below.
+    q_err = np.linalg.norm(a - u @ (u.T @ a), 2)
+    assert q_err <= float(info.residual)
+    np.testing.assert_allclose(sv, s[:k], rtol=0.05 if decay == "slow" else 1e-6)
+
+
+@given(case=lct.psd_matrices_with_spectrum(st.integers(20, 60), kind="geometric", condition=1e6),
+       k=st.integers(1, 6), seed=st.integers(0, 2**31))
+def test_eigh_top_k_of_fast_decaying_psd(case, k, seed):
+    a, lam = case
+    n = a.shape[0]
+    w, v, info = lc.randomized_eigh(a, k, key=seed, oversample=10, power_iters=2)
+    assert w.shape == (k,) and v.shape == (n, k) and bool(info.converged)
+    assert np.all(np.diff(w) <= 0)
+    # Geometric spectrum over 6 decades: lambda_{l+1}/lambda_k <= 1e-6^(10/(n-1)) and two power
+    # iterations make the Ritz values exact to rounding, relative to lambda_1.
+    np.testing.assert_allclose(w, lam[:k], atol=1e-6 * lam[0] + tol(np.float64, n, lam[0]))
+    assert np.abs(v.T @ v - np.eye(k)).max() <= tol(np.float64, n, 1.0)
+    residual = np.linalg.norm(a @ v - v * w, axis=0)
+    assert residual.max() <= 1e-3 * lam[0]
+
+
+def test_warm_start_from_exact_eigenvectors_needs_no_power_iteration(rng):
+    n, k = 80, 5
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = 1.0 / np.arange(1, n + 1)  # slow decay: a cold start without power iterations is poor
+    a = (q * lam) @ q.T
+    w_cold, _, _ = lc.randomized_eigh(a, k, key=0, oversample=0, power_iters=0)
+    w_warm, v_warm, _ = lc.randomized_eigh(a, k, key=0, oversample=0, power_iters=0, warm_start=q[:, :k])
+    np.testing.assert_allclose(w_warm, lam[:k], atol=tol(np.float64, n, 1.0))
+    assert np.abs(w_cold - lam[:k]).max() > 1e3 * tol(np.float64, n, 1.0)
+
+
+def test_warm_start_from_perturbed_basis_beats_cold(rng):
+    n, k = 100, 6
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    lam = 1.0 / np.arange(1, n + 1) ** 0.5
+    a = (q * lam) @ q.T
+    guess, _ = np.linalg.qr(q[:, :k] + 1e-3 * rng.standard_normal((n, k)))
+    cold = [lc.randomized_eigh(a, k, key=s, oversample=4, power_iters=1)[0] for s in range(5)]
+    warm = [lc.randomized_eigh(a, k, key=s, oversample=4, power_iters=1, warm_start=guess)[0] for s in range(5)]
+    err = lambda ws: max(np.abs(w - lam[:k]).max() for w in ws)  # noqa: E731
+    assert err(warm) < 1e-3 * err(cold)
+
+
+def test_batched_equals_looped(rng):
+    a = rng.standard_normal((3, 30, 20))
+    u, s, vt, info = lc.randomized_svd(a, 4, key=7, oversample=4)
+    assert u.shape == (3, 30, 4) and s.shape == (3, 4) and vt.shape == (3, 4, 20)
+    assert info.status.shape == (3,)
+    ref = np.linalg.svd(a, compute_uv=False)[:, :4]
+    np.testing.assert_allclose(s, ref, rtol=0.2)  # random matrix: flat spectrum, loose by design
+    for i in range(3):
+        # Same Omega rows per element only through the generator stream: compare to the oracle.
+        assert np.linalg.norm(a[i] - (u[i] * s[i]) @ vt[i], 2) <= 2.5 * np.linalg.svd(a[i], compute_uv=False)[4]
+
+
+def test_jax_path_jit_and_vmap(rng):
+    s = np.geomspace(1, 1e-4, 40)
+    a = matrix_with_singular_values(rng, 50, 40, s)
+    f = jax.jit(lambda m, key: lc.randomized_svd(m, 5, key=key))
+    u, sv, vt, info = f(jnp.asarray(a), jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(sv), s[:5], rtol=1e-8)
+    sym = a.T @ a
+    w, v, i = jax.vmap(lambda m, key: lc.randomized_eigh(m, 3, key=key))(
+        jnp.stack([jnp.asarray(sym)] * 2), jax.random.split(jax.random.key(1)))
+    np.testing.assert_allclose(np.asarray(w), np.stack([s[:3] ** 2] * 2), rtol=1e-8)
+    assert i.status.shape == (2,)
+
+
+def test_float32_input_and_low_precision(rng):
+    a = rng.standard_normal((20, 20)).astype(np.float16)
+    u, s, vt, _ = lc.randomized_svd(a, 3, key=0)
+    assert u.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 5, key=0), "k must"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 0, key=0), "k must"),
+        (lambda: lc.randomized_svd(np.ones(5), 1, key=0), "a must"),
+        (lambda: lc.randomized_svd(np.ones((5, 4), np.int32), 1, key=0), "floating"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 1, key="seed"), "key"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 2, key=0, warm_start=np.ones((3, 1))), "warm_start"),
+        (lambda: lc.randomized_svd(np.full((5, 4), np.nan), 1, key=0), "a contains NaN"),
+        (lambda: lc.randomized_eigh(np.ones((5, 4)), 1, key=0), "square"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 1, key=0, power_iters=-1), "power_iters"),
+        (lambda: lc.randomized_svd(jnp.ones((5, 4)), 1, key=0), "JAX PRNG key"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
