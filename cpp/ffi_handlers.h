@@ -10,4 +10,5 @@ XLA_FFI_Error* LcFdApplyInverseRootCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcInverseRootCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcRandomizedSvdCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcRandomizedEighCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcLobpcgCpu(XLA_FFI_CallFrame* call_frame);
 }

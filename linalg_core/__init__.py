@@ -16,6 +16,7 @@ from linalg_core.fd import (
     fd_state_bytes,
     fd_update,
 )
+from linalg_core.lobpcg import LOBPCG_STATUS, LobpcgInfo, lobpcg
 from linalg_core.roots import ROOT_METHODS, ROOT_STATUS, RootInfo, inverse_root
 from linalg_core.rsvd import RSVD_METHODS, RSVD_STATUS, RandomizedInfo, randomized_eigh, randomized_svd
 
@@ -31,6 +32,9 @@ __all__ = [
     "fd_merge",
     "fd_state_bytes",
     "fd_update",
+    "LOBPCG_STATUS",
+    "LobpcgInfo",
+    "lobpcg",
     "ROOT_METHODS",
     "ROOT_STATUS",
     "RootInfo",

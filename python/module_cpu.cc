@@ -13,6 +13,7 @@ namespace linalg_core {
 void bind_fd(py::module_& m);
 void bind_roots(py::module_& m);
 void bind_rsvd(py::module_& m);
+void bind_lobpcg(py::module_& m);
 }
 
 namespace {
@@ -48,9 +49,11 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_inverse_root"] = handler_capsule(LcInverseRootCpu);
     targets["linalg_core_randomized_svd"] = handler_capsule(LcRandomizedSvdCpu);
     targets["linalg_core_randomized_eigh"] = handler_capsule(LcRandomizedEighCpu);
+    targets["linalg_core_lobpcg"] = handler_capsule(LcLobpcgCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
   linalg_core::bind_roots(m);
   linalg_core::bind_rsvd(m);
+  linalg_core::bind_lobpcg(m);
 }

@@ -1,0 +1,132 @@
+"""LOBPCG for the largest eigenpairs of a symmetric matrix, warm-started, never falsely converged."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from linalg_core import _jax
+from linalg_core import _validation as check
+
+__all__ = ["LOBPCG_STATUS", "LobpcgInfo", "lobpcg"]
+
+#: Codes of ``LobpcgInfo.status``.
+LOBPCG_STATUS = {"converged": 0, "max_iters": 1, "breakdown": 2, "non_finite": 3}
+
+
+class LobpcgInfo(NamedTuple):
+    """Diagnostics of :func:`lobpcg` (arrays of the batch shape; no host sync on the JAX path).
+
+    Attributes
+    ----------
+    residual : array, shape (..., k)
+        ``||A x_j - theta_j x_j|| / ||A||_est`` per pair, from an explicit product ``A X``
+        (``||A||_est``: the largest |Ritz value| seen). 0 for the dense path.
+    iterations : array of int32
+        LOBPCG iterations (one product with at most k columns each).
+    converged : array of bool
+        Every residual ``<= tol``; ``False`` otherwise (the best pairs found are returned).
+    method : array of int32
+        0 LOBPCG, 1 the dense eigensolver (``5 k >= n``).
+    status : array of int32
+        A :data:`LOBPCG_STATUS` code.
+    """
+
+    residual: Any
+    iterations: Any
+    converged: Any
+    method: Any
+    status: Any
+
+
+def lobpcg(
+    a: Any | Callable[[np.ndarray], np.ndarray],
+    x0: Any,
+    *,
+    k: int | None = None,
+    tol: float | None = None,
+    max_iters: int = 500,
+) -> tuple[Any, Any, LobpcgInfo]:
+    r"""The ``k`` largest eigenpairs of a symmetric matrix by LOBPCG (Knyazev 2001).
+
+    Each iteration multiplies ``A`` with the residuals of the unconverged pairs only (at most
+    ``k`` columns: soft locking), orthogonalises them against ``X``, and solves the Rayleigh-Ritz
+    problem on ``S = [X, W, P]`` made orthonormal by SVQB (an eigendecomposition of ``S^T S``;
+    directions that lost their length to rounding are dropped instead of breaking the
+    Cholesky factorisation). ``A X`` and ``A P`` are updated implicitly through the Ritz
+    rotations and recomputed explicitly every 10 iterations and before convergence is declared.
+
+    Convergence: ``||A x_j - theta_j x_j|| <= tol * ||A||_est`` for every pair, ``||A||_est``
+    the largest |Ritz value| seen, so the test depends neither on ``n`` nor on the scale of
+    ``A``, and zero eigenvalues (rank-deficient ``A`` with ``k > rank``) converge. Default
+    ``tol = 10 sqrt(eps)``. For ``5 k >= n`` the dense eigensolver answers.
+
+    Parameters
+    ----------
+    a : array, shape (..., n, n), or callable
+        Symmetric matrix (only symmetric input is meaningful), or on the NumPy path a function
+        ``X (n, c) -> A X (n, c)`` (no batch).
+    x0 : array, shape (..., n, m), m >= k
+        Starting block (warm start: the previous answer).
+    k : int, optional
+        Number of pairs (default ``m``).
+    tol : float, optional
+    max_iters : int
+
+    Returns
+    -------
+    eigvals : (..., k) descending, eigvecs : (..., n, k) orthonormal, info : LobpcgInfo
+
+    References
+    ----------
+    A. V. Knyazev, "Toward the optimal preconditioned eigensolver: LOBPCG", SISC 23 (2001).
+    J. A. Duersch, M. Shao, C. Yang, M. Gu, "A robust and efficient implementation of LOBPCG",
+    SISC 40 (2018).
+    """
+    callable_a = callable(a) and not hasattr(a, "shape")
+    jax_path = (not callable_a and _jax.any_jax(a)) or _jax.any_jax(x0)
+    if not jax_path:
+        x0 = np.asarray(x0)
+    check.require_floating(x0, "x0")
+    if x0.ndim < 2:
+        raise ValueError(f"x0 must have shape (..., n, m), got {tuple(x0.shape)}")
+    n, m = x0.shape[-2:]
+    k = m if k is None else int(k)
+    if not 1 <= k <= min(m, n):
+        raise ValueError(f"k must satisfy 1 <= k <= min(m, n) = {min(m, n)} (x0 has m = {m} columns), got {k}")
+    tol = 0.0 if tol is None else check.positive_number(tol, "tol")
+    if int(max_iters) < 0:
+        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    dt = np.dtype(np.float64) if np.dtype(x0.dtype) == np.float64 else np.dtype(np.float32)
+    batch = tuple(x0.shape[:-2])
+    if callable_a:
+        if jax_path:
+            raise ValueError("a callable a is supported on the NumPy path; pass the matrix to use JAX")
+        if batch:
+            raise ValueError(f"a callable a takes an unbatched x0 (n, m), got {tuple(x0.shape)}")
+    else:
+        if not jax_path:
+            a = np.asarray(a)
+        check.require_floating(a, "a")
+        if tuple(a.shape) != batch + (n, n):
+            raise ValueError(f"a must have shape {batch + (n, n)} to match x0 {tuple(x0.shape)}, got {tuple(a.shape)}")
+    if jax_path:
+        import jax.numpy as jnp
+
+        w, v, res, iters, status, dense = _jax.call(
+            "linalg_core_lobpcg",
+            [(batch + (k,), dt), (batch + (n, k), dt), (batch + (k,), dt),
+             (batch, np.int32), (batch, np.int32), (batch, np.int32)],
+            jnp.asarray(a, dt), jnp.asarray(x0, dt), k=np.int64(k), max_iters=np.int64(max_iters),
+            tol=np.float64(tol))
+    else:
+        from linalg_core._native import cpu
+
+        x0 = np.ascontiguousarray(x0, dtype=dt)
+        check.require_finite(x0, "x0")
+        if not callable_a:
+            a = np.ascontiguousarray(a, dtype=dt)
+            check.require_finite(a, "a")
+        w, v, res, iters, status, dense = cpu.lobpcg(a, x0, k, int(max_iters), tol, callable_a)
+    return w, v, LobpcgInfo(res, iters, status == 0, dense, status)

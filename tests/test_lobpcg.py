@@ -1,0 +1,162 @@
+"""LOBPCG: float64 oracle over spectra, no false convergence, warm start, batching, JAX.
+
+Tolerance. For an orthonormal X with Ritz values theta and residual block R = A X - X diag(theta),
+the theta are within ||R||_2 <= ||R||_F of k eigenvalues of A (Kahan; Parlett, The Symmetric
+Eigenvalue Problem, Thm 11.5.2). LOBPCG reports r_j = ||R_j|| / ||A||_est, so a converged answer
+must match the oracle's top k within sqrt(k) * max_j r_j * ||A|| (+ rounding, c n eps ||A||) —
+provided they are the *top* k, which is exactly what "no false convergence" asserts.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import linalg_core as lc
+from linalg_core import testing as lct
+
+
+def spd_from(rng, lam):
+    q, _ = np.linalg.qr(rng.standard_normal((len(lam), len(lam))))
+    return (q * lam) @ q.T, q
+
+
+def check_against_oracle(a, w, v, info, k):
+    n = a.shape[0]
+    lam = np.linalg.eigvalsh(a.astype(np.float64))[::-1][:k]
+    dtype = a.dtype
+    norm = np.abs(lam).max() if np.abs(lam).max() > 0 else 1.0
+    rounding = 8 * n * np.finfo(dtype).eps * norm
+    if bool(info.converged):
+        bound = np.sqrt(k) * float(np.max(info.residual)) * norm + rounding
+        assert np.abs(w.astype(np.float64) - lam).max() <= bound
+    vv = v.astype(np.float64)
+    assert np.abs(vv.T @ vv - np.eye(k)).max() <= 8 * n * np.finfo(dtype).eps * 10
+    assert np.all(np.diff(w) <= rounding)
+
+
+SPECTRA = {
+    "geometric_1e6": lambda n: np.geomspace(1, 1e-6, n),
+    "geometric_1e8": lambda n: np.geomspace(1, 1e-8, n),
+    "linear": lambda n: np.linspace(1, 1e-3, n),
+    "cluster_at_k": lambda n: np.concatenate([[3.0, 2.5, 2.0, 1.0, 1.0, 1.0, 1.0], np.linspace(0.5, 0.01, n - 7)]),
+    "rank_deficient": lambda n: np.concatenate([[4.0, 3.0, 2.0], np.zeros(n - 3)]),
+    "outlier": lambda n: np.concatenate([[1e6], np.linspace(1.0, 0.5, n - 1)]),
+    "identity": lambda n: np.ones(n),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", list(SPECTRA))
+@pytest.mark.parametrize("scale", [1e-12, 1.0, 1e12])
+def test_matches_oracle_or_says_not_converged(rng, dtype, kind, scale):
+    n, k = 150, 5
+    a, _ = spd_from(rng, scale * SPECTRA[kind](n))
+    a = a.astype(dtype)
+    w, v, info = lc.lobpcg(a, rng.standard_normal((n, k)).astype(dtype), max_iters=400)
+    assert int(info.method) == 0
+    check_against_oracle(a, w, v, info, k)
+    if kind != "cluster_at_k":  # the boundary cluster may legitimately need more iterations
+        assert bool(info.converged), info
+
+
+def test_rank_deficient_with_k_above_rank_converges(rng):
+    n = 120
+    a, _ = spd_from(rng, np.concatenate([[3.0, 2.0], np.zeros(n - 2)]))
+    w, v, info = lc.lobpcg(a, rng.standard_normal((n, 6)))
+    assert bool(info.converged) and int(info.iterations) < 50
+    np.testing.assert_allclose(w[:2], [3.0, 2.0], atol=1e-10)
+    assert np.abs(w[2:]).max() <= 1e-10
+
+
+def test_warm_start_from_exact_answer_converges_at_once(rng):
+    n, k = 200, 6
+    a, q = spd_from(rng, np.geomspace(1, 1e-4, n))
+    w, v, info = lc.lobpcg(a, q[:, :k])
+    assert bool(info.converged) and int(info.iterations) <= 1
+
+
+@given(seed=st.integers(0, 2**31), k=st.integers(1, 6), spread=st.sampled_from([1e-2, 1e-3, 1e-4]))
+def test_warm_start_from_perturbed_answer_needs_fewer_iterations(seed, k, spread):
+    """The previous answer with each column moved by `spread` (relative, random direction)."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    a, q = spd_from(rng, np.geomspace(1, 1e-5, n))
+    x0 = rng.standard_normal((n, k))
+    _, _, cold = lc.lobpcg(a, x0)
+    noise = rng.standard_normal((n, k))
+    noise /= np.linalg.norm(noise, axis=0)
+    _, _, warm = lc.lobpcg(a, q[:, :k] + spread * noise)
+    assert bool(cold.converged) and bool(warm.converged)
+    assert int(warm.iterations) < int(cold.iterations)
+
+
+@given(case=lct.psd_matrices_with_spectrum(st.integers(30, 80), condition=1e6), k=st.integers(1, 5),
+       seed=st.integers(0, 2**31))
+def test_property_no_false_convergence(case, k, seed):
+    a, lam = case
+    n = a.shape[0]
+    x0 = np.random.default_rng(seed).standard_normal((n, k))
+    w, v, info = lc.lobpcg(a, x0, max_iters=300)
+    check_against_oracle(a, w, v, info, k)
+
+
+def test_dense_path_for_small_problems(rng):
+    a, _ = spd_from(rng, np.arange(10, 0, -1.0))
+    w, v, info = lc.lobpcg(a, rng.standard_normal((10, 3)))
+    assert int(info.method) == 1 and bool(info.converged)
+    np.testing.assert_allclose(w, [10, 9, 8], atol=1e-12)
+
+
+def test_callable_matches_explicit(rng):
+    n, k = 150, 4
+    a, _ = spd_from(rng, np.geomspace(1, 1e-3, n))
+    x0 = rng.standard_normal((n, k))
+    w1, v1, i1 = lc.lobpcg(a, x0)
+    w2, v2, i2 = lc.lobpcg(lambda x: a @ x, x0)
+    np.testing.assert_allclose(w2, w1, rtol=1e-12)
+    assert int(i1.iterations) == int(i2.iterations)
+
+
+def test_batched_equals_looped(rng):
+    n, k = 60, 3
+    mats = np.stack([spd_from(rng, np.geomspace(1, 1e-3 * (i + 1), n))[0] for i in range(3)])
+    x0 = rng.standard_normal((3, n, k))
+    w, v, info = lc.lobpcg(mats, x0)
+    assert w.shape == (3, k) and v.shape == (3, n, k) and info.residual.shape == (3, k)
+    for i in range(3):
+        wi, vi, _ = lc.lobpcg(mats[i], x0[i])
+        np.testing.assert_array_equal(w[i], wi)
+
+
+def test_jax_matches_numpy(rng):
+    n, k = 80, 3
+    a, _ = spd_from(rng, np.geomspace(1, 1e-3, n))
+    x0 = rng.standard_normal((n, k))
+    w, v, info = lc.lobpcg(a, x0)
+    wj, vj, ij = jax.jit(lambda m, x: lc.lobpcg(m, x))(jnp.asarray(a), jnp.asarray(x0))
+    np.testing.assert_array_equal(np.asarray(wj), w)
+    np.testing.assert_array_equal(np.asarray(ij.iterations), info.iterations)
+    wv, _, _ = jax.vmap(lambda m, x: lc.lobpcg(m, x))(jnp.stack([jnp.asarray(a)] * 2), jnp.stack([jnp.asarray(x0)] * 2))
+    np.testing.assert_array_equal(np.asarray(wv)[1], w)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: lc.lobpcg(np.eye(5), np.ones(5)), "x0"),
+        (lambda: lc.lobpcg(np.eye(5), np.ones((5, 2)), k=3), "k must"),
+        (lambda: lc.lobpcg(np.eye(4), np.ones((5, 2))), "a must have shape"),
+        (lambda: lc.lobpcg(np.eye(5), np.ones((5, 2), np.int32)), "floating"),
+        (lambda: lc.lobpcg(np.full((5, 5), np.nan), np.ones((5, 2))), "a contains NaN"),
+        (lambda: lc.lobpcg(lambda x: x, np.ones((2, 5, 2))), "unbatched"),
+        (lambda: lc.lobpcg(np.eye(5), np.ones((5, 2)), tol=-1.0), "tol"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
