@@ -38,7 +38,9 @@ bool eigh(int n, T* a, T* w, std::vector<T>& work, std::vector<int>& iwork) {
 template <typename T>
 class Solver {
  public:
-  Solver(int n, const Apply<T>& apply, const Options& o) : n_(n), k_(o.k), apply_(apply), o_(o) {
+  // k_ is the block size (the wanted pairs plus guard vectors); want_ pairs must converge.
+  Solver(int n, const Apply<T>& apply, const Options& o, int block)
+      : n_(n), k_(block), want_(o.k), apply_(apply), o_(o) {
     const int m = 3 * k_;
     s_.resize(sz(n_, m));
     as_.resize(sz(n_, m));
@@ -119,7 +121,7 @@ class Solver {
 
   int unconverged() const {
     int count = 0;
-    for (int j = 0; j < k_; ++j) count += !(res_[j] <= tol_);
+    for (int j = 0; j < want_; ++j) count += !(res_[j] <= tol_);
     return count;
   }
 
@@ -168,11 +170,12 @@ class Solver {
       }
       if (it >= o_.max_iters) break;
       ++it;
-      // W: residuals of the unconverged pairs (soft locking), projected off X twice.
+      // W: residuals of the unconverged wanted pairs (soft locking) and of every guard vector,
+      // projected off X twice.
       int a = 0;
       T* w = s + sz(k_, n_);
       for (int j = 0; j < k_; ++j) {
-        if (res_[j] <= tol_) continue;
+        if (j < want_ && res_[j] <= tol_) continue;
         T* col = w + sz(a, n_);
         const T* x = x_.data() + sz(j, n_);
         const T* ax = ax_.data() + sz(j, n_);
@@ -228,7 +231,7 @@ class Solver {
   const std::vector<double>& res() const { return res_; }
 
  private:
-  int n_, k_;
+  int n_, k_, want_;
   const Apply<T>& apply_;
   Options o_;
   std::vector<T> s_, as_, tmp_, tmp2_, x_, ax_, old_ax_, small_, small2_, w_, theta_, work_;
@@ -273,7 +276,8 @@ bool largest(int n, const Apply<T>& apply, const T* dense_matrix, const T* x0, i
     *out.status = static_cast<int32_t>(ok ? Status::kConverged : Status::kBreakdown);
     return true;
   }
-  Solver<T> solver(n, apply, o);
+  const int block = std::min(o.k + std::max(o.guard, 0), n / 3);
+  Solver<T> solver(n, apply, o, std::max(block, o.k));
   int iterations = 0;
   const Status status = solver.run(x0, m, &iterations);
   *out.iterations = iterations;

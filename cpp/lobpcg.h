@@ -25,6 +25,9 @@ using Apply = std::function<void(const T* x, int n, int cols, T* ax)>;
 
 struct Options {
   int k = 1;
+  // Extra block columns iterated but not required to converge: the convergence rate then
+  // depends on lambda_{k+guard+1} / lambda_k instead of lambda_{k+1} / lambda_k.
+  int guard = 0;
   int max_iters = 500;
   double tol = 0;  // 0: the default n-independent tolerance, 10 * sqrt(eps(T))
 };

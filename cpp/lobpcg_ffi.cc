@@ -17,7 +17,7 @@ ffi::Error LobpcgImpl(ffi::AnyBuffer a, ffi::AnyBuffer x0, ffi::Result<ffi::AnyB
                       ffi::Result<ffi::Buffer<ffi::S32>> iterations,
                       ffi::Result<ffi::Buffer<ffi::S32>> status,
                       ffi::Result<ffi::Buffer<ffi::S32>> dense, int64_t k, int64_t max_iters,
-                      double tol) {
+                      double tol, int64_t guard) {
   auto da = a.dimensions(), dx = x0.dimensions();
   const size_t r = da.size();
   if (r < 2 || dx.size() != r || da[r - 1] != da[r - 2] || dx[r - 2] != da[r - 1]) {
@@ -30,6 +30,7 @@ ffi::Error LobpcgImpl(ffi::AnyBuffer a, ffi::AnyBuffer x0, ffi::Result<ffi::AnyB
   o.k = static_cast<int>(k);
   o.max_iters = static_cast<int>(max_iters);
   o.tol = tol;
+  o.guard = static_cast<int>(guard);
   if (o.k < 1 || o.k > n || m < o.k) return ffi::Error::InvalidArgument("lobpcg: need 1 <= k <= m, k <= n");
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
@@ -76,4 +77,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LcLobpcgCpu, linalg_core::LobpcgImpl,
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Attr<int64_t>("k")
                                   .Attr<int64_t>("max_iters")
-                                  .Attr<double>("tol"));
+                                  .Attr<double>("tol")
+                                  .Attr<int64_t>("guard"));

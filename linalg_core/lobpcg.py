@@ -47,6 +47,7 @@ def lobpcg(
     k: int | None = None,
     tol: float | None = None,
     max_iters: int = 500,
+    guard: int | None = None,
 ) -> tuple[Any, Any, LobpcgInfo]:
     r"""The ``k`` largest eigenpairs of a symmetric matrix by LOBPCG (Knyazev 2001).
 
@@ -73,6 +74,11 @@ def lobpcg(
         Number of pairs (default ``m``).
     tol : float, optional
     max_iters : int
+    guard : int, optional
+        Extra block columns iterated but not required to converge (default ``max(2, k // 2)``,
+        capped at ``n/3 - k``): convergence then depends on ``lambda_{k+guard+1} / lambda_k``
+        rather than ``lambda_{k+1} / lambda_k``, at ``(k + guard) / k`` times the work per
+        iteration. The columns of ``x0`` beyond ``k`` seed them.
 
     Returns
     -------
@@ -98,6 +104,9 @@ def lobpcg(
     tol = 0.0 if tol is None else check.positive_number(tol, "tol")
     if int(max_iters) < 0:
         raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    guard = max(2, k // 2) if guard is None else int(guard)
+    if guard < 0:
+        raise ValueError(f"guard must be >= 0, got {guard}")
     dt = np.dtype(np.float64) if np.dtype(x0.dtype) == np.float64 else np.dtype(np.float32)
     batch = tuple(x0.shape[:-2])
     if callable_a:
@@ -119,7 +128,7 @@ def lobpcg(
             [(batch + (k,), dt), (batch + (n, k), dt), (batch + (k,), dt),
              (batch, np.int32), (batch, np.int32), (batch, np.int32)],
             jnp.asarray(a, dt), jnp.asarray(x0, dt), k=np.int64(k), max_iters=np.int64(max_iters),
-            tol=np.float64(tol))
+            tol=np.float64(tol), guard=np.int64(guard))
     else:
         from linalg_core._native import cpu
 
@@ -128,5 +137,5 @@ def lobpcg(
         if not callable_a:
             a = np.ascontiguousarray(a, dtype=dt)
             check.require_finite(a, "a")
-        w, v, res, iters, status, dense = cpu.lobpcg(a, x0, k, int(max_iters), tol, callable_a)
+        w, v, res, iters, status, dense = cpu.lobpcg(a, x0, k, int(max_iters), tol, guard, callable_a)
     return w, v, LobpcgInfo(res, iters, status == 0, dense, status)

@@ -21,7 +21,7 @@ using carray = py::array_t<T, py::array::c_style>;
 
 template <typename T>
 py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int max_iters,
-              double tol, bool callable, int n_callable) {
+              double tol, int guard, bool callable) {
   auto x0 = carray<T>::ensure(x0_in);
   const int r = static_cast<int>(x0.ndim());
   const int n = static_cast<int>(x0.shape(r - 2)), m = static_cast<int>(x0.shape(r - 1));
@@ -38,13 +38,13 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
   o.k = k;
   o.max_iters = max_iters;
   o.tol = tol;
+  o.guard = guard;
   auto result = [&](int64_t b) {
     return lobpcg::Result<T>{w.mutable_data() + b * k, v.mutable_data() + b * n * k,
                              res.mutable_data() + b * k, iters.mutable_data() + b,
                              status.mutable_data() + b, dense.mutable_data() + b};
   };
   if (callable) {
-    (void)n_callable;
     py::function matvec = a_or_matvec.cast<py::function>();
     // X arrives column-major (n x cols): hand it to Python as an (n, cols) Fortran-order view.
     lobpcg::Apply<T> apply = [&](const T* x, int rows, int cols, T* out) {
@@ -79,10 +79,10 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
 
 void bind_lobpcg(py::module_& m) {
   m.def("lobpcg", [](const py::object& a, const py::array& x0, int k, int max_iters, double tol,
-                     bool callable) {
+                     int guard, bool callable) {
     return x0.dtype().is(py::dtype::of<float>())
-               ? run<float>(a, x0, k, max_iters, tol, callable, 0)
-               : run<double>(a, x0, k, max_iters, tol, callable, 0);
+               ? run<float>(a, x0, k, max_iters, tol, guard, callable)
+               : run<double>(a, x0, k, max_iters, tol, guard, callable);
   });
 }
 
