@@ -33,6 +33,11 @@ lapack_fn::ormtr_t<T> Lapack<T>::ormtr = nullptr;
 template <typename T>
 lapack_fn::gesdd_t<T> Lapack<T>::gesdd = nullptr;
 
+template <typename T>
+lapack_fn::getrf_t<T> Lapack<T>::getrf = nullptr;
+template <typename T>
+lapack_fn::laswp_t<T> Lapack<T>::laswp = nullptr;
+
 template struct Lapack<float>;
 template struct Lapack<double>;
 
@@ -64,6 +69,8 @@ std::vector<Slot>& slots() {
       {"sstedc", slot(Lapack<float>::stedc)}, {"dstedc", slot(Lapack<double>::stedc)},
       {"sormtr", slot(Lapack<float>::ormtr)}, {"dormtr", slot(Lapack<double>::ormtr)},
       {"sgesdd", slot(Lapack<float>::gesdd)}, {"dgesdd", slot(Lapack<double>::gesdd)},
+      {"sgetrf", slot(Lapack<float>::getrf)}, {"dgetrf", slot(Lapack<double>::getrf)},
+      {"slaswp", slot(Lapack<float>::laswp)}, {"dlaswp", slot(Lapack<double>::laswp)},
   };
   return table;
 }

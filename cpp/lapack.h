@@ -61,6 +61,11 @@ using ormtr_t = void (*)(const char*, const char*, const char*, const int*, cons
 template <typename T>
 using gesdd_t = void (*)(const char*, const int*, const int*, T*, const int*, T*, T*, const int*,
                          T*, const int*, T*, const int*, int*, int*);
+template <typename T>
+using getrf_t = void (*)(const int*, const int*, T*, const int*, int*, int*);
+template <typename T>
+using laswp_t = void (*)(const int*, T*, const int*, const int*, const int*, const int*,
+                         const int*);
 }  // namespace lapack_fn
 
 template <typename T>
@@ -78,6 +83,8 @@ struct Lapack {
   static lapack_fn::stedc_t<T> stedc;
   static lapack_fn::ormtr_t<T> ormtr;
   static lapack_fn::gesdd_t<T> gesdd;
+  static lapack_fn::getrf_t<T> getrf;
+  static lapack_fn::laswp_t<T> laswp;
 };
 
 extern template struct Lapack<float>;

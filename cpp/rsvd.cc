@@ -70,14 +70,16 @@ class Solver {
     T *q = sc.q.data(), *z = sc.z.data();
     // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
     Lapack<T>::gemm("T", "T", &m, &l, &n, &one, a, &n, omega, &l, &zero, q, &m);
-    if (!orthonormalise(q, m, sc)) return false;
+    // Inside the power iterations only the span matters: normalise by the P L factor of a
+    // partially pivoted LU (getrf, ~half the flops of Householder QR and no orgqr), as sklearn
+    // does; the final basis is orthonormalised by Householder QR.
     for (int it = 0; it < s_.power_iters; ++it) {
+      if (!lu_normalise(q, m, sc)) return false;
       Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, q, &m, &zero, z, &n);  // A^T Q
-      if (!orthonormalise(z, n, sc)) return false;
+      if (!lu_normalise(z, n, sc)) return false;
       Lapack<T>::gemm("T", "N", &m, &l, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
-      if (!orthonormalise(q, m, sc)) return false;
     }
-    return true;
+    return orthonormalise(q, m, sc);
   }
 
   // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1).
@@ -163,6 +165,26 @@ class Solver {
 
  private:
   void grow(T q) { lwork_ = std::max(lwork_, static_cast<int>(q) + 1); }
+
+  // block (rows x l) <- P L from block = P L U (getrf): same column span, unit lower
+  // trapezoidal L with |entries| <= 1, so the columns cannot collapse onto the top singular
+  // vector between power iterations.
+  bool lu_normalise(T* block, int rows, Scratch<T>& sc) const {
+    const int l = l_;
+    int info = 0;
+    int* ipiv = sc.iwork.data();
+    Lapack<T>::getrf(&rows, &l, block, &rows, ipiv, &info);
+    if (info < 0) return false;  // info > 0: an exactly zero pivot; L is still usable
+    for (int j = 0; j < l; ++j) {
+      T* col = block + sz(j, rows);
+      for (int i = 0; i < j; ++i) col[i] = T(0);
+      col[j] = T(1);
+    }
+    // Undo the row interchanges (P L): apply them in reverse order.
+    const int one = 1, minus_one = -1;
+    Lapack<T>::laswp(&l, block, &rows, &one, &l, ipiv, &minus_one);
+    return true;
+  }
 
   bool orthonormalise(T* block, int rows, Scratch<T>& sc) const {
     int info = 0;

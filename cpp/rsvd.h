@@ -1,9 +1,9 @@
 // Randomized range finder, SVD and symmetric eigendecomposition (Halko, Martinsson, Tropp 2011).
 //
 // For A (m x n) and a test matrix Omega (n x l, l = k + oversampling, l <= min(m, n)):
-//   Q = orth(A Omega), then `power_iters` times Q = orth(A orth(A^T Q))  (QR-normalised power
-//   iterations: without the re-orthonormalisation the columns collapse onto the top singular
-//   vector in floating point);
+//   Y = A Omega, then `power_iters` times Y = A lu(A^T lu(Y)) with lu(Y) the P L factor of a
+//   pivoted LU (normalisation: without it the columns collapse onto the top singular vector in
+//   floating point), and Q = orth(Y) by Householder QR;
 //   svd:  B = Q^T A (l x n) = U_B S V^T (gesdd), A ~ (Q U_B) S V^T, the top k kept;
 //   eigh: A symmetric, Rayleigh-Ritz: T = Q^T A Q (l x l) = W diag(mu) W^T, eigenpairs (mu, Q W),
 //         the k largest kept.
