@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "finite.h"
@@ -42,6 +43,9 @@ class Solver {
                      nullptr, &info);
     grow(q);
     Lapack<T>::syevd("V", "L", &l_, nullptr, &l_, nullptr, &q, &lw, &iq, &liw, &info);
+    grow(q);
+    Lapack<T>::gesdd("S", &n_, &l_, nullptr, &n_, nullptr, nullptr, &n_, nullptr, &l_, &q, &lw,
+                     nullptr, &info);
     grow(q);
     liwork_ = std::max(8 * l_, iq);
   }
@@ -126,14 +130,58 @@ class Solver {
     return all_finite(u, sz(m, k)) && all_finite(vt, sz(k, n));
   }
 
+  // Stabilised Nystrom approximation for PSD A (Tropp, Yurtsever, Udell, Cevher 2017, Alg. 3)
+  // with the orthonormal Q as test matrix: Y_nu = A Q + nu Q, nu = sqrt(n) eps ||A Q||_F,
+  // C = chol(Q^T Y_nu), F = Y_nu C^-1 = U S V^T, eigenpairs (max(S^2 - nu, 0), U). A Y (Q^T A
+  // Q)^+ Y^T is the PSD approximation closer to A than the Rayleigh-Ritz Q Q^T A Q Q^T. False
+  // when the Cholesky factorisation fails (A not PSD numerically): Rayleigh-Ritz then answers.
+  bool nystrom(T* y, T* eigvals, T* eigvecs, Scratch<T>& sc) const {
+    const int n = n_, l = l_, k = k_;
+    const T one = T(1), zero = T(0);
+    double frob = 0.0;
+    for (size_t i = 0; i < sz(n, l); ++i) frob += static_cast<double>(y[i]) * y[i];
+    const T nu = static_cast<T>(std::sqrt(static_cast<double>(n)) *
+                                std::numeric_limits<T>::epsilon() * std::sqrt(frob));
+    const T* q = sc.q.data();
+    for (size_t i = 0; i < sz(n, l); ++i) y[i] += nu * q[i];
+    T* c = sc.t.data();
+    Lapack<T>::gemm("T", "N", &l, &l, &n, &one, q, &n, y, &n, &zero, c, &l);
+    for (int j = 0; j < l; ++j) {
+      for (int i = 0; i < j; ++i) c[i + sz(j, l)] = c[j + sz(i, l)] = T(0.5) * (c[i + sz(j, l)] + c[j + sz(i, l)]);
+    }
+    int info = 0;
+    Lapack<T>::potrf("U", &l, c, &l, &info);
+    if (info != 0) return false;
+    Lapack<T>::trsm("R", "U", "N", "N", &n, &l, &one, c, &l, y, &n);  // F = Y_nu C^-1
+    T* u = sc.vtb.data();  // n x l
+    const int lwork = static_cast<int>(sc.work.size());
+    Lapack<T>::gesdd("S", &n, &l, y, &n, sc.sv.data(), u, &n, sc.ub.data(), &l, sc.work.data(),
+                     &lwork, sc.iwork.data(), &info);
+    if (info != 0) return false;
+    for (int j = 0; j < k; ++j) {
+      eigvals[j] = std::max(sc.sv[j] * sc.sv[j] - nu, T(0));
+      for (int i = 0; i < n; ++i) eigvecs[sz(i, k) + j] = u[i + sz(j, n)];
+    }
+    return true;
+  }
+
   bool eigh(const T* a, const T* omega, const T* probes, T* eigvals, T* eigvecs, T* err,
-            Scratch<T>& sc) const {
+            int32_t* method, Scratch<T>& sc) const {
     const int n = n_, l = l_, k = k_;
     const T one = T(1), zero = T(0);
     if (!range(a, omega, sc)) return false;
-    // T = Q^T A Q (l x l), symmetrised, then its eigenpairs.
     T* aq = sc.z.data();  // A Q, n x l
     Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
+    *method = 1;
+    if (s_.nystrom && nystrom(aq, eigvals, eigvecs, sc)) {
+      *method = 2;
+      *err = error_bound(a, probes, sc);
+      return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
+    }
+    if (s_.nystrom) {  // the failed Nystrom attempt overwrote A Q
+      Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
+    }
+    // Rayleigh-Ritz: T = Q^T A Q (l x l), symmetrised, then its eigenpairs.
     T* t = sc.t.data();
     Lapack<T>::gemm("T", "N", &l, &l, &n, &one, sc.q.data(), &n, aq, &n, &zero, t, &l);
     for (int j = 0; j < l; ++j) {
@@ -253,10 +301,11 @@ bool eigh(const Shape& shape, const EighArgs<T>& a) {
     const T* ab = a.a + b * n * n;
     T *w = a.eigvals + b * k, *v = a.eigvecs + b * n * k;
     Status status = Status::kOk;
+    a.method[b] = shape.nystrom ? 2 : 1;
     if (!all_finite(ab, sz(n, n))) {
       status = Status::kNonFiniteInput;
     } else if (!solver.eigh(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, w, v,
-                            a.error + b, sc)) {
+                            a.error + b, a.method + b, sc)) {
       status = Status::kLapackFailure;
     }
     if (status != Status::kOk) {

@@ -25,6 +25,8 @@ struct Shape {
   int64_t l = 0;           // subspace dimension, k <= l <= min(m, n)
   int64_t probes = 0;      // columns of the error-estimate probe matrix (0: no estimate)
   int power_iters = 0;
+  bool nystrom = false;    // eigh: the stabilised Nystrom approximation (PSD A) instead of
+                           // Rayleigh-Ritz (which remains the fallback)
 };
 
 enum class Status : int32_t { kOk = 0, kNonFiniteInput = 1, kLapackFailure = 2 };
@@ -50,6 +52,7 @@ struct EighArgs {
   T* eigvecs;       // batch x n x k
   T* error;         // batch
   int32_t* status;  // batch
+  int32_t* method;  // batch: 1 Rayleigh-Ritz, 2 Nystrom (the Python layer's RSVD_METHODS codes)
 };
 
 template <typename T>

@@ -70,16 +70,19 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
 ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
                     ffi::Result<ffi::AnyBuffer> eigvals, ffi::Result<ffi::AnyBuffer> eigvecs,
                     ffi::Result<ffi::AnyBuffer> error, ffi::Result<ffi::Buffer<ffi::S32>> status,
-                    int64_t k, int64_t power_iters) {
+                    ffi::Result<ffi::Buffer<ffi::S32>> method, int64_t k, int64_t power_iters,
+                    int32_t nystrom) {
   rsvd::Shape shape;
   ffi::Error e = rsvd_shape(a, omega, probes, k, power_iters, &shape);
   if (e.failure()) return e;
+  shape.nystrom = nystrom != 0;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
     rsvd::EighArgs<T> args{static_cast<const T*>(a.untyped_data()),
                            static_cast<const T*>(omega.untyped_data()),
                            static_cast<const T*>(probes.untyped_data()),
-                           out<T>(eigvals), out<T>(eigvecs), out<T>(error), status->typed_data()};
+                           out<T>(eigvals), out<T>(eigvecs), out<T>(error), status->typed_data(),
+                           method->typed_data()};
     if (!rsvd::eigh<T>(shape, args)) return ffi::Error::InvalidArgument("randomized_eigh: need a square a and k <= l <= n");
     return ffi::Error::Success();
   };
@@ -118,5 +121,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LcRandomizedEighCpu, linalg_core::EighImpl,
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
                                   .Attr<int64_t>("k")
-                                  .Attr<int64_t>("power_iters"));
+                                  .Attr<int64_t>("power_iters")
+                                  .Attr<int32_t>("nystrom"));

@@ -20,7 +20,7 @@ __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "
 #: Codes of ``RandomizedInfo.status``; any failure returns zeros.
 RSVD_STATUS = {"ok": 0, "non_finite_input": 1, "lapack_failure": 2}
 #: Codes of ``RandomizedInfo.method``.
-RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1}
+RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1, "nystrom": 2}
 
 
 class RandomizedInfo(NamedTuple):
@@ -176,9 +176,10 @@ def randomized_eigh(
     power_iters: int = 2,
     warm_start: Any = None,
     probes: int = 10,
+    method: str = "rayleigh_ritz",
 ) -> tuple[Any, Any, RandomizedInfo]:
     r"""Top-``k`` eigenpairs of a symmetric (PSD) matrix by a randomized range finder and
-    Rayleigh-Ritz.
+    Rayleigh-Ritz or the Nystrom approximation.
 
     ``Q`` as in :func:`randomized_svd` (``A^T = A``), then ``T = Q^T A Q`` (l x l) is
     diagonalised exactly: the Ritz pairs ``(mu_i, Q w_i)``, the ``k`` largest returned. For PSD
@@ -191,29 +192,37 @@ def randomized_eigh(
         Symmetric; only its action ``A X`` is used.
     k, key, oversample, power_iters, warm_start, probes
         As in :func:`randomized_svd` (``warm_start``: previous eigenvectors, (..., n, w)).
+    method : {"rayleigh_ritz", "nystrom"}
+        ``nystrom`` (PSD ``A`` only): the stabilised Nystrom approximation
+        ``A Q (Q^T A Q)^+ Q^T A`` (Tropp et al. 2017, Alg. 3; shift ``nu = sqrt(n) eps ||A Q||_F``
+        removed afterwards), closer to ``A`` than Rayleigh-Ritz for the same ``Q``; falls back to
+        Rayleigh-Ritz when ``Q^T A Q`` is numerically not positive definite
+        (``info.method`` says which answered).
 
     Returns
     -------
     eigvals : (..., k) descending, eigvecs : (..., n, k), info : RandomizedInfo
     """
+    if method not in ("rayleigh_ritz", "nystrom"):
+        raise ValueError(f"method must be 'rayleigh_ritz' or 'nystrom', got {method!r}")
     a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, True)
     n = a.shape[-1]
     omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
     if jax_path:
         import jax.numpy as jnp
 
-        w, v, err, status = _jax.call(
+        w, v, err, status, used = _jax.call(
             "linalg_core_randomized_eigh",
-            [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32)],
-            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters))
+            [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32)],
+            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters),
+            nystrom=np.int32(method == "nystrom"))
         xp = jnp
     else:
         from linalg_core._native import cpu
 
         a = np.ascontiguousarray(a, dtype=dt)
         check.require_finite(a, "a")
-        w, v, err, status = cpu.randomized_eigh(a, omega, probe, k, int(power_iters))
+        w, v, err, status, used = cpu.randomized_eigh(a, omega, probe, k, int(power_iters), method == "nystrom")
         xp = np
-    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0,
-                          xp.full(batch, RSVD_METHODS["rayleigh_ritz"], xp.int32), status)
+    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0, used, status)
     return w, v, info

@@ -57,21 +57,22 @@ py::tuple svd_impl(const py::array& a_in, const py::array& omega_in, const py::a
 
 template <typename T>
 py::tuple eigh_impl(const py::array& a_in, const py::array& omega_in, const py::array& probes_in,
-                    int k, int power_iters) {
+                    int k, int power_iters, bool nystrom) {
   auto a = carray<T>::ensure(a_in), omega = carray<T>::ensure(omega_in),
        probes = carray<T>::ensure(probes_in);
   rsvd::Shape s = shape_of(a, omega, probes, k, power_iters);
+  s.nystrom = nystrom;
   carray<T> w(with(a, {s.k})), v(with(a, {s.n, s.k})), err(with(a, {}));
-  py::array_t<int32_t> status(with(a, {}));
+  py::array_t<int32_t> status(with(a, {})), method(with(a, {}));
   rsvd::EighArgs<T> args{a.data(), omega.data(), probes.data(), w.mutable_data(), v.mutable_data(),
-                         err.mutable_data(), status.mutable_data()};
+                         err.mutable_data(), status.mutable_data(), method.mutable_data()};
   bool ok;
   {
     py::gil_scoped_release release;
     ok = rsvd::eigh<T>(s, args);
   }
   if (!ok) throw py::value_error("randomized_eigh: invalid shape for the kernel");
-  return py::make_tuple(w, v, err, status);
+  return py::make_tuple(w, v, err, status, method);
 }
 
 bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
@@ -85,9 +86,9 @@ void bind_rsvd(py::module_& m) {
                          : svd_impl<double>(a, omega, probes, k, power_iters);
   });
   m.def("randomized_eigh", [](const py::array& a, const py::array& omega, const py::array& probes,
-                              int k, int power_iters) {
-    return is_float32(a) ? eigh_impl<float>(a, omega, probes, k, power_iters)
-                         : eigh_impl<double>(a, omega, probes, k, power_iters);
+                              int k, int power_iters, bool nystrom) {
+    return is_float32(a) ? eigh_impl<float>(a, omega, probes, k, power_iters, nystrom)
+                         : eigh_impl<double>(a, omega, probes, k, power_iters, nystrom);
   });
 }
 

@@ -160,3 +160,22 @@ def test_jax_matches_numpy(rng):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_matvec_path_at_n_20000():
+    """A callable operator of size 20000 (diagonal in a hidden basis of Householder reflectors):
+    nothing n x n is ever formed."""
+    n, k = 20000, 4
+    rng = np.random.default_rng(5)
+    d = np.concatenate([[10.0, 9.0, 8.0, 7.0], rng.uniform(0, 5, n - 4)])
+    h = rng.standard_normal(n)
+    h /= np.linalg.norm(h)
+
+    def matvec(x):  # H diag(d) H x, H = I - 2 h h^T
+        y = x - 2 * np.outer(h, h @ x)
+        y = d[:, None] * y
+        return y - 2 * np.outer(h, h @ y)
+
+    w, v, info = lc.lobpcg(matvec, rng.standard_normal((n, k)), max_iters=300)
+    assert bool(info.converged)
+    np.testing.assert_allclose(w, [10.0, 9.0, 8.0, 7.0], rtol=1e-9)

@@ -150,3 +150,28 @@ def test_float32_input_and_low_precision(rng):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@given(case=lct.psd_matrices_with_spectrum(st.integers(40, 90), kind="linear", condition=1e2),
+       k=st.integers(1, 8), seed=st.integers(0, 2**31))
+def test_nystrom_is_at_least_as_close_as_rayleigh_ritz(case, k, seed):
+    """For PSD A and one Q, the Nystrom approximation A Q (Q^T A Q)^+ Q^T A dominates
+    Q Q^T A Q Q^T in the Loewner order (Tropp et al. 2017): ||A - A_nys|| <= ||A - A_rr||."""
+    a, lam = case
+    n = a.shape[0]
+    w1, v1, i1 = lc.randomized_eigh(a, k, key=seed, oversample=4, power_iters=0, method="rayleigh_ritz")
+    w2, v2, i2 = lc.randomized_eigh(a, k, key=seed, oversample=4, power_iters=0, method="nystrom")
+    assert int(i2.method) == lc.RSVD_METHODS["nystrom"] and int(i1.method) == lc.RSVD_METHODS["rayleigh_ritz"]
+    # Truncation to k changes both by at most their (k+1)-th values; compare the spectra: every
+    # Nystrom eigenvalue lies between the Rayleigh-Ritz one and the true one (up to rounding).
+    t = tol(np.float64, n, lam[0]) + np.sqrt(n) * np.finfo(np.float64).eps * np.linalg.norm(a) * 10
+    assert np.all(w2 >= w1 - t) and np.all(w2 <= lam[:k] + t)
+    assert np.abs(v2.T @ v2 - np.eye(k)).max() <= tol(np.float64, n, 1.0)
+
+
+def test_nystrom_falls_back_on_indefinite_input(rng):
+    a = np.diag(np.concatenate([[5.0, 4.0], -0.5 * np.ones(38)]))
+    w, v, info = lc.randomized_eigh(a, 2, key=0, oversample=10, power_iters=2, method="nystrom")
+    assert int(info.method) == lc.RSVD_METHODS["rayleigh_ritz"] and bool(info.converged)
+    # Two power iterations on the dominant pair (gap 0.5/4): Ritz values exact to ~(1/8)^5.
+    np.testing.assert_allclose(w, [5.0, 4.0], rtol=1e-3)
