@@ -66,8 +66,10 @@ def lobpcg(
     Parameters
     ----------
     a : array, shape (..., n, n), or callable
-        Symmetric matrix (only symmetric input is meaningful), or on the NumPy path a function
-        ``X (n, c) -> A X (n, c)`` (no batch).
+        Symmetric matrix (only symmetric input is meaningful), or a function
+        ``X (n, c) -> A X (n, c)`` (no batch): a NumPy function with a NumPy ``x0`` (the C++
+        kernel calls it), a JAX function with a JAX ``x0`` (then the same algorithm runs in JAX,
+        `lax.while_loop` with static shapes, traceable under ``jit``).
     x0 : array, shape (..., n, m), m >= k
         Starting block (warm start: the previous answer).
     k : int, optional
@@ -110,10 +112,16 @@ def lobpcg(
     dt = np.dtype(np.float64) if np.dtype(x0.dtype) == np.float64 else np.dtype(np.float32)
     batch = tuple(x0.shape[:-2])
     if callable_a:
-        if jax_path:
-            raise ValueError("a callable a is supported on the NumPy path; pass the matrix to use JAX")
         if batch:
             raise ValueError(f"a callable a takes an unbatched x0 (n, m), got {tuple(x0.shape)}")
+        if jax_path:
+            # A JAX function cannot cross the FFI boundary: the same algorithm runs in JAX.
+            import jax.numpy as jnp
+
+            from linalg_core._lobpcg_jax import lobpcg_matvec
+
+            w, v, res, iters, status = lobpcg_matvec(a, jnp.asarray(x0, dt), k, tol, int(max_iters), guard)
+            return w, v, LobpcgInfo(res, iters, status == 0, jnp.zeros((), jnp.int32), status)
     else:
         if not jax_path:
             a = np.asarray(a)

@@ -145,6 +145,20 @@ def test_jax_matches_numpy(rng):
     np.testing.assert_array_equal(np.asarray(wv)[1], w)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_jax_matvec_function(rng, dtype):
+    n, k = 300, 4
+    a, q = spd_from(rng, np.geomspace(1, 1e-4, n))
+    ja = jnp.asarray(a, dtype)
+    x0 = jnp.asarray(rng.standard_normal((n, k)), dtype)
+    w, v, info = jax.jit(lambda x: lc.lobpcg(lambda y: ja @ y, x))(x0)
+    assert bool(info.converged) and w.dtype == dtype
+    check_against_oracle(np.asarray(ja), np.asarray(w), np.asarray(v), info, k)
+    # Warm start from the exact answer: converged without iterating.
+    _, _, warm = lc.lobpcg(lambda y: ja @ y, jnp.asarray(q[:, :k], dtype))
+    assert int(warm.iterations) <= 1
+
+
 @pytest.mark.parametrize(
     "call,match",
     [
