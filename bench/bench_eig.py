@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_interleaved
+from bench.harness import time_methods
 
 
 def _residual(a, w, v) -> float:
@@ -75,7 +75,7 @@ def lobpcg_case(rng, quick: bool, log) -> dict:
         order = np.argsort(np.asarray(w))[::-1][:k]
         w, v = np.asarray(w)[order], np.asarray(v)[:, order]
         results[name] = {"residual": _residual(a, w, v), "eig_err": float(np.abs(w - lam[:k]).max())}
-    times = time_interleaved(methods, repeats=1 if quick else 3, warmup=0 if quick else 1)
+    times = time_methods(methods, repeats=1 if quick else 2)
     log(f"LOBPCG n={n} k={k} float64 geometric kappa=1e6:")
     for name in methods:
         log(f"  {name:32s} {1e3 * times[name]['median_s']:10.1f} ms   residual {results[name]['residual']:.1e}"
@@ -126,7 +126,7 @@ def rsvd_case(rng, quick: bool, log) -> dict:
         err = np.linalg.norm(a_next.astype(np.float64) - (uu.astype(np.float64) * ss) @ vv, 2)
         results[name] = {"error_over_sigma_k1": float(err / sv_exact[k]),
                          "sv_rel_err": float(np.abs(ss - sv_exact[:k]).max() / sv_exact[0])}
-    times = time_interleaved(methods, repeats=2 if quick else 5)
+    times = time_methods(methods, repeats=2 if quick else 4)
     log(f"randomized SVD {m}x{n} float32 k={k}:")
     for name in methods:
         log(f"  {name:32s} {1e3 * times[name]['median_s']:10.1f} ms   ||A-USV||/sigma_k+1 "

@@ -4,7 +4,7 @@ Cases (float32, beta = 0.999, one update from a warm sketch reached by three ear
   (a) d=1024, l=256, full-rank factor G (d x d), the Shampoo statistics factor;
   (b) d=1024, l=256, thin factor r=32;
   (c) 64 blocks of d=128, l=32, full-rank factors (and r=8), as a blocked optimizer runs them.
-Peers, same process, interleaved timing:
+Peers, same process, timed back to back in two rounds of opposite order (bench.harness):
   precondition-opt 0.3.0 `distributed_shampoo._fd_update_root` (google-research/precondition's
   Sketchy FD; jitted, vmapped over blocks; a thin G is zero-padded to d x d as its optimizer
   does; its inverse-root bookkeeping is part of its update), and textbook FD with
@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_interleaved
+from bench.harness import time_methods
 
 BETA = 0.999
 CASES = [
@@ -176,8 +176,8 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
             run_fn, outputs = make(state, g, BETA)
             fns[name] = run_fn
             accs[name] = accuracy(*outputs(), state, g, BETA)
-        repeats = 3 if quick else (7 if d * cols >= 1024 * 1024 else 15)
-        times = time_interleaved(fns, repeats=repeats)
+        repeats = 3 if quick else (5 if d * cols >= 1024 * 1024 else 9)
+        times = time_methods(fns, repeats=repeats)
         ratios = {
             f"{peer} / {ours}": times[peer]["median_s"] / times[ours]["median_s"]
             for ours in OURS

@@ -1,6 +1,6 @@
 """Inverse p-th roots: linalg_core against precondition-opt, SciPy and a NumPy eigh root.
 
-Speed (float32, same process, interleaved):
+Speed (float32, same process, two rounds of opposite order):
   d=1024, p=4, kappa=1e4: our coupled Newton vs precondition-opt `matrix_inverse_pth_root`
   (coupled Newton, jitted); our eigh vs its `matrix_inverse_pth_root_eigh`; SciPy
   `fractional_matrix_power` (Schur-Pade, float64) and a NumPy eigh root for reference.
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_interleaved
+from bench.harness import time_methods
 
 P = 4
 RIDGE = 1e-6
@@ -91,7 +91,7 @@ def speed_case(label, a32, methods, pairs, repeats, log):
     ref = oracle(a32.astype(np.float64))
     fns = {name: make() for name, make in methods.items()}
     errors = {name: rel_err(fn(), ref) for name, fn in fns.items()}
-    times = time_interleaved(fns, repeats=repeats)
+    times = time_methods(fns, repeats=repeats)
     ratios = {f"{p} / {o}": times[p]["median_s"] / times[o]["median_s"] for p, o, _ in pairs}
     log(f"{label}:")
     for name in fns:
@@ -142,7 +142,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
         },
         [("precondition-opt newton", "linalg_core newton", 2.0),
          ("precondition-opt eigh", "linalg_core eigh", 1.2)],
-        repeats=2 if quick else 5, log=log)
+        repeats=2 if quick else 3, log=log)
     b, _, _ = spd(rng, 128, 1e4, batch=(256,))
     b32 = b.astype(np.float32)
     batch = speed_case(
@@ -155,7 +155,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
         },
         [("precondition-opt newton (vmap)", "linalg_core auto (eigh)", 2.0),
          ("precondition-opt eigh (vmap)", "linalg_core auto (eigh)", 2.0)],
-        repeats=2 if quick else 5, log=log)
+        repeats=2 if quick else 3, log=log)
     log("stability (relative error vs exact root, no ridge):")
     report = stability(rng, log)
     return {"suite": "roots", "cases": [big, batch], "stability": report}

@@ -42,21 +42,31 @@ def environment() -> dict:
     }
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
-    """Times each callable `repeats` times, round-robin (A B C A B C ...), after `warmup` calls.
+def time_methods(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
+    """Times each callable `repeats` times after `warmup` calls, in rounds: every method runs its
+    repeats back to back (after its own warm-up call), and the rounds are repeated twice in
+    alternating order (A B C, C B A), keeping the better median.
 
-    Round-robin keeps a drift of the shared machine's speed from favouring one method; ratios are
-    taken between medians of the same run. Callables must block until their result is ready.
+    Back to back, because the peers use other thread pools (XLA's, NumPy's own OpenBLAS copy)
+    whose threads keep spinning for a while after a call: alternating A B A B makes every method
+    run beside the previous one's spinning threads on this 2-core machine (measured: randomized
+    SVD 57 ms alone, 90-120 ms right after a sklearn call). Two rounds in opposite orders keep a
+    drift of the machine's speed from favouring one method. Callables block until done.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
+    names = list(fns)
+    for order in (names, names[::-1]):
+        for name in order:
+            fn = fns[name]
+            for _ in range(max(warmup, 1)):
+                fn()
+            run = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                run.append(time.perf_counter() - start)
+            if not samples[name] or statistics.median(run) < statistics.median(samples[name]):
+                samples[name] = run
     return {
         name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
         for name, s in samples.items()
