@@ -16,6 +16,7 @@ from linalg_core.fd import (
     fd_state_bytes,
     fd_update,
 )
+from linalg_core.kron import KronInfo, kron_approx, kron_approx_dense, kron_cosine
 from linalg_core.lobpcg import LOBPCG_STATUS, LobpcgInfo, lobpcg
 from linalg_core.roots import ROOT_METHODS, ROOT_STATUS, RootInfo, inverse_root
 from linalg_core.rsvd import RSVD_METHODS, RSVD_STATUS, RandomizedInfo, randomized_eigh, randomized_svd
@@ -32,6 +33,10 @@ __all__ = [
     "fd_merge",
     "fd_state_bytes",
     "fd_update",
+    "KronInfo",
+    "kron_approx",
+    "kron_approx_dense",
+    "kron_cosine",
     "LOBPCG_STATUS",
     "LobpcgInfo",
     "lobpcg",

@@ -14,6 +14,7 @@ void bind_fd(py::module_& m);
 void bind_roots(py::module_& m);
 void bind_rsvd(py::module_& m);
 void bind_lobpcg(py::module_& m);
+void bind_kron(py::module_& m);
 }
 
 namespace {
@@ -50,10 +51,13 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_randomized_svd"] = handler_capsule(LcRandomizedSvdCpu);
     targets["linalg_core_randomized_eigh"] = handler_capsule(LcRandomizedEighCpu);
     targets["linalg_core_lobpcg"] = handler_capsule(LcLobpcgCpu);
+    targets["linalg_core_kron_approx"] = handler_capsule(LcKronApproxCpu);
+    targets["linalg_core_kron_cosine"] = handler_capsule(LcKronCosineCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
   linalg_core::bind_roots(m);
   linalg_core::bind_rsvd(m);
   linalg_core::bind_lobpcg(m);
+  linalg_core::bind_kron(m);
 }

@@ -1,0 +1,46 @@
+// Kronecker power iteration (Van Loan and Pitsianis 1993; Shampoo's preconditioner as one step,
+// "A new perspective on Shampoo's preconditioner", Sec. 3): the best Frobenius-norm Kronecker
+// approximation of H = E[vec(G) vec(G)^T] from samples G_1..G_N (m x n) without forming the
+// mn x mn matrix H:
+//   L <- (1/N) sum_i G_i R G_i^T,  R <- (1/N) sum_i G_i^T L G_i,  each normalised to unit
+//   Frobenius norm; the first step takes both from the identities (E[G G^T], E[G^T G]:
+//   Shampoo's statistics), later steps alternate (R from the new L);
+// power iteration on the rearranged matrix of H: the factors tend to its top singular vectors,
+// sigma to sigma_1, H ~ sigma_1 R (x) L (column-major vec, (A (x) B) vec(G) = vec(B G A^T)),
+// and the cosine similarity to H does not decrease after the first step.
+// Each half-step is two large GEMMs over all samples at once: with S the samples stacked
+// vertically (N m x n) and G' = [G_1, ..., G_N] (m x N n),
+//   L = (G'' R) G'^T with G'' = G' viewed as (m N x n),   R = S^T (stack of L G_i).
+// Arrays are row-major and batch-major; no Python, no XLA types.
+#pragma once
+
+#include <cstdint>
+
+namespace linalg_core::kron {
+
+struct Shape {
+  int64_t batch = 1;
+  int64_t samples = 0;  // N
+  int64_t m = 0, n = 0;
+  int steps = 1;
+};
+
+template <typename T>
+struct Args {
+  const T* samples;  // batch x N x m x n
+  T* left;           // batch x m x m: sqrt(sigma) L
+  T* right;          // batch x n x n: sqrt(sigma) R
+  T* sigma;          // batch: the top-singular-value estimate after the last step
+  T* change;         // batch: ||R_k - R_{k-1}||_F of the unit-norm iterates (last step)
+};
+
+template <typename T>
+bool approx(const Shape& shape, const Args<T>& args);
+
+// tr(H (R (x) L)) / (||H||_F ||L||_F ||R||_F) for H = E[vec(G) vec(G)^T], from the samples:
+// tr(H (R (x) L)) = (1/N) sum_i <G_i, L G_i R>_F and ||H||_F^2 = ||Gram||_F^2 / N^2 with
+// Gram_ij = <G_i, G_j>_F. Writes batch values into `cosine`.
+template <typename T>
+bool cosine(const Shape& shape, const T* samples, const T* left, const T* right, T* cosine);
+
+}  // namespace linalg_core::kron

@@ -1,0 +1,90 @@
+// XLA FFI adapters (CPU) for Kronecker power iteration and the cosine similarity.
+#include <cstdint>
+
+#include "kron.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace linalg_core {
+namespace {
+
+ffi::Error shape_of(const ffi::AnyBuffer& samples, int64_t steps, kron::Shape* s) {
+  auto d = samples.dimensions();
+  if (d.size() < 3) return ffi::Error::InvalidArgument("kron: samples must be (..., N, m, n)");
+  const size_t r = d.size();
+  s->samples = d[r - 3];
+  s->m = d[r - 2];
+  s->n = d[r - 1];
+  s->steps = static_cast<int>(steps);
+  s->batch = 1;
+  for (size_t i = 0; i + 3 < r; ++i) s->batch *= d[i];
+  return ffi::Error::Success();
+}
+
+ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
+                      ffi::Result<ffi::AnyBuffer> right, ffi::Result<ffi::AnyBuffer> sigma,
+                      ffi::Result<ffi::AnyBuffer> change, int64_t steps) {
+  kron::Shape s;
+  ffi::Error e = shape_of(samples, steps, &s);
+  if (e.failure()) return e;
+  auto run = [&](auto zero) -> ffi::Error {
+    using T = decltype(zero);
+    kron::Args<T> a{static_cast<const T*>(samples.untyped_data()), static_cast<T*>(left->untyped_data()),
+                    static_cast<T*>(right->untyped_data()), static_cast<T*>(sigma->untyped_data()),
+                    static_cast<T*>(change->untyped_data())};
+    if (!kron::approx<T>(s, a)) return ffi::Error::InvalidArgument("kron_approx: empty samples or steps < 1");
+    return ffi::Error::Success();
+  };
+  switch (samples.element_type()) {
+    case ffi::DataType::F32:
+      return run(float{});
+    case ffi::DataType::F64:
+      return run(double{});
+    default:
+      return ffi::Error::InvalidArgument("kron_approx supports float32 and float64");
+  }
+}
+
+ffi::Error CosineImpl(ffi::AnyBuffer samples, ffi::AnyBuffer left, ffi::AnyBuffer right,
+                      ffi::Result<ffi::AnyBuffer> out) {
+  kron::Shape s;
+  ffi::Error e = shape_of(samples, 1, &s);
+  if (e.failure()) return e;
+  auto run = [&](auto zero) -> ffi::Error {
+    using T = decltype(zero);
+    if (!kron::cosine<T>(s, static_cast<const T*>(samples.untyped_data()),
+                         static_cast<const T*>(left.untyped_data()),
+                         static_cast<const T*>(right.untyped_data()), static_cast<T*>(out->untyped_data()))) {
+      return ffi::Error::InvalidArgument("kron_cosine: empty samples");
+    }
+    return ffi::Error::Success();
+  };
+  switch (samples.element_type()) {
+    case ffi::DataType::F32:
+      return run(float{});
+    case ffi::DataType::F64:
+      return run(double{});
+    default:
+      return ffi::Error::InvalidArgument("kron_cosine supports float32 and float64");
+  }
+}
+
+}  // namespace
+}  // namespace linalg_core
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronApproxCpu, linalg_core::ApproxImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("steps"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronCosineCpu, linalg_core::CosineImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());

@@ -1,0 +1,81 @@
+// NumPy entry points for Kronecker power iteration. Binding only: linalg_core/kron.py validated
+// the arguments.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <vector>
+
+#include "kron.h"
+
+namespace py = pybind11;
+
+namespace linalg_core {
+namespace {
+
+template <typename T>
+using carray = py::array_t<T, py::array::c_style>;
+
+template <typename T>
+kron::Shape shape_of(const carray<T>& s, int steps) {
+  const int r = static_cast<int>(s.ndim());
+  kron::Shape sh;
+  sh.samples = s.shape(r - 3);
+  sh.m = s.shape(r - 2);
+  sh.n = s.shape(r - 1);
+  sh.steps = steps;
+  sh.batch = s.size() / (sh.samples * sh.m * sh.n);
+  return sh;
+}
+
+std::vector<py::ssize_t> batch_with(const py::array& s, std::vector<py::ssize_t> tail) {
+  std::vector<py::ssize_t> dims(s.shape(), s.shape() + s.ndim() - 3);
+  dims.insert(dims.end(), tail.begin(), tail.end());
+  return dims;
+}
+
+template <typename T>
+py::tuple approx_impl(const py::array& samples_in, int steps) {
+  auto samples = carray<T>::ensure(samples_in);
+  kron::Shape s = shape_of(samples, steps);
+  carray<T> left(batch_with(samples, {s.m, s.m})), right(batch_with(samples, {s.n, s.n})),
+      sigma(batch_with(samples, {})), change(batch_with(samples, {}));
+  kron::Args<T> a{samples.data(), left.mutable_data(), right.mutable_data(), sigma.mutable_data(),
+                  change.mutable_data()};
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = kron::approx<T>(s, a);
+  }
+  if (!ok) throw py::value_error("kron_approx: invalid shape for the kernel");
+  return py::make_tuple(left, right, sigma, change);
+}
+
+template <typename T>
+py::array cosine_impl(const py::array& samples_in, const py::array& left_in, const py::array& right_in) {
+  auto samples = carray<T>::ensure(samples_in);
+  auto left = carray<T>::ensure(left_in);
+  auto right = carray<T>::ensure(right_in);
+  kron::Shape s = shape_of(samples, 1);
+  carray<T> out(batch_with(samples, {}));
+  {
+    py::gil_scoped_release release;
+    kron::cosine<T>(s, samples.data(), left.data(), right.data(), out.mutable_data());
+  }
+  return out;
+}
+
+bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+
+}  // namespace
+
+void bind_kron(py::module_& m) {
+  m.def("kron_approx", [](const py::array& samples, int steps) {
+    return is_float32(samples) ? approx_impl<float>(samples, steps) : approx_impl<double>(samples, steps);
+  });
+  m.def("kron_cosine", [](const py::array& samples, const py::array& left, const py::array& right) {
+    return is_float32(samples) ? cosine_impl<float>(samples, left, right)
+                               : cosine_impl<double>(samples, left, right);
+  });
+}
+
+}  // namespace linalg_core

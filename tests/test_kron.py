@@ -1,0 +1,170 @@
+"""Kronecker power iteration: float64 oracle via the rearranged H, Shampoo's one step, exact
+recovery, monotone cosine similarity, the vec convention.
+
+Tolerances: every quantity is a few GEMMs or an SVD of data of norm ~||H||: backward error
+c n eps ||H|| with n the inner dimension (N m n for the sample sums); c = 8.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import linalg_core as lc
+
+
+def covariance(samples: np.ndarray) -> np.ndarray:
+    """H = E[vec(G) vec(G)^T], column-major vec."""
+    vecs = np.stack([g.reshape(-1, order="F") for g in samples])
+    return vecs.T @ vecs / len(samples)
+
+
+def rearranged_oracle(h, m, n):
+    """R(H)[(j1, j2), (i1, i2)] = H[i1 + m j1, i2 + m j2], written with loops (independent)."""
+    r = np.empty((n * n, m * m))
+    for j1 in range(n):
+        for j2 in range(n):
+            for i1 in range(m):
+                for i2 in range(m):
+                    r[j1 * n + j2, i1 * m + i2] = h[i1 + m * j1, i2 + m * j2]
+    return r
+
+
+def test_vec_convention():
+    """(A (x) B) vec(G) = vec(B G A^T) with column-major vec; np.kron(left, right) for row-major."""
+    rng = np.random.default_rng(0)
+    a, b, g = rng.standard_normal((3, 3)), rng.standard_normal((4, 4)), rng.standard_normal((4, 3))
+    np.testing.assert_allclose(np.kron(a, b) @ g.reshape(-1, order="F"), (b @ g @ a.T).reshape(-1, order="F"))
+    left, right = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    left, right = left @ left.T, right @ right.T
+    h_col = np.kron(right, left)  # column-major vec
+    h_row = np.kron(left, right)  # row-major vec
+    for _ in range(3):
+        x = rng.standard_normal((4, 3))
+        np.testing.assert_allclose(h_col @ x.reshape(-1, order="F"), (left @ x @ right).reshape(-1, order="F"))
+        np.testing.assert_allclose(h_row @ x.reshape(-1), (left @ x @ right).reshape(-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(40, 3, 5), (60, 6, 4), (10, 2, 2)])
+def test_converges_to_the_dense_optimum(rng, dtype, shape):
+    n_samples, m, n = shape
+    g = rng.standard_normal(shape).astype(dtype)
+    h = covariance(g.astype(np.float64))
+    u, s, vt = np.linalg.svd(rearranged_oracle(h, m, n))
+    best = np.sqrt(max(np.linalg.norm(h) ** 2 - s[0] ** 2, 0.0))
+    left, right, info = lc.kron_approx(g, steps=60)
+    tol = 8 * n_samples * m * n * np.finfo(dtype).eps * np.linalg.norm(h)
+    assert abs(float(info.sigma) - s[0]) <= tol + 1e-6 * s[0] * (dtype == np.float32)
+    err = np.linalg.norm(h - np.kron(right.astype(np.float64), left.astype(np.float64)))
+    assert err <= best + 10 * tol
+    ld, rd, dinfo = lc.kron_approx_dense(h, m, n)
+    np.testing.assert_allclose(np.kron(rd, ld), np.kron(right, left), atol=100 * tol)
+    assert int(dinfo.method) == 1 and int(info.method) == 0
+    for f in (left, right):
+        assert np.linalg.eigvalsh(f.astype(np.float64)).min() >= -tol  # PSD
+
+
+def test_one_step_is_shampoo(rng):
+    g = rng.standard_normal((30, 5, 4))
+    left, right, info = lc.kron_approx(g, steps=1)
+    el = np.mean(g @ g.transpose(0, 2, 1), 0)
+    er = np.mean(g.transpose(0, 2, 1) @ g, 0)
+    unit = lambda x: x / np.linalg.norm(x)  # noqa: E731
+    np.testing.assert_allclose(unit(left), unit(el), atol=1e-14)
+    np.testing.assert_allclose(unit(right), unit(er), atol=1e-14)
+    assert int(info.iterations) == 1
+
+
+def kronecker_samples(rng, l0, r0):
+    """Samples with empirical covariance exactly r0 (x) l0: G_ab = sqrt(mn) l0^(1/2) e_a e_b^T r0^(1/2)."""
+    m, n = len(l0), len(r0)
+    wl, vl = np.linalg.eigh(l0)
+    wr, vr = np.linalg.eigh(r0)
+    lh, rh = (vl * np.sqrt(wl)) @ vl.T, (vr * np.sqrt(wr)) @ vr.T
+    return np.stack([np.sqrt(m * n) * np.outer(lh[:, a], rh[b, :]) for a in range(m) for b in range(n)])
+
+
+def test_exact_recovery_of_a_kronecker_covariance(rng):
+    """Corollary 2: when H is a Kronecker product, one step has the exact factors' directions
+    and two steps the exact product."""
+    x, y = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    l0, r0 = x @ x.T + np.eye(4), y @ y.T + np.eye(3)
+    g = kronecker_samples(rng, l0, r0)
+    np.testing.assert_allclose(covariance(g), np.kron(r0, l0), atol=1e-12)
+    left, right, _ = lc.kron_approx(g, steps=1)
+    unit = lambda a: a / np.linalg.norm(a)  # noqa: E731
+    np.testing.assert_allclose(unit(left), unit(l0), atol=1e-13)
+    np.testing.assert_allclose(unit(right), unit(r0), atol=1e-13)
+    left, right, info = lc.kron_approx(g, steps=2)
+    np.testing.assert_allclose(np.kron(right, left), np.kron(r0, l0), atol=1e-11)
+    assert float(info.residual) <= 1e-13
+    cos = float(lc.kron_cosine(g, left, right))
+    assert cos == pytest.approx(1.0, abs=1e-12)
+
+
+def test_rank_one_rearranged_covariance(rng):
+    """Binomial logistic regression: G_i = c_i x_i z^T with one z... written generally as
+    H = a (x) b exactly (rank one in the rearranged sense): dense path and iteration exact."""
+    b = rng.standard_normal((2, 2))
+    b = b @ b.T
+    a = np.diag([1.0, 2.0, 3.0])
+    h = np.kron(a, b)  # right = a (n=3), left = b (m=2)
+    ld, rd, _ = lc.kron_approx_dense(h, 2, 3)
+    np.testing.assert_allclose(np.kron(rd, ld), h, atol=1e-13)
+    g = kronecker_samples(rng, b, a)
+    left, right, _ = lc.kron_approx(g, steps=2)
+    np.testing.assert_allclose(np.kron(right, left), h, atol=1e-11)
+
+
+@given(seed=st.integers(0, 2**31), m=st.integers(2, 6), n=st.integers(2, 6), n_samples=st.integers(1, 20))
+def test_cosine_never_decreases_after_the_first_step(seed, m, n, n_samples):
+    g = np.random.default_rng(seed).standard_normal((n_samples, m, n))
+    cos = [float(lc.kron_cosine(g, *lc.kron_approx(g, steps=k)[:2])) for k in range(1, 7)]
+    # Each alternating half-step maximises <H, R (x) L> over one unit-norm factor.
+    assert all(b >= a - 1e-12 for a, b in zip(cos, cos[1:]))
+    assert all(0 <= c <= 1 + 1e-12 for c in cos)
+
+
+def test_cosine_matches_dense(rng):
+    g = rng.standard_normal((25, 3, 4))
+    left, right, _ = lc.kron_approx(g, steps=3)
+    h = covariance(g)
+    k = np.kron(right, left)
+    ref = np.trace(h @ k) / (np.linalg.norm(h) * np.linalg.norm(k))
+    assert float(lc.kron_cosine(g, left, right)) == pytest.approx(ref, rel=1e-12)
+
+
+def test_batched_and_jax(rng):
+    g = rng.standard_normal((2, 3, 20, 4, 5))
+    left, right, info = lc.kron_approx(g, steps=4)
+    assert left.shape == (2, 3, 4, 4) and right.shape == (2, 3, 5, 5) and info.sigma.shape == (2, 3)
+    l1, r1, _ = lc.kron_approx(g[1, 2], steps=4)
+    np.testing.assert_array_equal(left[1, 2], l1)
+    lj, rj, ij = jax.jit(lambda x: lc.kron_approx(x, steps=4))(jnp.asarray(g))
+    np.testing.assert_array_equal(np.asarray(lj), left)
+    cj = jax.jit(lc.kron_cosine)(jnp.asarray(g), lj, rj)
+    np.testing.assert_allclose(np.asarray(cj), lc.kron_cosine(g, left, right), rtol=1e-14)
+    ld, rd, _ = lc.kron_approx_dense(jnp.asarray(covariance(g[0, 0])), 4, 5)
+    assert ld.shape == (4, 4)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: lc.kron_approx(np.ones((3, 4))), "samples"),
+        (lambda: lc.kron_approx(np.ones((2, 3, 4)), steps=0), "steps"),
+        (lambda: lc.kron_approx(np.ones((2, 3, 4), np.int32)), "floating"),
+        (lambda: lc.kron_approx(np.full((2, 3, 4), np.nan)), "samples contains NaN"),
+        (lambda: lc.kron_approx_dense(np.eye(5), 2, 3), "h must"),
+        (lambda: lc.kron_approx_dense(np.eye(6), 2, 3, steps=3), "steps"),
+        (lambda: lc.kron_cosine(np.ones((2, 3, 4)), np.eye(3), np.eye(3)), "right"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
