@@ -15,6 +15,7 @@ void bind_roots(py::module_& m);
 void bind_rsvd(py::module_& m);
 void bind_lobpcg(py::module_& m);
 void bind_kron(py::module_& m);
+void bind_shared_basis(py::module_& m);
 }
 
 namespace {
@@ -60,4 +61,5 @@ PYBIND11_MODULE(_cpu, m) {
   linalg_core::bind_rsvd(m);
   linalg_core::bind_lobpcg(m);
   linalg_core::bind_kron(m);
+  linalg_core::bind_shared_basis(m);
 }

@@ -1,0 +1,226 @@
+#include "shared_basis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "blas_threads.h"
+#include "lapack.h"
+#include "parallel.h"
+
+namespace linalg_core::shared_basis {
+namespace {
+
+size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cast<size_t>(b); }
+
+// Column-major C (rows x cols) = alpha op(A) op(B) + beta C.
+template <typename T>
+void gemm(const char* ta, const char* tb, int rows, int cols, int inner, T alpha, const T* a,
+          int lda, const T* b, int ldb, T beta, T* c, int ldc) {
+  Lapack<T>::gemm(ta, tb, &rows, &cols, &inner, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+template <typename T>
+bool orthonormalise(T* y, int rows, int cols, std::vector<T>& tau, std::vector<T>& work) {
+  int info = 0, lw = -1;
+  T q = T(0);
+  Lapack<T>::geqrf(&rows, &cols, y, &rows, tau.data(), &q, &lw, &info);
+  Lapack<T>::orgqr(&rows, &cols, &cols, y, &rows, tau.data(), &q, &lw, &info);
+  if (work.size() < static_cast<size_t>(q) + 1) work.resize(static_cast<size_t>(q) + 1);
+  lw = static_cast<int>(work.size());
+  Lapack<T>::geqrf(&rows, &cols, y, &rows, tau.data(), work.data(), &lw, &info);
+  if (info != 0) return false;
+  T q2 = T(0);
+  int lq = -1;
+  Lapack<T>::orgqr(&rows, &cols, &cols, y, &rows, tau.data(), &q2, &lq, &info);
+  if (work.size() < static_cast<size_t>(q2) + 1) work.resize(static_cast<size_t>(q2) + 1);
+  lw = static_cast<int>(work.size());
+  Lapack<T>::orgqr(&rows, &cols, &cols, y, &rows, tau.data(), work.data(), &lw, &info);
+  return info == 0;
+}
+
+template <typename T>
+bool eigh(int n, T* a, T* w, std::vector<T>& work, std::vector<int>& iwork) {
+  int info = 0, lw = -1, liw = -1, iq = 0;
+  T q = T(0);
+  Lapack<T>::syevd("V", "L", &n, a, &n, w, &q, &lw, &iq, &liw, &info);
+  if (work.size() < static_cast<size_t>(q) + 1) work.resize(static_cast<size_t>(q) + 1);
+  if (iwork.size() < static_cast<size_t>(std::max(1, iq))) iwork.resize(std::max(1, iq));
+  lw = static_cast<int>(work.size());
+  liw = static_cast<int>(iwork.size());
+  Lapack<T>::syevd("V", "L", &n, a, &n, w, work.data(), &lw, iwork.data(), &liw, &info);
+  return info == 0;
+}
+
+template <typename T>
+struct BlockScratch {
+  std::vector<T> t, rt, v, w, x, y, z, work;
+  std::vector<int> iwork;
+};
+
+}  // namespace
+
+template <typename T>
+bool update(const Shape& sh, const Args<T>& a) {
+  const int m = static_cast<int>(sh.blocks), b = static_cast<int>(sh.dim), k = static_cast<int>(sh.rank),
+            s = static_cast<int>(sh.sketch);
+  if (m < 1 || b < 1 || k < 1 || k > b || s < k || s > b || sh.power_iters < 0) return false;
+  const T one = T(1), zero = T(0);
+  // Column-major working copies: B_old (b x k), G^T (b x m: column i is g_i).
+  std::vector<T> B_old(sz(b, k)), Gt(a.grads, a.grads + sz(m, b));
+  for (int i = 0; i < b; ++i) {
+    for (int j = 0; j < k; ++j) B_old[i + sz(j, b)] = a.basis[sz(i, k) + j];
+  }
+  const T* R = a.coeffs;  // m blocks of k x k (symmetric): the column-major k x (k m) [R_1 ...]
+  // p_i = B R_i B^T g_i: C = B^T G (k x m), Q = [R_i c_i] (k x m), P = B Q (b x m).
+  std::vector<T> C(sz(k, m)), Q(sz(k, m)), P(sz(b, m)), S(sz(k, k)), gsq(m);
+  gemm<T>("T", "N", k, m, b, one, B_old.data(), b, Gt.data(), b, zero, C.data(), k);
+  for (int i = 0; i < m; ++i) {
+    gemm<T>("N", "N", k, 1, k, one, R + sz(i, sz(k, k)), k, C.data() + sz(i, k), k, zero, Q.data() + sz(i, k), k);
+    double n2 = 0.0;
+    for (int e = 0; e < b; ++e) n2 += static_cast<double>(Gt[sz(i, b) + e]) * Gt[sz(i, b) + e];
+    gsq[i] = static_cast<T>(n2);
+  }
+  gemm<T>("N", "N", b, m, k, one, B_old.data(), b, Q.data(), k, zero, P.data(), b);
+  // S = sum_i R_i R_i^T: one GEMM over the stacked coefficients.
+  const int km = k * m;
+  gemm<T>("N", "T", k, k, km, one, R, k, R, k, zero, S.data(), k);
+
+  // A Y for Y (b x s), through the expansion.
+  std::vector<T> t1(sz(k, s)), t2(sz(k, s)), gy(sz(m, s)), py(sz(m, s));
+  auto apply_a = [&](const T* Y, T* AY) {
+    gemm<T>("T", "N", k, s, b, one, B_old.data(), b, Y, b, zero, t1.data(), k);
+    gemm<T>("N", "N", k, s, k, one, S.data(), k, t1.data(), k, zero, t2.data(), k);
+    gemm<T>("N", "N", b, s, k, one, B_old.data(), b, t2.data(), k, zero, AY, b);
+    gemm<T>("T", "N", m, s, b, one, Gt.data(), b, Y, b, zero, gy.data(), m);
+    gemm<T>("T", "N", m, s, b, one, P.data(), b, Y, b, zero, py.data(), m);
+    gemm<T>("N", "N", b, s, m, one, P.data(), b, gy.data(), m, one, AY, b);
+    gemm<T>("N", "N", b, s, m, one, Gt.data(), b, py.data(), m, one, AY, b);
+    for (int j = 0; j < s; ++j) {
+      for (int i = 0; i < m; ++i) gy[i + sz(j, m)] *= gsq[i];
+    }
+    gemm<T>("N", "N", b, s, m, one, Gt.data(), b, gy.data(), m, one, AY, b);
+  };
+
+  // Y0 (row-major b x s) -> column-major, orthonormalised; power iterations; Rayleigh-Ritz.
+  std::vector<T> Y(sz(b, s)), AY(sz(b, s)), tau(s), work, ts(sz(s, s)), ws(s);
+  std::vector<int> iwork;
+  for (int i = 0; i < b; ++i) {
+    for (int j = 0; j < s; ++j) Y[i + sz(j, b)] = a.y0[sz(i, s) + j];
+  }
+  if (!orthonormalise(Y.data(), b, s, tau, work)) return false;
+  for (int it = 0; it < sh.power_iters; ++it) {
+    apply_a(Y.data(), AY.data());
+    std::swap(Y, AY);
+    if (!orthonormalise(Y.data(), b, s, tau, work)) return false;
+  }
+  apply_a(Y.data(), AY.data());
+  gemm<T>("T", "N", s, s, b, one, Y.data(), b, AY.data(), b, zero, ts.data(), s);
+  for (int j = 0; j < s; ++j) {
+    for (int i = 0; i < j; ++i) ts[i + sz(j, s)] = ts[j + sz(i, s)] = T(0.5) * (ts[i + sz(j, s)] + ts[j + sz(i, s)]);
+  }
+  if (!eigh(s, ts.data(), ws.data(), work, iwork)) return false;
+  std::vector<T> W(sz(s, k)), B(sz(b, k));
+  for (int j = 0; j < k; ++j) std::memcpy(W.data() + sz(j, s), ts.data() + sz(s - 1 - j, s), sz(s) * sizeof(T));
+  gemm<T>("N", "N", b, k, s, one, Y.data(), b, W.data(), s, zero, B.data(), b);
+  for (int i = 0; i < b; ++i) {
+    for (int j = 0; j < k; ++j) a.basis_out[sz(i, k) + j] = B[i + sz(j, b)];
+  }
+
+  // E = B_new^T B_old (k x k), H = B_new^T G (k x m).
+  std::vector<T> E(sz(k, k)), H(sz(k, m));
+  gemm<T>("T", "N", k, k, b, one, B.data(), b, B_old.data(), b, zero, E.data(), k);
+  gemm<T>("T", "N", k, m, b, one, B.data(), b, Gt.data(), b, zero, H.data(), k);
+
+  const int workers = batch_workers(m, b);
+  std::vector<BlockScratch<T>> scratch(std::max(1, std::min(workers, m)));
+  for (auto& sc : scratch) {
+    sc.t.resize(sz(k, k));
+    sc.rt.resize(sz(k, k));
+    sc.w.resize(k);
+    sc.x.resize(b);
+    sc.y.resize(b);
+    sc.z.resize(k);
+    sc.v.resize(k);
+  }
+  std::vector<char> ok(m, 1);
+  parallel_for(m, workers, [&](int worker, int64_t blk) {
+    BlockScratch<T>& sc = scratch[worker];
+    const int i = static_cast<int>(blk);
+    const T* Ri = R + sz(i, sz(k, k));
+    const T* hi = H.data() + sz(i, k);
+    const T* gi = Gt.data() + sz(i, b);
+    // R~ = E R_i E^T + h h^T.
+    gemm<T>("N", "N", k, k, k, one, E.data(), k, Ri, k, zero, sc.t.data(), k);
+    gemm<T>("N", "T", k, k, k, one, sc.t.data(), k, E.data(), k, zero, sc.rt.data(), k);
+    for (int c = 0; c < k; ++c) {
+      for (int r = 0; r < k; ++r) sc.rt[r + sz(c, k)] += hi[r] * hi[c];
+    }
+    for (int c = 0; c < k; ++c) {
+      for (int r = 0; r < c; ++r) sc.rt[r + sz(c, k)] = sc.rt[c + sz(r, k)] = T(0.5) * (sc.rt[r + sz(c, k)] + sc.rt[c + sz(r, k)]);
+    }
+    if (!eigh(k, sc.rt.data(), sc.w.data(), sc.work, sc.iwork)) {
+      ok[i] = 0;
+      return;
+    }
+    const T lmin = sc.w[0];
+    // R_i = V diag(w - lmin) V^T.
+    T* Rout = a.coeffs_out + sz(i, sz(k, k));
+    for (int c = 0; c < k; ++c) {
+      const T f = std::max(sc.w[c] - lmin, T(0));
+      for (int r = 0; r < k; ++r) sc.t[r + sz(c, k)] = sc.rt[r + sz(c, k)] * f;
+    }
+    gemm<T>("N", "T", k, k, k, one, sc.t.data(), k, sc.rt.data(), k, zero, Rout, k);
+    for (int c = 0; c < k; ++c) {
+      for (int r = 0; r < c; ++r) Rout[r + sz(c, k)] = Rout[c + sz(r, k)] = T(0.5) * (Rout[r + sz(c, k)] + Rout[c + sz(r, k)]);
+    }
+    // ||D||_2, D = B_old R_i B_old^T + g g^T - B R_new B^T, by power iteration on factored D.
+    auto apply_d = [&](const T* v, T* out) {
+      gemm<T>("T", "N", k, 1, b, one, B_old.data(), b, v, b, zero, sc.z.data(), k);
+      gemm<T>("N", "N", k, 1, k, one, Ri, k, sc.z.data(), k, zero, sc.v.data(), k);
+      gemm<T>("N", "N", b, 1, k, one, B_old.data(), b, sc.v.data(), k, zero, out, b);
+      double gv = 0.0;
+      for (int e = 0; e < b; ++e) gv += static_cast<double>(gi[e]) * v[e];
+      for (int e = 0; e < b; ++e) out[e] += static_cast<T>(gv) * gi[e];
+      gemm<T>("T", "N", k, 1, b, one, B.data(), b, v, b, zero, sc.z.data(), k);
+      gemm<T>("N", "N", k, 1, k, one, Rout, k, sc.z.data(), k, zero, sc.v.data(), k);
+      gemm<T>("N", "N", b, 1, k, -one, B.data(), b, sc.v.data(), k, one, out, b);
+    };
+    for (int e = 0; e < b; ++e) sc.x[e] = gi[e] + T(1) / static_cast<T>(e + 2);  // deterministic start
+    double mass = 0.0;
+    for (int it = 0; it < sh.mass_iters; ++it) {
+      double nx = 0.0;
+      for (int e = 0; e < b; ++e) nx += static_cast<double>(sc.x[e]) * sc.x[e];
+      nx = std::sqrt(nx);
+      if (!(nx > 0)) break;
+      for (int e = 0; e < b; ++e) sc.x[e] = static_cast<T>(sc.x[e] / nx);
+      apply_d(sc.x.data(), sc.y.data());
+      double ny = 0.0;
+      for (int e = 0; e < b; ++e) ny += static_cast<double>(sc.y[e]) * sc.y[e];
+      mass = std::sqrt(ny);
+      std::swap(sc.x, sc.y);
+    }
+    a.step_mass[i] = static_cast<T>(mass);
+    const double rho = static_cast<double>(a.escaped[i]) + mass;
+    a.escaped_out[i] = static_cast<T>(rho);
+    // u = -(B [(R + c I)^(-1/2) - c^(-1/2) I] B^T g + c^(-1/2) g), B^T g = h.
+    const double c = rho + a.eps;
+    const double c0 = 1.0 / std::sqrt(c);
+    gemm<T>("T", "N", k, 1, k, one, sc.rt.data(), k, hi, k, zero, sc.z.data(), k);  // V^T h
+    for (int j = 0; j < k; ++j) {
+      const double lam = std::max(static_cast<double>(sc.w[j] - lmin), 0.0);
+      sc.z[j] = static_cast<T>(sc.z[j] * (1.0 / std::sqrt(lam + c) - c0));
+    }
+    gemm<T>("N", "N", k, 1, k, one, sc.rt.data(), k, sc.z.data(), k, zero, sc.v.data(), k);
+    T* u = a.direction + sz(i, b);
+    for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0 * gi[e]);
+    gemm<T>("N", "N", b, 1, k, -one, B.data(), b, sc.v.data(), k, one, u, b);
+  });
+  return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+}
+
+template bool update<float>(const Shape&, const Args<float>&);
+template bool update<double>(const Shape&, const Args<double>&);
+
+}  // namespace linalg_core::shared_basis

@@ -1,0 +1,52 @@
+// Shared-basis block low-rank update (Yen, Yen, Chen, Sun, Hsieh, "Block low-rank preconditioner
+// with shared basis for stochastic optimization", NeurIPS 2023, Algorithm 1).
+//
+// State: one orthonormal basis B (b x k) for m blocks, symmetric coefficients R_i (k x k),
+// escaped masses rho_i. With gradients g_i (rows of G, m x b), the blocks to approximate are
+// M_i = B R_i B^T + g_i g_i^T (never formed). One update:
+//   1. basis: Y <- orth(A Y) `power_iters` times from Y0 (the previous B plus oversampling
+//      columns), A = sum_i M_i M_i^T applied through the paper's expansion
+//        A Y = B (sum_i R_i R_i^T) B^T Y + P^T (G Y) + G^T (P Y) + G^T diag(|g_i|^2) (G Y),
+//      p_i = B R_i B^T g_i (rows of P), O(m k^3 + m b k + b k^2); Rayleigh-Ritz keeps the top k;
+//   2. coefficients: R~_i = B_new^T M_i B_new = E R_i E^T + h_i h_i^T (E = B_new^T B_old,
+//      h_i = B_new^T g_i), R_i = R~_i - lambda_min(R~_i) I (one k x k eigh per block);
+//   3. escaped mass: rho_i += ||M_i - B_new R_i B_new^T||_2 by power iteration on the factored
+//      operator (O(b k) per product);
+//   4. direction: u_i = -(B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, in factored form
+//        u_i = -(B [(R_i + c I)^(-1/2) - c^(-1/2) I] B^T g_i + c^(-1/2) g_i)
+//      from the eigendecomposition of step 2.
+// Arrays are row-major; no Python, no XLA types.
+#pragma once
+
+#include <cstdint>
+
+namespace linalg_core::shared_basis {
+
+struct Shape {
+  int64_t blocks = 0;  // m
+  int64_t dim = 0;     // b
+  int64_t rank = 0;    // k
+  int64_t sketch = 0;  // k + oversampling: columns of Y0
+  int power_iters = 1;
+  int mass_iters = 30;  // power iterations for ||M_i - B R_i B^T||_2
+};
+
+template <typename T>
+struct Args {
+  const T* basis;      // b x k
+  const T* coeffs;     // m x k x k
+  const T* escaped;    // m
+  const T* grads;      // m x b
+  const T* y0;         // b x sketch
+  double eps;
+  T* basis_out;        // b x k
+  T* coeffs_out;       // m x k x k
+  T* escaped_out;      // m
+  T* direction;        // m x b
+  T* step_mass;        // m: the increments ||M_i - B R_i B^T||_2
+};
+
+template <typename T>
+bool update(const Shape& shape, const Args<T>& args);
+
+}  // namespace linalg_core::shared_basis

@@ -1,0 +1,140 @@
+r"""Shared-basis block low-rank preconditioner (Yen et al., NeurIPS 2023, Algorithm 1).
+
+The m diagonal blocks (b x b) of a layer's AdaGrad statistic are approximated by
+``B R_i B^T + rho_i I`` with one orthonormal basis ``B`` (b x k) shared by all blocks, a symmetric
+``R_i`` (k x k) per block and an escaped mass ``rho_i``: ``b k + m k^2 + m`` numbers instead of
+``m b^2``. The preconditioned direction ``-(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i`` is applied in
+factored form. With ``k = b`` the method is exactly block-diagonal AdaGrad.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from linalg_core import _jax
+from linalg_core import _validation as check
+
+__all__ = ["SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
+
+
+class SharedBasisState(NamedTuple):
+    """Attributes: ``basis`` (b, k) orthonormal (zeros before the first update), ``coeffs``
+    (m, k, k) symmetric PSD, ``escaped_mass`` (m,)."""
+
+    basis: Any
+    coeffs: Any
+    escaped_mass: Any
+
+
+class SharedBasisInfo(NamedTuple):
+    """Attributes: ``step_escaped_mass`` (m,) the increments ``||M_i - B R_i B^T||_2``;
+    ``residual`` (scalar) their largest value relative to ``max_i ||g_i||^2`` (0 for zero
+    gradients); ``iterations`` the power iterations; ``converged`` True when the kernel's
+    eigensolvers succeeded; ``method`` 0."""
+
+    step_escaped_mass: Any
+    residual: Any
+    iterations: Any
+    converged: Any
+    method: Any
+
+
+def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np.float32,
+                      backend: str = "numpy") -> SharedBasisState:
+    """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation)."""
+    dt = check.state_dtype(dtype)
+    blocks, block_dim, rank = int(blocks), int(block_dim), int(rank)
+    if blocks < 1 or block_dim < 1:
+        raise ValueError(f"blocks and block_dim must be >= 1, got {blocks}, {block_dim}")
+    if not 1 <= rank <= block_dim:
+        raise ValueError(f"rank must satisfy 1 <= rank <= block_dim = {block_dim}, got {rank}")
+    state = SharedBasisState(np.zeros((block_dim, rank), dt), np.zeros((blocks, rank, rank), dt),
+                             np.zeros(blocks, dt))
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return SharedBasisState(*(jnp.asarray(x) for x in state))
+    if backend != "numpy":
+        raise ValueError(f"backend must be 'numpy' or 'jax', got {backend!r}")
+    return state
+
+
+def shared_basis_update(
+    state: SharedBasisState,
+    grads: Any,
+    *,
+    key: Any,
+    eps: float,
+    power_iters: int = 1,
+    oversample: int = 0,
+) -> tuple[SharedBasisState, Any, SharedBasisInfo]:
+    r"""One step of Algorithm 1: new shared basis, coefficients, escaped masses and the direction.
+
+    With ``M_i = B R_i B^T + g_i g_i^T`` (never formed):
+
+    1. ``B`` = top-k eigenvectors of ``A = sum_i M_i M_i^T`` by ``power_iters`` QR power steps
+       from the previous basis (plus ``oversample`` random columns; random on the first call),
+       with ``A Y`` through the paper's expansion in ``O(m k^3 + m b k + b k^2)``, then
+       Rayleigh-Ritz;
+    2. ``R_i = B^T M_i B - lambda_min(B^T M_i B) I``;
+    3. ``rho_i += ||M_i - B R_i B^T||_2`` (power iteration on the factored difference);
+    4. ``u_i = -(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i`` in factored form.
+
+    Parameters
+    ----------
+    state : SharedBasisState
+    grads : array, shape (m, b)
+        Per-block gradients (rows).
+    key : int seed / numpy.random.Generator (NumPy path)
+        Random columns of the starting block (first call, oversampling).
+    eps : float
+        Ridge ``> 0``.
+    power_iters, oversample : int
+
+    Returns
+    -------
+    state : SharedBasisState, direction : (m, b), info : SharedBasisInfo
+
+    References
+    ----------
+    J. Yen, S. Yen, H. Chen, Y. Sun, C. Hsieh, "Block low-rank preconditioner with shared basis
+    for stochastic optimization", NeurIPS 2023 (eq. 5-6, Algorithm 1).
+    """
+    if _jax.any_jax(*state, grads):
+        raise ValueError("shared_basis_update runs on NumPy arrays in this release (no JAX entry point yet)")
+    basis, coeffs, escaped = (np.asarray(x) for x in state)
+    grads = np.asarray(grads)
+    check.require_floating(grads, "grads")
+    dt = check.state_dtype(basis.dtype, "state.basis dtype")
+    if basis.ndim != 2 or coeffs.ndim != 3 or escaped.ndim != 1:
+        raise ValueError("state must hold basis (b, k), coeffs (m, k, k), escaped_mass (m,)")
+    b, k = basis.shape
+    m = coeffs.shape[0]
+    if coeffs.shape != (m, k, k) or escaped.shape != (m,):
+        raise ValueError(f"state.coeffs must be ({m}, {k}, {k}) and escaped_mass ({m},), got "
+                         f"{coeffs.shape}, {escaped.shape}")
+    if grads.shape != (m, b):
+        raise ValueError(f"grads must have shape (m, b) = ({m}, {b}), got {grads.shape}")
+    eps = check.positive_number(eps, "eps")
+    if int(power_iters) < 0 or int(oversample) < 0:
+        raise ValueError("power_iters and oversample must be >= 0")
+    s = min(k + int(oversample), b)
+    rng = key if isinstance(key, np.random.Generator) else np.random.default_rng(int(key))
+    y0 = rng.standard_normal((b, s)).astype(dt)
+    if np.any(basis):
+        y0[:, :k] = basis
+    grads = np.ascontiguousarray(grads, dtype=dt)
+    check.require_finite(grads, "grads")
+    from linalg_core._native import cpu
+
+    new_basis, new_coeffs, new_escaped, direction, step, ok = cpu.shared_basis_update(
+        np.ascontiguousarray(basis, dt), np.ascontiguousarray(coeffs, dt), np.ascontiguousarray(escaped, dt),
+        grads, np.ascontiguousarray(y0), eps, int(power_iters))
+    if not ok:
+        raise np.linalg.LinAlgError("shared_basis_update: an eigensolver failed")
+    scale = float((grads.astype(np.float64) ** 2).sum(axis=1).max())
+    info = SharedBasisInfo(step, np.asarray(step.max() / scale if scale > 0 else 0.0, dt),
+                           np.int32(power_iters), np.bool_(True), np.int32(0))
+    return SharedBasisState(new_basis, new_coeffs, new_escaped), direction, info
