@@ -145,12 +145,12 @@ bool update(const Shape& sh, const Args<T>& a) {
     sc.v.resize(k);
   }
   std::vector<char> ok(m, 1);
+  std::vector<T> vecs(sz(m, sz(k, k))), shifted(sz(m, k));
   parallel_for(m, workers, [&](int worker, int64_t blk) {
     BlockScratch<T>& sc = scratch[worker];
     const int i = static_cast<int>(blk);
     const T* Ri = R + sz(i, sz(k, k));
     const T* hi = H.data() + sz(i, k);
-    const T* gi = Gt.data() + sz(i, b);
     // R~ = E R_i E^T + h h^T.
     gemm<T>("N", "N", k, k, k, one, E.data(), k, Ri, k, zero, sc.t.data(), k);
     gemm<T>("N", "T", k, k, k, one, sc.t.data(), k, E.data(), k, zero, sc.rt.data(), k);
@@ -175,49 +175,83 @@ bool update(const Shape& sh, const Args<T>& a) {
     for (int c = 0; c < k; ++c) {
       for (int r = 0; r < c; ++r) Rout[r + sz(c, k)] = Rout[c + sz(r, k)] = T(0.5) * (Rout[r + sz(c, k)] + Rout[c + sz(r, k)]);
     }
-    // ||D||_2, D = B_old R_i B_old^T + g g^T - B R_new B^T, by power iteration on factored D.
-    auto apply_d = [&](const T* v, T* out) {
-      gemm<T>("T", "N", k, 1, b, one, B_old.data(), b, v, b, zero, sc.z.data(), k);
-      gemm<T>("N", "N", k, 1, k, one, Ri, k, sc.z.data(), k, zero, sc.v.data(), k);
-      gemm<T>("N", "N", b, 1, k, one, B_old.data(), b, sc.v.data(), k, zero, out, b);
-      double gv = 0.0;
-      for (int e = 0; e < b; ++e) gv += static_cast<double>(gi[e]) * v[e];
-      for (int e = 0; e < b; ++e) out[e] += static_cast<T>(gv) * gi[e];
-      gemm<T>("T", "N", k, 1, b, one, B.data(), b, v, b, zero, sc.z.data(), k);
-      gemm<T>("N", "N", k, 1, k, one, Rout, k, sc.z.data(), k, zero, sc.v.data(), k);
-      gemm<T>("N", "N", b, 1, k, -one, B.data(), b, sc.v.data(), k, one, out, b);
-    };
-    for (int e = 0; e < b; ++e) sc.x[e] = gi[e] + T(1) / static_cast<T>(e + 2);  // deterministic start
-    double mass = 0.0;
-    for (int it = 0; it < sh.mass_iters; ++it) {
-      double nx = 0.0;
-      for (int e = 0; e < b; ++e) nx += static_cast<double>(sc.x[e]) * sc.x[e];
-      nx = std::sqrt(nx);
-      if (!(nx > 0)) break;
-      for (int e = 0; e < b; ++e) sc.x[e] = static_cast<T>(sc.x[e] / nx);
-      apply_d(sc.x.data(), sc.y.data());
-      double ny = 0.0;
-      for (int e = 0; e < b; ++e) ny += static_cast<double>(sc.y[e]) * sc.y[e];
-      mass = std::sqrt(ny);
-      std::swap(sc.x, sc.y);
-    }
-    a.step_mass[i] = static_cast<T>(mass);
-    const double rho = static_cast<double>(a.escaped[i]) + mass;
-    a.escaped_out[i] = static_cast<T>(rho);
-    // u = -(B [(R + c I)^(-1/2) - c^(-1/2) I] B^T g + c^(-1/2) g), B^T g = h.
-    const double c = rho + a.eps;
-    const double c0 = 1.0 / std::sqrt(c);
-    gemm<T>("T", "N", k, 1, k, one, sc.rt.data(), k, hi, k, zero, sc.z.data(), k);  // V^T h
-    for (int j = 0; j < k; ++j) {
-      const double lam = std::max(static_cast<double>(sc.w[j] - lmin), 0.0);
-      sc.z[j] = static_cast<T>(sc.z[j] * (1.0 / std::sqrt(lam + c) - c0));
-    }
-    gemm<T>("N", "N", k, 1, k, one, sc.rt.data(), k, sc.z.data(), k, zero, sc.v.data(), k);
-    T* u = a.direction + sz(i, b);
-    for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0 * gi[e]);
-    gemm<T>("N", "N", b, 1, k, -one, B.data(), b, sc.v.data(), k, one, u, b);
+    // Keep the eigendecomposition of R~ for the direction (R_new = V diag(w - lmin) V^T).
+    std::memcpy(vecs.data() + sz(i, sz(k, k)), sc.rt.data(), sz(k, k) * sizeof(T));
+    for (int j = 0; j < k; ++j) shifted[sz(i, k) + j] = std::max(sc.w[j] - lmin, T(0));
   });
-  return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+  if (!std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; })) return false;
+
+  // ||D_i||_2, D_i = B_old R_i B_old^T + g_i g_i^T - B R_i' B^T, for all blocks at once: the
+  // columns of X (b x m) are the blocks' power-iteration vectors, so each product is two GEMMs
+  // through the bases plus m small k x k products. Stops when every estimate moved by less than
+  // 1e-3 relative (at most mass_iters steps).
+  std::vector<T> X(sz(b, m)), Y2(sz(b, m)), Z(sz(k, m)), Z2(sz(k, m));
+  std::vector<double> mass(m, 0.0), prev(m, -1.0);
+  for (int i = 0; i < m; ++i) {
+    for (int e = 0; e < b; ++e) X[e + sz(i, b)] = Gt[sz(i, b) + e] + T(1) / static_cast<T>(e + 2);
+  }
+  const T* Rnew = a.coeffs_out;
+  auto small_products = [&](const T* coeffs, const T* in, T* out) {
+    parallel_for(m, workers, [&](int, int64_t blk) {
+      const int i = static_cast<int>(blk);
+      gemm<T>("N", "N", k, 1, k, T(1), coeffs + sz(i, sz(k, k)), k, in + sz(i, k), k, T(0), out + sz(i, k), k);
+    });
+  };
+  for (int it = 0; it < sh.mass_iters; ++it) {
+    for (int i = 0; i < m; ++i) {
+      double nx = 0.0;
+      for (int e = 0; e < b; ++e) nx += static_cast<double>(X[e + sz(i, b)]) * X[e + sz(i, b)];
+      nx = std::sqrt(nx);
+      const T inv = nx > 0 ? static_cast<T>(1.0 / nx) : T(0);
+      for (int e = 0; e < b; ++e) X[e + sz(i, b)] *= inv;
+    }
+    // Y2 = B_old (R_i (B_old^T x_i)) - B (R_i' (B^T x_i)) + g_i (g_i^T x_i).
+    gemm<T>("T", "N", k, m, b, one, B_old.data(), b, X.data(), b, zero, Z.data(), k);
+    small_products(R, Z.data(), Z2.data());
+    gemm<T>("N", "N", b, m, k, one, B_old.data(), b, Z2.data(), k, zero, Y2.data(), b);
+    gemm<T>("T", "N", k, m, b, one, B.data(), b, X.data(), b, zero, Z.data(), k);
+    small_products(Rnew, Z.data(), Z2.data());
+    gemm<T>("N", "N", b, m, k, -one, B.data(), b, Z2.data(), k, one, Y2.data(), b);
+    bool settled = true;
+    for (int i = 0; i < m; ++i) {
+      const T* gi = Gt.data() + sz(i, b);
+      T* xi = X.data() + sz(i, b);
+      T* yi = Y2.data() + sz(i, b);
+      double gx = 0.0;
+      for (int e = 0; e < b; ++e) gx += static_cast<double>(gi[e]) * xi[e];
+      double ny = 0.0;
+      for (int e = 0; e < b; ++e) {
+        yi[e] += static_cast<T>(gx) * gi[e];
+        ny += static_cast<double>(yi[e]) * yi[e];
+      }
+      mass[i] = std::sqrt(ny);
+      settled = settled && std::abs(mass[i] - prev[i]) <= 1e-3 * mass[i];
+      prev[i] = mass[i];
+    }
+    std::swap(X, Y2);
+    if (settled) break;
+  }
+  // Directions: u_i = -(B V [(shifted + c)^(-1/2) - c^(-1/2)] V^T h_i + c^(-1/2) g_i).
+  std::vector<T> Vt_h(sz(k, m)), Zd(sz(k, m));
+  parallel_for(m, workers, [&](int, int64_t blk) {
+    const int i = static_cast<int>(blk);
+    const double rho = static_cast<double>(a.escaped[i]) + mass[i];
+    a.step_mass[i] = static_cast<T>(mass[i]);
+    a.escaped_out[i] = static_cast<T>(rho);
+    const double c = rho + a.eps, c0 = 1.0 / std::sqrt(c);
+    const T* v = vecs.data() + sz(i, sz(k, k));
+    gemm<T>("T", "N", k, 1, k, T(1), v, k, H.data() + sz(i, k), k, T(0), Vt_h.data() + sz(i, k), k);
+    for (int j = 0; j < k; ++j) {
+      Vt_h[sz(i, k) + j] = static_cast<T>(Vt_h[sz(i, k) + j] * (1.0 / std::sqrt(static_cast<double>(shifted[sz(i, k) + j]) + c) - c0));
+    }
+    gemm<T>("N", "N", k, 1, k, T(1), v, k, Vt_h.data() + sz(i, k), k, T(0), Zd.data() + sz(i, k), k);
+    T* u = a.direction + sz(i, b);
+    const T* gi = Gt.data() + sz(i, b);
+    for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0 * gi[e]);
+  });
+  // u (row-major m x b = column-major b x m) -= B Zd.
+  gemm<T>("N", "N", b, m, k, -one, B.data(), b, Zd.data(), k, one, a.direction, b);
+  return true;
 }
 
 template bool update<float>(const Shape&, const Args<float>&);
