@@ -87,7 +87,7 @@ def shared_basis_update(
     state : SharedBasisState
     grads : array, shape (m, b)
         Per-block gradients (rows).
-    key : int seed / numpy.random.Generator (NumPy path)
+    key : JAX PRNG key (JAX path) or int seed / numpy.random.Generator (NumPy path)
         Random columns of the starting block (first call, oversampling).
     eps : float
         Ridge ``> 0``.
@@ -102,25 +102,46 @@ def shared_basis_update(
     J. Yen, S. Yen, H. Chen, Y. Sun, C. Hsieh, "Block low-rank preconditioner with shared basis
     for stochastic optimization", NeurIPS 2023 (eq. 5-6, Algorithm 1).
     """
-    if _jax.any_jax(*state, grads):
-        raise ValueError("shared_basis_update runs on NumPy arrays in this release (no JAX entry point yet)")
-    basis, coeffs, escaped = (np.asarray(x) for x in state)
-    grads = np.asarray(grads)
+    jax_path = _jax.any_jax(*state, grads)
+    basis, coeffs, escaped = state
+    if not jax_path:
+        basis, coeffs, escaped, grads = (np.asarray(x) for x in (basis, coeffs, escaped, grads))
     check.require_floating(grads, "grads")
     dt = check.state_dtype(basis.dtype, "state.basis dtype")
     if basis.ndim != 2 or coeffs.ndim != 3 or escaped.ndim != 1:
         raise ValueError("state must hold basis (b, k), coeffs (m, k, k), escaped_mass (m,)")
     b, k = basis.shape
     m = coeffs.shape[0]
-    if coeffs.shape != (m, k, k) or escaped.shape != (m,):
+    if tuple(coeffs.shape) != (m, k, k) or tuple(escaped.shape) != (m,):
         raise ValueError(f"state.coeffs must be ({m}, {k}, {k}) and escaped_mass ({m},), got "
-                         f"{coeffs.shape}, {escaped.shape}")
-    if grads.shape != (m, b):
-        raise ValueError(f"grads must have shape (m, b) = ({m}, {b}), got {grads.shape}")
+                         f"{tuple(coeffs.shape)}, {tuple(escaped.shape)}")
+    if tuple(grads.shape) != (m, b):
+        raise ValueError(f"grads must have shape (m, b) = ({m}, {b}), got {tuple(grads.shape)}")
     eps = check.positive_number(eps, "eps")
     if int(power_iters) < 0 or int(oversample) < 0:
         raise ValueError("power_iters and oversample must be >= 0")
     s = min(k + int(oversample), b)
+    if jax_path:
+        import jax
+        import jax.numpy as jnp
+
+        if isinstance(key, (int, np.integer, np.random.Generator)):
+            raise ValueError("key must be a JAX PRNG key on the JAX path")
+        fresh = jax.random.normal(key, (b, s), dt)
+        basis = jnp.asarray(basis, dt)
+        # The previous basis starts the power steps; a zero basis (first call) is replaced by
+        # random columns.
+        start = jnp.where(jnp.any(basis != 0), basis, fresh[:, :k])
+        y0 = jnp.concatenate([start, fresh[:, k:]], axis=1)
+        results = [((b, k), dt), ((m, k, k), dt), ((m,), dt), ((m, b), dt), ((m,), dt), ((), np.int32)]
+        new_basis, new_coeffs, new_escaped, direction, step, status = _jax.call(
+            "linalg_core_shared_basis_update", results, basis, jnp.asarray(coeffs, dt),
+            jnp.asarray(escaped, dt), jnp.asarray(grads, dt), y0, eps=np.float64(eps),
+            power_iters=np.int64(power_iters))
+        scale = jnp.max(jnp.sum(jnp.asarray(grads, dt) ** 2, axis=1))
+        info = SharedBasisInfo(step, jnp.where(scale > 0, jnp.max(step) / scale, 0.0).astype(dt),
+                               jnp.int32(power_iters), status == 0, jnp.int32(0))
+        return SharedBasisState(new_basis, new_coeffs, new_escaped), direction, info
     rng = key if isinstance(key, np.random.Generator) else np.random.default_rng(int(key))
     y0 = rng.standard_normal((b, s)).astype(dt)
     if np.any(basis):

@@ -54,6 +54,7 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_lobpcg"] = handler_capsule(LcLobpcgCpu);
     targets["linalg_core_kron_approx"] = handler_capsule(LcKronApproxCpu);
     targets["linalg_core_kron_cosine"] = handler_capsule(LcKronCosineCpu);
+    targets["linalg_core_shared_basis_update"] = handler_capsule(LcSharedBasisUpdateCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
