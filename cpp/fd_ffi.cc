@@ -6,6 +6,7 @@
 #include <string>
 
 #include "fd.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -106,14 +107,7 @@ ffi::Error FdUpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer eigvals, ffi::AnyBu
     }
     return ffi::Error::Success();
   };
-  switch (dtype) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("fd_update supports float32 and float64");
-  }
+  return dispatch_float(dtype, "fd_update", run);
 }
 
 ffi::Error FdApplyInverseRootImpl(ffi::AnyBuffer basis, ffi::AnyBuffer eigvals,
@@ -137,14 +131,7 @@ ffi::Error FdApplyInverseRootImpl(ffi::AnyBuffer basis, ffi::AnyBuffer eigvals,
                               data<T>(x), p, eps, data<T>(y));
     return ffi::Error::Success();
   };
-  switch (basis.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("fd_apply_inverse_root supports float32 and float64");
-  }
+  return dispatch_float(basis.element_type(), "fd_apply_inverse_root", run);
 }
 
 }  // namespace

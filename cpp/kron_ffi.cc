@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "kron.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -36,14 +37,7 @@ ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
     if (!kron::approx<T>(s, a)) return ffi::Error::InvalidArgument("kron_approx: empty samples or steps < 1");
     return ffi::Error::Success();
   };
-  switch (samples.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("kron_approx supports float32 and float64");
-  }
+  return dispatch_float(samples.element_type(), "kron_approx", run);
 }
 
 ffi::Error CosineImpl(ffi::AnyBuffer samples, ffi::AnyBuffer left, ffi::AnyBuffer right,
@@ -60,14 +54,7 @@ ffi::Error CosineImpl(ffi::AnyBuffer samples, ffi::AnyBuffer left, ffi::AnyBuffe
     }
     return ffi::Error::Success();
   };
-  switch (samples.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("kron_cosine supports float32 and float64");
-  }
+  return dispatch_float(samples.element_type(), "kron_cosine", run);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "lapack.h"
 #include "lobpcg.h"
 #include "parallel.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -52,14 +53,7 @@ ffi::Error LobpcgImpl(ffi::AnyBuffer a, ffi::AnyBuffer x0, ffi::Result<ffi::AnyB
     });
     return ffi::Error::Success();
   };
-  switch (a.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("lobpcg supports float32 and float64");
-  }
+  return dispatch_float(a.element_type(), "lobpcg", run);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "roots.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -58,14 +59,7 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
     }
     return ffi::Error::Success();
   };
-  switch (a.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("inverse_root supports float32 and float64");
-  }
+  return dispatch_float(a.element_type(), "inverse_root", run);
 }
 
 }  // namespace

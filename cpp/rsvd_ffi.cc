@@ -3,6 +3,7 @@
 #include <string>
 
 #include "rsvd.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -57,14 +58,7 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
     if (!rsvd::svd<T>(shape, args)) return ffi::Error::InvalidArgument("randomized_svd: need k <= l <= min(m, n)");
     return ffi::Error::Success();
   };
-  switch (a.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("randomized_svd supports float32 and float64");
-  }
+  return dispatch_float(a.element_type(), "randomized_svd", run);
 }
 
 ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
@@ -86,14 +80,7 @@ ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probe
     if (!rsvd::eigh<T>(shape, args)) return ffi::Error::InvalidArgument("randomized_eigh: need a square a and k <= l <= n");
     return ffi::Error::Success();
   };
-  switch (a.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("randomized_eigh supports float32 and float64");
-  }
+  return dispatch_float(a.element_type(), "randomized_eigh", run);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <cstdint>
 
 #include "shared_basis.h"
+#include "ffi_dispatch.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -38,14 +39,7 @@ ffi::Error UpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer coeffs, ffi::AnyBuffe
     *status->typed_data() = shared_basis::update<T>(s, a) ? 0 : 1;
     return ffi::Error::Success();
   };
-  switch (grads.element_type()) {
-    case ffi::DataType::F32:
-      return run(float{});
-    case ffi::DataType::F64:
-      return run(double{});
-    default:
-      return ffi::Error::InvalidArgument("shared_basis_update supports float32 and float64");
-  }
+  return dispatch_float(grads.element_type(), "shared_basis_update", run);
 }
 
 }  // namespace
