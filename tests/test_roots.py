@@ -232,7 +232,7 @@ def test_bad_input_names_the_argument(kwargs, match):
         lc.inverse_root(**kwargs)
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 200])
+@pytest.mark.parametrize("n", [1, 2, 7, 200, 1024])
 @pytest.mark.parametrize("method", METHODS)
 def test_sizes(rng, n, method):
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))
