@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "blas_threads.h"
+#include "eigh_workspace.h"
 #include "lapack.h"
 #include "parallel.h"
 
@@ -92,15 +93,7 @@ bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>&
               std::vector<T>& vecs, std::vector<T>& w) {
   vecs.assign(a, a + sz(n, n));
   w.resize(n);
-  int info = 0, lw = -1, liw = -1, iq = 0;
-  T q = T(0);
-  Lapack<T>::syevd("V", "L", &n, vecs.data(), &n, w.data(), &q, &lw, &iq, &liw, &info);
-  work.resize(static_cast<size_t>(q) + 1);
-  iwork.resize(std::max(1, iq));
-  lw = static_cast<int>(work.size());
-  liw = static_cast<int>(iwork.size());
-  Lapack<T>::syevd("V", "L", &n, vecs.data(), &n, w.data(), work.data(), &lw, iwork.data(), &liw, &info);
-  if (info != 0) return false;
+  if (!eigh_inplace(n, vecs.data(), w.data(), work, iwork)) return false;
   for (int j = 0; j < n; ++j) {
     const T f = std::sqrt(std::sqrt(std::max(w[j], T(0))));  // V diag(w^(1/4)), squared below
     for (int i = 0; i < n; ++i) vecs[i + sz(j, n)] *= f;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "finite.h"
+#include "eigh_workspace.h"
 #include "lapack.h"
 
 namespace linalg_core::lobpcg {
@@ -19,20 +20,6 @@ template <typename T>
 void gemm(const char* ta, const char* tb, int m, int n, int k, T alpha, const T* a, int lda,
           const T* b, int ldb, T beta, T* c, int ldc) {
   Lapack<T>::gemm(ta, tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
-}
-
-// Symmetric eigendecomposition in place (ascending); false on failure.
-template <typename T>
-bool eigh(int n, T* a, T* w, std::vector<T>& work, std::vector<int>& iwork) {
-  int info = 0, lw = -1, liw = -1, iq = 0;
-  T q = T(0);
-  Lapack<T>::syevd("V", "L", &n, a, &n, w, &q, &lw, &iq, &liw, &info);
-  if (work.size() < static_cast<size_t>(q) + 1) work.resize(static_cast<size_t>(q) + 1);
-  if (iwork.size() < static_cast<size_t>(std::max(1, iq))) iwork.resize(std::max(1, iq));
-  lw = static_cast<int>(work.size());
-  liw = static_cast<int>(iwork.size());
-  Lapack<T>::syevd("V", "L", &n, a, &n, w, work.data(), &lw, iwork.data(), &liw, &info);
-  return info == 0 && all_finite(w, sz(n));
 }
 
 template <typename T>
@@ -63,7 +50,7 @@ class Solver {
     if (cols == 0) return 0;
     T* g = small_.data();
     gemm<T>("T", "N", cols, cols, n_, T(1), s, n_, s, n_, T(0), g, cols);
-    if (!eigh(cols, g, w_.data(), work_, iwork_)) return -1;
+    if (!eigh_inplace(cols, g, w_.data(), work_, iwork_)) return -1;
     const T top = std::max(w_[cols - 1], T(0));
     // Directions whose squared length relative to the largest is below eps^(2/3) carry no usable
     // information after rounding (their orthogonalisation error would be ~ eps / sqrt(d)).
@@ -93,7 +80,7 @@ class Solver {
     for (int j = 0; j < cols; ++j) {
       for (int i = 0; i < j; ++i) t[i + sz(j, cols)] = t[j + sz(i, cols)] = T(0.5) * (t[i + sz(j, cols)] + t[j + sz(i, cols)]);
     }
-    if (!eigh(cols, t, w_.data(), work_, iwork_)) return false;
+    if (!eigh_inplace(cols, t, w_.data(), work_, iwork_)) return false;
     T* c = small2_.data();  // cols x k, descending
     for (int j = 0; j < k_; ++j) {
       theta_[j] = w_[cols - 1 - j];
@@ -253,7 +240,7 @@ bool dense(int n, const Apply<T>& apply, const T* matrix, int k, const Result<T>
     for (int i = 0; i < n; ++i) eye[i + sz(i, n)] = T(1);
     apply(eye.data(), n, n, a.data());
   }
-  if (!eigh(n, a.data(), w.data(), work, iwork)) return false;
+  if (!eigh_inplace(n, a.data(), w.data(), work, iwork)) return false;
   for (int j = 0; j < k; ++j) {
     out.eigvals[j] = w[n - 1 - j];
     out.residuals[j] = T(0);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "blas_threads.h"
+#include "eigh_workspace.h"
 #include "lapack.h"
 #include "parallel.h"
 
@@ -37,19 +38,6 @@ bool orthonormalise(T* y, int rows, int cols, std::vector<T>& tau, std::vector<T
   if (work.size() < static_cast<size_t>(q2) + 1) work.resize(static_cast<size_t>(q2) + 1);
   lw = static_cast<int>(work.size());
   Lapack<T>::orgqr(&rows, &cols, &cols, y, &rows, tau.data(), work.data(), &lw, &info);
-  return info == 0;
-}
-
-template <typename T>
-bool eigh(int n, T* a, T* w, std::vector<T>& work, std::vector<int>& iwork) {
-  int info = 0, lw = -1, liw = -1, iq = 0;
-  T q = T(0);
-  Lapack<T>::syevd("V", "L", &n, a, &n, w, &q, &lw, &iq, &liw, &info);
-  if (work.size() < static_cast<size_t>(q) + 1) work.resize(static_cast<size_t>(q) + 1);
-  if (iwork.size() < static_cast<size_t>(std::max(1, iq))) iwork.resize(std::max(1, iq));
-  lw = static_cast<int>(work.size());
-  liw = static_cast<int>(iwork.size());
-  Lapack<T>::syevd("V", "L", &n, a, &n, w, work.data(), &lw, iwork.data(), &liw, &info);
   return info == 0;
 }
 
@@ -120,7 +108,7 @@ bool update(const Shape& sh, const Args<T>& a) {
   for (int j = 0; j < s; ++j) {
     for (int i = 0; i < j; ++i) ts[i + sz(j, s)] = ts[j + sz(i, s)] = T(0.5) * (ts[i + sz(j, s)] + ts[j + sz(i, s)]);
   }
-  if (!eigh(s, ts.data(), ws.data(), work, iwork)) return false;
+  if (!eigh_inplace(s, ts.data(), ws.data(), work, iwork)) return false;
   std::vector<T> W(sz(s, k)), B(sz(b, k));
   for (int j = 0; j < k; ++j) std::memcpy(W.data() + sz(j, s), ts.data() + sz(s - 1 - j, s), sz(s) * sizeof(T));
   gemm<T>("N", "N", b, k, s, one, Y.data(), b, W.data(), s, zero, B.data(), b);
@@ -160,7 +148,7 @@ bool update(const Shape& sh, const Args<T>& a) {
     for (int c = 0; c < k; ++c) {
       for (int r = 0; r < c; ++r) sc.rt[r + sz(c, k)] = sc.rt[c + sz(r, k)] = T(0.5) * (sc.rt[r + sz(c, k)] + sc.rt[c + sz(r, k)]);
     }
-    if (!eigh(k, sc.rt.data(), sc.w.data(), sc.work, sc.iwork)) {
+    if (!eigh_inplace(k, sc.rt.data(), sc.w.data(), sc.work, sc.iwork)) {
       ok[i] = 0;
       return;
     }
