@@ -15,28 +15,46 @@ ffi::Error UpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer coeffs, ffi::AnyBuffe
                       ffi::Result<ffi::AnyBuffer> coeffs_out, ffi::Result<ffi::AnyBuffer> escaped_out,
                       ffi::Result<ffi::AnyBuffer> direction, ffi::Result<ffi::AnyBuffer> step,
                       ffi::Result<ffi::Buffer<ffi::S32>> status, double eps, int64_t power_iters) {
+  // Leading axes are batch axes (vmap broadcasts every operand to them): one layer per element.
   auto db = basis.dimensions(), dc = coeffs.dimensions(), dg = grads.dimensions(), dy = y0.dimensions();
-  if (db.size() != 2 || dc.size() != 3 || dg.size() != 2 || dy.size() != 2) {
-    return ffi::Error::InvalidArgument("shared_basis_update: basis (b,k), coeffs (m,k,k), grads (m,b), y0 (b,s)");
+  const size_t nb = db.size() - 2;
+  if (db.size() < 2 || dc.size() != nb + 3 || dg.size() != nb + 2 || dy.size() != nb + 2 ||
+      escaped.dimensions().size() != nb + 1) {
+    return ffi::Error::InvalidArgument(
+        "shared_basis_update: basis (...,b,k), coeffs (...,m,k,k), escaped (...,m), grads (...,m,b), y0 (...,b,s)");
+  }
+  int64_t batch = 1;
+  for (size_t i = 0; i < nb; ++i) {
+    if (dc[i] != db[i] || dg[i] != db[i] || dy[i] != db[i]) {
+      return ffi::Error::InvalidArgument("shared_basis_update: batch axes differ between operands");
+    }
+    batch *= db[i];
   }
   shared_basis::Shape s;
-  s.blocks = dg[0];
-  s.dim = dg[1];
-  s.rank = db[1];
-  s.sketch = dy[1];
+  s.blocks = dg[nb];
+  s.dim = dg[nb + 1];
+  s.rank = db[nb + 1];
+  s.sketch = dy[nb + 1];
   s.power_iters = static_cast<int>(power_iters);
-  if (db[0] != s.dim || dc[0] != s.blocks || dc[1] != s.rank || dc[2] != s.rank || dy[0] != s.dim) {
+  if (db[nb] != s.dim || dc[nb] != s.blocks || dc[nb + 1] != s.rank || dc[nb + 2] != s.rank || dy[nb] != s.dim) {
     return ffi::Error::InvalidArgument("shared_basis_update: inconsistent shapes");
   }
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
-    shared_basis::Args<T> a{static_cast<const T*>(basis.untyped_data()), static_cast<const T*>(coeffs.untyped_data()),
-                            static_cast<const T*>(escaped.untyped_data()), static_cast<const T*>(grads.untyped_data()),
-                            static_cast<const T*>(y0.untyped_data()), eps,
-                            static_cast<T*>(basis_out->untyped_data()), static_cast<T*>(coeffs_out->untyped_data()),
-                            static_cast<T*>(escaped_out->untyped_data()), static_cast<T*>(direction->untyped_data()),
-                            static_cast<T*>(step->untyped_data())};
-    *status->typed_data() = shared_basis::update<T>(s, a) ? 0 : 1;
+    const int64_t m = s.blocks, b = s.dim, k = s.rank, sk = s.sketch;
+    for (int64_t e = 0; e < batch; ++e) {
+      shared_basis::Args<T> a{static_cast<const T*>(basis.untyped_data()) + e * b * k,
+                              static_cast<const T*>(coeffs.untyped_data()) + e * m * k * k,
+                              static_cast<const T*>(escaped.untyped_data()) + e * m,
+                              static_cast<const T*>(grads.untyped_data()) + e * m * b,
+                              static_cast<const T*>(y0.untyped_data()) + e * b * sk, eps,
+                              static_cast<T*>(basis_out->untyped_data()) + e * b * k,
+                              static_cast<T*>(coeffs_out->untyped_data()) + e * m * k * k,
+                              static_cast<T*>(escaped_out->untyped_data()) + e * m,
+                              static_cast<T*>(direction->untyped_data()) + e * m * b,
+                              static_cast<T*>(step->untyped_data()) + e * m};
+      status->typed_data()[e] = shared_basis::update<T>(s, a) ? 0 : 1;
+    }
     return ffi::Error::Success();
   };
   return dispatch_float(grads.element_type(), "shared_basis_update", run);

@@ -1,0 +1,226 @@
+r"""Shampoo with full Kronecker-factor statistics: the quality reference and the memory baseline.
+
+Per block ``G`` (``br x bc``) of each parameter (:mod:`.blocking`):
+
+.. math::
+    L \leftarrow \beta_2 L + (1-\beta_2)\, G \tilde R G^\top,\qquad
+    R \leftarrow \beta_2 R + (1-\beta_2)\, G^\top \tilde L G,\qquad
+    \Delta = \hat L^{-1/p}\, G\, \hat R^{-1/p}
+
+(``beta2 = 1`` sums instead: AdaGrad-style Shampoo), with ``L^hat = L / (1 - beta2^t)`` bias
+corrected and the inverse roots from :func:`linalg_core.inverse_root` (ridge ``eps`` relative to
+``lambda_max`` or absolute; fallback chain ending at the previous root, so a failed root keeps the
+previous preconditioner). ``kron_steps = 1`` takes ``R~ = I``, ``L~ = I``: Shampoo's
+``E[G G^T] (x) E[G^T G]``, one step of Kronecker power iteration from the identity (Morwani et al.
+2024). ``kron_steps = k > 1`` runs ``k - 1`` more alternating steps of that power iteration in its
+running-accumulation form: ``R~`` is the right statistic normalised to mean eigenvalue 1 (the
+identity for isotropic statistics), then ``L~`` likewise from the new left statistic.
+
+Memory per block: ``2 (br^2 + bc^2)`` floats (statistics and roots).
+
+References
+----------
+V. Gupta, T. Koren, Y. Singer, "Shampoo: Preconditioned stochastic tensor optimization", ICML 2018.
+R. Anil, V. Gupta, T. Koren, K. Regan, Y. Singer, "Scalable second order optimization for deep
+learning", arXiv:2002.09018.
+D. Morwani et al., "A new perspective on Shampoo's preconditioner", 2024.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+from linalg_core.optim import blocking, distribute, transform
+
+__all__ = ["scale_by_shampoo", "shampoo"]
+
+
+def _check_common(b2: float, eps: float, ridge: str, p: int, block_size: int, every: dict) -> None:
+    if not 0.0 < float(b2) <= 1.0:
+        raise ValueError(f"b2 must be in (0, 1], got {b2}")
+    if not float(eps) > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if ridge not in ("relative", "absolute"):
+        raise ValueError(f"eps_mode must be 'relative' or 'absolute', got {ridge!r}")
+    if int(p) < 1:
+        raise ValueError(f"p must be a positive integer, got {p}")
+    if int(block_size) < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    for name, value in every.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _normalised(s: Any) -> Any:
+    """``s`` divided by its mean eigenvalue (``trace / n``); the identity where ``s`` is zero."""
+    import jax.numpy as jnp
+
+    n = s.shape[-1]
+    mean = jnp.trace(s, axis1=-2, axis2=-1)[..., None, None] / n
+    eye = jnp.eye(n, dtype=s.dtype)
+    return jnp.where(mean > 0, s / jnp.where(mean > 0, mean, 1.0), eye)
+
+
+def scale_by_shampoo(
+    *,
+    b2: float = 1.0,
+    eps: float = 1e-6,
+    eps_mode: str = "relative",
+    p: int = 4,
+    block_size: int = 1024,
+    statistics_every: int = 1,
+    precondition_every: int = 1,
+    start_preconditioning_step: int = 1,
+    graft: str = "adagrad",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    root_method: str = "auto",
+    kron_steps: int = 1,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    """Shampoo's preconditioner as a gradient transformation (no learning rate, no momentum).
+
+    Parameters are those of :func:`shampoo` less the learning rate, momentum and weight decay.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from linalg_core import ROOT_METHODS, ROOT_STATUS, inverse_root
+
+    _check_common(b2, eps, eps_mode, p, block_size,
+                  dict(statistics_every=statistics_every, precondition_every=precondition_every,
+                       kron_steps=kron_steps))
+    b2, eps, p = float(b2), float(eps), int(p)
+    start = int(start_preconditioning_step)
+
+    def init_leaf(lay):
+        nb, (br, bc) = lay.num_blocks, lay.block
+        left, right = jnp.zeros((nb, br, br), jnp.float32), jnp.zeros((nb, bc, bc), jnp.float32)
+        eye_l = jnp.broadcast_to(jnp.eye(br, dtype=jnp.float32), (nb, br, br))
+        eye_r = jnp.broadcast_to(jnp.eye(bc, dtype=jnp.float32), (nb, bc, bc))
+        return (left, right), (eye_l, eye_r)
+
+    def accumulate(stat, term):
+        return stat + term if b2 == 1.0 else b2 * stat + (1.0 - b2) * term
+
+    def new_statistics(left, right, g):
+        gt = jnp.swapaxes(g, -1, -2)
+        if kron_steps == 1:
+            return accumulate(left, g @ gt), accumulate(right, gt @ g)
+        new_left, new_right = left, right
+        for _ in range(int(kron_steps) - 1):
+            new_left = accumulate(left, g @ _normalised(new_right) @ gt)
+            new_right = accumulate(right, gt @ _normalised(new_left) @ g)
+        return new_left, new_right
+
+    def roots(left, right, prev_left, prev_right):
+        """Block-batched inverse roots; ``bad`` (per block) counts fallbacks to the previous root
+        of a non-zero statistic."""
+        out, bad = [], jnp.zeros(left.shape[:1], jnp.int32)
+        for stat, prev in ((left, prev_left), (right, prev_right)):
+            root, info = inverse_root(stat, p, eps=eps, ridge=eps_mode, method=root_method, prev=prev)
+            failed = (info.status == ROOT_STATUS["failed"]) | (info.method == ROOT_METHODS["previous"])
+            bad = bad + (failed & jnp.any(stat != 0, axis=(-2, -1))).astype(jnp.int32)
+            out.append(root)
+        return out[0], out[1], bad
+
+    def block_step(stats, cache, g, lay, ctx):
+        left, right = stats
+        upd_left, upd_right = new_statistics(left, right, g)
+        do_stats = transform.every(ctx.count, int(statistics_every))
+        left = jnp.where(do_stats, upd_left, left)
+        right = jnp.where(do_stats, upd_right, right)
+        scale = 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(jnp.float32))
+
+        def compute(operands):
+            root_l, root_r, bad = distribute.map_blocks(roots, *operands, mesh=mesh, axis=mesh_axis)
+            return root_l, root_r, jnp.sum(bad)
+
+        def keep(operands):
+            return operands[2], operands[3], jnp.zeros((), jnp.int32)
+
+        do_root = transform.every(ctx.count, int(precondition_every), start)
+        root_l, root_r, fails = jax.lax.cond(do_root, compute, keep,
+                                             (left * scale, right * scale, *cache))
+        return (left, right), (root_l, root_r), root_l @ g @ root_r, fails
+
+    return transform.matrix_preconditioner(
+        layout=lambda shape: blocking.block_layout(shape, block_size),
+        init_leaf=init_leaf, block_step=block_step, graft=graft,
+        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
+        start_preconditioning_step=start)
+
+
+def shampoo(
+    learning_rate: Any,
+    *,
+    b2: float = 1.0,
+    eps: float = 1e-6,
+    eps_mode: str = "relative",
+    p: int = 4,
+    block_size: int = 1024,
+    statistics_every: int = 1,
+    precondition_every: int = 1,
+    start_preconditioning_step: int = 1,
+    graft: str = "adagrad",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    root_method: str = "auto",
+    kron_steps: int = 1,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    r"""Shampoo (full statistics, blocked) as an ``optax.GradientTransformation``.
+
+    Update rule per block (module docstring): statistics ``L``, ``R`` (EMA with ``b2``, or sums
+    at ``b2 = 1``), inverse ``p``-th roots every ``precondition_every`` calls from
+    ``start_preconditioning_step`` on, ``Delta = L^(-1/p) G R^(-1/p)`` grafted to the graft
+    method's per-block norm, then weight decay, momentum and ``-learning_rate``.
+
+    Parameters
+    ----------
+    learning_rate : float or optax schedule
+    b2 : float in (0, 1]
+        Statistics decay; 1 accumulates (AdaGrad-style). Bias corrected when ``< 1``.
+    eps, eps_mode : float, {"relative", "absolute"}
+        Ridge of the inverse roots: ``eps * lambda_max(L)`` (relative, default) or ``eps``.
+    p : int
+        Root order: ``L^(-1/p)``, ``R^(-1/p)`` (4: Shampoo's ``-1/4`` per factor of a matrix).
+    block_size : int
+        Largest block side (:mod:`linalg_core.optim.blocking`); vectors use the graft.
+    statistics_every, precondition_every : int
+        Statistics updated on calls ``1, 1 + N, ...``; roots recomputed on calls
+        ``start, start + N, ...`` (kept in the state in between).
+    start_preconditioning_step : int
+        Calls before it use the graft direction.
+    graft : {"adagrad", "sgd", "rmsprop_normalized", "none"}
+    graft_beta2, graft_eps : the graft's decay (default ``b2``; ``rmsprop_normalized`` only) and
+        epsilon.
+    root_method : {"auto", "eigh", "newton", "newton3"}
+        Passed to :func:`linalg_core.inverse_root`.
+    kron_steps : int
+        Kronecker power iteration steps per statistics update (1 is Shampoo).
+    momentum, nesterov : heavy-ball (or Nesterov) momentum on the preconditioned update.
+    weight_decay : decoupled weight decay, added to the preconditioned update.
+    mesh, mesh_axis : optional ``jax.sharding.Mesh`` and axis name: the inverse roots of each
+        parameter's blocks are spread over that axis (:mod:`linalg_core.optim.distribute`).
+
+    Returns
+    -------
+    optax.GradientTransformation
+        Its state's first element is a
+        :class:`~linalg_core.optim.transform.PreconditionerState` with ``diagnostics``.
+    """
+    pre = scale_by_shampoo(
+        b2=b2, eps=eps, eps_mode=eps_mode, p=p, block_size=block_size,
+        statistics_every=statistics_every, precondition_every=precondition_every,
+        start_preconditioning_step=start_preconditioning_step, graft=graft,
+        graft_beta2=graft_beta2, graft_eps=graft_eps, root_method=root_method,
+        kron_steps=kron_steps, mesh=mesh, mesh_axis=mesh_axis)
+    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
+                            nesterov=nesterov, weight_decay=weight_decay)

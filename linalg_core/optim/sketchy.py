@@ -1,0 +1,285 @@
+r"""Sketchy: Shampoo and full-matrix AdaGrad with Frequent Directions sketches of the statistics.
+
+Sketchy Shampoo (Feinberg et al. 2023, Alg. 3 with the EMA of Observation 6): per block ``G``,
+the Kronecker factors ``L = E_beta2[G G^T]`` and ``R = E_beta2[G^T G]`` are kept as rank-``l`` FD
+sketches ``(U, lambda, rho)`` (:func:`linalg_core.fd_update` with factor ``sqrt(1 - beta2) G`` and
+decay ``beta2``), and the update applies the escaped-mass compensated roots in factored form
+(:func:`linalg_core.fd_apply_inverse_root`):
+
+.. math:: \Delta = (U_L \Lambda_L U_L^\top + (\rho_L + \epsilon_L) I)^{-1/p}\, G\,
+                   (U_R \Lambda_R U_R^\top + (\rho_R + \epsilon_R) I)^{-1/p}.
+
+Sketchy AdaGrad (Alg. 2): the flattened parameter, cut into blocks of ``block_size``, has one FD
+sketch of ``sum_t g_t g_t^T`` per block and the update ``(U Lambda U^T + (rho + eps) I)^(-1/2) g``.
+
+A relative ``eps`` is ``eps * (lambda_1 + rho)`` per sketch (applied exactly through
+``(A + e s I)^(-1/p) = s^(-1/p) (A / s + e I)^(-1/p)``). With ``l`` at least the block side the
+sketch is exact and Sketchy Shampoo equals :func:`~linalg_core.optim.shampoo` with the same decay.
+
+Memory per block: ``(br + bc) l + 2 l + 2`` floats against Shampoo's ``2 (br^2 + bc^2)``.
+
+References
+----------
+V. Feinberg, X. Chen, Y. J. Sun, R. Anil, E. Hazan, "Sketchy: Memory-efficient adaptive
+regularization with Frequent Directions", NeurIPS 2023.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from linalg_core.optim import blocking, distribute, transform
+from linalg_core.optim.shampoo import _check_common
+
+__all__ = ["scale_by_sketchy_adagrad", "scale_by_sketchy_shampoo", "sketchy_adagrad", "sketchy_shampoo"]
+
+
+def _apply_root(state: Any, x: Any, *, p: int, eps: float, relative: bool, bias: Any) -> Any:
+    """``(bias * S + e I)^(-1/p) x`` per block for the sketch ``S`` of ``state`` (block axis first),
+    with ``e = eps * bias * (lambda_1 + rho)`` when ``relative``, else ``eps``."""
+    import jax.numpy as jnp
+
+    from linalg_core import FDState, fd_apply_inverse_root
+
+    scale = jnp.ones(state.escaped_mass.shape, state.eigvals.dtype)
+    if relative:
+        total = (state.eigvals[..., 0] + state.escaped_mass) * bias
+        scale = jnp.where(total > 0, total, 1.0)
+    shrink = bias / scale
+    scaled = FDState(state.basis, state.eigvals * shrink[..., None], state.escaped_mass * shrink)
+    y = fd_apply_inverse_root(scaled, x, p=p, eps=eps)
+    return y * (scale ** (-1.0 / p))[..., None, None]
+
+
+def _fd_step(states: tuple, factors: tuple, *, beta: float, mesh: Any, axis: Any) -> tuple:
+    """FD updates of several block-batched sketches by their factors; returns the new sketches
+    and the per-block count of failed updates (those leave their sketch unchanged)."""
+    import jax.numpy as jnp
+
+    from linalg_core import fd_update
+
+    def run(states, factors):
+        new, bad = [], 0
+        for state, factor in zip(states, factors):
+            updated, info = fd_update(state, factor=factor, beta=beta)
+            new.append(updated)
+            bad = bad + (info.status != 0).astype(jnp.int32)
+        return tuple(new), bad
+
+    return distribute.map_blocks(run, states, factors, mesh=mesh, axis=axis)
+
+
+def _bias(b2: float, ctx: Any) -> Any:
+    import jax.numpy as jnp
+
+    return 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(jnp.float32))
+
+
+def scale_by_sketchy_shampoo(
+    *,
+    rank: int = 256,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_mode: str = "relative",
+    p: int = 4,
+    block_size: int = 1024,
+    statistics_every: int = 1,
+    start_preconditioning_step: int = 1,
+    graft: str = "adagrad",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    """Sketchy Shampoo's preconditioner alone; parameters as :func:`sketchy_shampoo`."""
+    import jax
+    import jax.numpy as jnp
+
+    from linalg_core import fd_init
+
+    _check_common(b2, eps, eps_mode, p, block_size, dict(statistics_every=statistics_every, rank=rank))
+    b2, eps, p, rank = float(b2), float(eps), int(p), int(rank)
+    factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
+
+    def init_leaf(lay):
+        nb, (br, bc) = lay.num_blocks, lay.block
+        left = fd_init(br, min(rank, br), batch_shape=(nb,), backend="jax")
+        right = fd_init(bc, min(rank, bc), batch_shape=(nb,), backend="jax")
+        return (left, right), ()
+
+    def block_step(stats, cache, g, lay, ctx):
+        def update(operands):
+            sketches, g_ = operands
+            factors = (factor_scale * g_, factor_scale * jnp.swapaxes(g_, -1, -2))
+            new, bad = _fd_step(sketches, factors, beta=b2, mesh=mesh, axis=mesh_axis)
+            return new, jnp.sum(bad)
+
+        def keep(operands):
+            return operands[0], jnp.zeros((), jnp.int32)
+
+        do_stats = transform.every(ctx.count, int(statistics_every))
+        (left, right), fails = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
+        bias = _bias(b2, ctx)
+        opts = dict(p=p, eps=eps, relative=eps_mode == "relative", bias=bias)
+        y = _apply_root(left, g, **opts)
+        pre = jnp.swapaxes(_apply_root(right, jnp.swapaxes(y, -1, -2), **opts), -1, -2)
+        return (left, right), cache, pre, fails
+
+    return transform.matrix_preconditioner(
+        layout=lambda shape: blocking.block_layout(shape, block_size),
+        init_leaf=init_leaf, block_step=block_step, graft=graft,
+        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
+        start_preconditioning_step=start_preconditioning_step)
+
+
+def sketchy_shampoo(
+    learning_rate: Any,
+    *,
+    rank: int = 256,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_mode: str = "relative",
+    p: int = 4,
+    block_size: int = 1024,
+    statistics_every: int = 1,
+    start_preconditioning_step: int = 1,
+    graft: str = "adagrad",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    r"""Sketchy Shampoo (Feinberg et al. 2023) as an ``optax.GradientTransformation``.
+
+    Both Kronecker factors of every block are EMA Frequent Directions sketches of rank
+    ``min(rank, side)``; the update is the escaped-mass compensated ``-1/p`` root of each applied
+    in factored form (module docstring), grafted per block, then weight decay, momentum and
+    ``-learning_rate``. The sketch is its own preconditioner: there is no root cache, so there is
+    no ``precondition_every`` (``statistics_every`` sets how often the sketches are updated).
+
+    Parameters
+    ----------
+    learning_rate : float or optax schedule
+    rank : int
+        Sketch rank ``l`` per factor (default 256).
+    b2 : float in (0, 1]
+        Decay of the EMA (1 sums); bias corrected when ``< 1``.
+    eps, eps_mode : ridge ``eps * (lambda_1 + rho)`` (relative) or ``eps`` (absolute), added to
+        the escaped mass.
+    p : int
+        Root order per factor (default 4: exponent ``-1/4``).
+    block_size, statistics_every, start_preconditioning_step, graft, graft_beta2, graft_eps,
+    momentum, nesterov, weight_decay, mesh, mesh_axis
+        As for :func:`~linalg_core.optim.shampoo` (the FD updates are what ``mesh`` spreads).
+
+    Returns
+    -------
+    optax.GradientTransformation
+
+    Notes
+    -----
+    Cost per block and statistics update: two FD updates (:func:`linalg_core.fd_update`, ``auto``
+    method); per step two factored applies, ``4 l br bc`` flops each.
+    """
+    pre = scale_by_sketchy_shampoo(
+        rank=rank, b2=b2, eps=eps, eps_mode=eps_mode, p=p, block_size=block_size,
+        statistics_every=statistics_every, start_preconditioning_step=start_preconditioning_step,
+        graft=graft, graft_beta2=graft_beta2, graft_eps=graft_eps, mesh=mesh, mesh_axis=mesh_axis)
+    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
+                            nesterov=nesterov, weight_decay=weight_decay)
+
+
+def scale_by_sketchy_adagrad(
+    *,
+    rank: int = 256,
+    b2: float = 1.0,
+    eps: float = 1e-6,
+    eps_mode: str = "absolute",
+    block_size: int = 1024,
+    start_preconditioning_step: int = 1,
+    graft: str = "none",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    """Sketchy AdaGrad's preconditioner alone; parameters as :func:`sketchy_adagrad`."""
+    import jax.numpy as jnp
+
+    from linalg_core import fd_init
+
+    _check_common(b2, eps, eps_mode, 2, block_size, dict(rank=rank))
+    b2, eps, rank = float(b2), float(eps), int(rank)
+    factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
+
+    def init_leaf(lay):
+        nb, (size, _) = lay.num_blocks, lay.block
+        return (fd_init(size, min(rank, size), batch_shape=(nb,), backend="jax"),), ()
+
+    def block_step(stats, cache, g, lay, ctx):
+        (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=mesh, axis=mesh_axis)
+        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative", bias=_bias(b2, ctx))
+        return (sketch,), cache, pre, jnp.sum(bad)
+
+    return transform.matrix_preconditioner(
+        layout=lambda shape: blocking.flat_layout(shape, block_size),
+        init_leaf=init_leaf, block_step=block_step, graft=graft,
+        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
+        start_preconditioning_step=start_preconditioning_step)
+
+
+def sketchy_adagrad(
+    learning_rate: Any,
+    *,
+    rank: int = 256,
+    b2: float = 1.0,
+    eps: float = 1e-6,
+    eps_mode: str = "absolute",
+    block_size: int = 1024,
+    start_preconditioning_step: int = 1,
+    graft: str = "none",
+    graft_beta2: float | None = None,
+    graft_eps: float = 1e-8,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
+) -> Any:
+    r"""Sketchy AdaGrad (Feinberg et al. 2023, Alg. 2) as an ``optax.GradientTransformation``.
+
+    Every parameter (scalars and vectors included) is flattened and cut into blocks of at most
+    ``block_size`` (:func:`~linalg_core.optim.blocking.flat_layout`); each block ``g`` keeps an FD
+    sketch of ``sum_t g_t g_t^T`` (EMA when ``b2 < 1``) and is updated by
+
+    .. math:: \Delta = (U \Lambda U^\top + (\rho + \epsilon) I)^{-1/2} g,
+
+    the compensated FD-AdaGrad step whose regret is within the escaped mass of full-matrix
+    AdaGrad's (their Theorem 3). With ``rank >= block_size`` it is full-matrix AdaGrad per block.
+
+    Parameters
+    ----------
+    learning_rate : float or optax schedule
+    rank : int
+        Sketch rank per block (default 256).
+    b2 : float in (0, 1]
+        1 (default) sums as AdaGrad; ``< 1`` is the EMA variant, bias corrected.
+    eps, eps_mode : ridge, absolute (default) or relative to ``lambda_1 + rho``.
+    block_size, start_preconditioning_step, graft, graft_beta2, graft_eps, momentum, nesterov,
+    weight_decay, mesh, mesh_axis
+        As for :func:`~linalg_core.optim.shampoo`; the graft defaults to ``"none"`` (the
+        algorithm as published).
+
+    Returns
+    -------
+    optax.GradientTransformation
+    """
+    pre = scale_by_sketchy_adagrad(
+        rank=rank, b2=b2, eps=eps, eps_mode=eps_mode, block_size=block_size,
+        start_preconditioning_step=start_preconditioning_step, graft=graft,
+        graft_beta2=graft_beta2, graft_eps=graft_eps, mesh=mesh, mesh_axis=mesh_axis)
+    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
+                            nesterov=nesterov, weight_decay=weight_decay)

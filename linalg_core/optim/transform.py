@@ -1,0 +1,162 @@
+"""The machinery every matrix preconditioner of :mod:`linalg_core.optim` shares.
+
+One function, :func:`matrix_preconditioner`, turns a per-parameter *block step* into an
+``optax.GradientTransformation``: it blocks each parameter (:mod:`.blocking`), runs the graft
+(:mod:`.grafting`), skips non-finite gradients, switches from the graft to the preconditioner at
+``start_preconditioning_step``, grafts the block norms and counts failures. The block step is the
+only thing a preconditioner defines; all its linear algebra comes from the public primitives.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+from linalg_core.optim import blocking, grafting
+
+__all__ = ["Context", "Diagnostics", "LeafState", "PreconditionerState", "matrix_preconditioner"]
+
+
+class Diagnostics(NamedTuple):
+    """Counters carried in the state (int32 scalars; no host sync).
+
+    Attributes
+    ----------
+    skipped_steps : non-finite gradients seen; their statistics updates were skipped and their
+        update was zero.
+    failures : block-level kernel failures so far (an inverse root that fell back to the previous
+        root, an FD update that left its sketch unchanged, a failed shared-basis eigensolver).
+    """
+
+    skipped_steps: Any
+    failures: Any
+
+
+class LeafState(NamedTuple):
+    """State of one parameter. ``stats``: the statistics (what :func:`statistics_bytes` counts);
+    ``cache``: derived preconditioner data (inverse roots, PRNG key) or ``()``; ``graft``: the
+    graft accumulator (empty for ``sgd``/``none``)."""
+
+    stats: Any
+    cache: Any
+    graft: Any
+
+
+class PreconditionerState(NamedTuple):
+    """``count``: calls so far; ``accepted``: calls with finite gradients (bias correction);
+    ``leaves``: one :class:`LeafState` per parameter, in ``jax.tree.leaves`` order;
+    ``diagnostics``: :class:`Diagnostics`."""
+
+    count: Any
+    accepted: Any
+    leaves: tuple
+    diagnostics: Diagnostics
+
+
+class Context(NamedTuple):
+    """What a block step may read: ``count`` (1-based call number), ``accepted`` (1-based number of
+    finite steps including this one), ``precondition`` (bool: past ``start_preconditioning_step``)."""
+
+    count: Any
+    accepted: Any
+    precondition: Any
+
+
+def matrix_preconditioner(
+    *,
+    layout: Callable[[tuple], blocking.BlockLayout],
+    init_leaf: Callable[[blocking.BlockLayout], tuple[Any, Any]],
+    block_step: Callable[[Any, Any, Any, blocking.BlockLayout, Context], tuple[Any, Any, Any, Any]],
+    graft: str,
+    graft_beta2: float,
+    graft_eps: float,
+    start_preconditioning_step: int,
+) -> Any:
+    """An ``optax.GradientTransformation`` from a block step.
+
+    ``init_leaf(layout) -> (stats, cache)``; ``block_step(stats, cache, blocks, layout, ctx) ->
+    (stats, cache, preconditioned_blocks, failures)`` with ``blocks`` the float32 gradient blocks
+    ``(nb, br, bc)``. Vectors (``layout.is_vector``) get the graft direction.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    grafting.check_graft(graft)
+    start = int(start_preconditioning_step)
+    if start < 1:
+        raise ValueError(f"start_preconditioning_step must be >= 1, got {start}")
+
+    def init_fn(params):
+        leaves = []
+        for p in jax.tree.leaves(params):
+            lay = layout(tuple(p.shape))
+            stats, cache = ((), ()) if lay.is_vector else init_leaf(lay)
+            leaves.append(LeafState(stats, cache, grafting.graft_init(graft, p)))
+        zero = jnp.zeros((), jnp.int32)
+        return PreconditionerState(zero, zero, tuple(leaves), Diagnostics(zero, zero))
+
+    def update_fn(updates, state, params=None):
+        del params
+        grads, treedef = jax.tree.flatten(updates)
+        if len(grads) != len(state.leaves):
+            raise ValueError(f"updates have {len(grads)} leaves, the state {len(state.leaves)}")
+        finite = jnp.array(True)
+        for g in grads:
+            finite &= jnp.all(jnp.isfinite(g))
+        count = state.count + 1
+        accepted = state.accepted + finite.astype(jnp.int32)
+        ctx = Context(count, jnp.maximum(accepted, 1), count >= start)
+        failures = state.diagnostics.failures
+        outs, new_leaves = [], []
+        for g, leaf in zip(grads, state.leaves):
+            g32 = jnp.where(finite, g.astype(jnp.float32), 0.0)
+            direction, acc = grafting.graft_direction(graft, g32, leaf.graft, beta2=graft_beta2,
+                                                      eps=graft_eps, count=ctx.accepted)
+            acc = jnp.where(finite, acc, leaf.graft)
+            lay = layout(tuple(g.shape))
+            if lay.is_vector:
+                out, stats, cache = direction, leaf.stats, leaf.cache
+            else:
+                blocks = blocking.to_blocks(g32, lay)
+                stats, cache, pre, fails = block_step(leaf.stats, leaf.cache, blocks, lay, ctx)
+                (stats, cache) = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                              (stats, cache), (leaf.stats, leaf.cache))
+                failures = failures + jnp.where(finite, fails, 0).astype(jnp.int32)
+                graft_blocks = blocking.to_blocks(direction, lay)
+                if graft != "none":
+                    pre = grafting.graft_scale(pre, graft_blocks)
+                out = blocking.from_blocks(jnp.where(ctx.precondition, pre, graft_blocks), lay)
+            outs.append(jnp.where(finite, out, 0.0).astype(g.dtype))
+            new_leaves.append(LeafState(stats, cache, acc))
+        diagnostics = Diagnostics(state.diagnostics.skipped_steps + (~finite).astype(jnp.int32), failures)
+        new_state = PreconditionerState(count, accepted, tuple(new_leaves), diagnostics)
+        return jax.tree.unflatten(treedef, outs), new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def every(ctx_count: Any, period: int, offset: int = 1) -> Any:
+    """True on calls ``offset, offset + period, ...`` (``ctx_count`` is 1-based)."""
+    return (ctx_count >= offset) & ((ctx_count - offset) % period == 0)
+
+
+def finish(preconditioner: Any, *, learning_rate: Any, momentum: float, nesterov: bool,
+           weight_decay: float) -> Any:
+    """``preconditioner`` -> decoupled weight decay -> momentum -> ``-learning_rate`` scaling.
+
+    Momentum is applied to the preconditioned (grafted) update, as in Anil et al. 2020;
+    weight decay is decoupled (added to the update, not the gradient; Loshchilov & Hutter 2019).
+    """
+    import optax
+
+    if not 0.0 <= float(momentum) < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if float(weight_decay) < 0.0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    parts = [preconditioner]
+    if weight_decay:
+        parts.append(optax.add_decayed_weights(float(weight_decay)))
+    if momentum:
+        parts.append(optax.trace(decay=float(momentum), nesterov=bool(nesterov)))
+    parts.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*parts)
