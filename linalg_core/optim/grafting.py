@@ -22,18 +22,20 @@ __all__ = ["GRAFTS", "graft_direction", "graft_init", "graft_scale"]
 GRAFTS = ("none", "sgd", "adagrad", "rmsprop_normalized")
 
 
-def check_graft(kind: str) -> None:
+def check_graft(kind: str, beta2: float = 0.5) -> None:
     if kind not in GRAFTS:
         raise ValueError(f"graft must be one of {GRAFTS}, got {kind!r}")
+    if kind == "rmsprop_normalized" and not 0.0 < float(beta2) < 1.0:
+        raise ValueError(f"graft_beta2 must be in (0, 1) for rmsprop_normalized, got {beta2}")
 
 
-def graft_init(kind: str, param: Any) -> Any:
+def graft_init(kind: str, param: Any, dtype: Any) -> Any:
     """The graft's accumulator: the parameter's shape for the diagonal methods, else empty."""
     import jax.numpy as jnp
 
     if kind in ("adagrad", "rmsprop_normalized"):
-        return jnp.zeros(param.shape, jnp.float32)
-    return jnp.zeros((0,), jnp.float32)
+        return jnp.zeros(param.shape, dtype)
+    return jnp.zeros((0,), dtype)
 
 
 def graft_direction(kind: str, g: Any, acc: Any, *, beta2: float, eps: float, count: Any) -> tuple[Any, Any]:
@@ -48,7 +50,7 @@ def graft_direction(kind: str, g: Any, acc: Any, *, beta2: float, eps: float, co
     norm = jnp.linalg.norm(g)
     n = jnp.where(norm > 0, g / jnp.where(norm > 0, norm, 1.0), 0.0)
     acc = beta2 * acc + (1.0 - beta2) * n * n
-    corrected = acc / (1.0 - beta2 ** count.astype(jnp.float32)) if beta2 < 1.0 else acc
+    corrected = acc / (1.0 - beta2 ** count.astype(g.dtype)) if beta2 < 1.0 else acc
     return n / (jnp.sqrt(corrected) + eps), acc
 
 

@@ -64,7 +64,7 @@ def _normalised(s: Any) -> Any:
 
 def scale_by_shampoo(
     *,
-    b2: float = 1.0,
+    b2: float = 0.999,
     eps: float = 1e-6,
     eps_mode: str = "relative",
     p: int = 4,
@@ -95,11 +95,11 @@ def scale_by_shampoo(
     b2, eps, p = float(b2), float(eps), int(p)
     start = int(start_preconditioning_step)
 
-    def init_leaf(lay):
+    def init_leaf(lay, dtype):
         nb, (br, bc) = lay.num_blocks, lay.block
-        left, right = jnp.zeros((nb, br, br), jnp.float32), jnp.zeros((nb, bc, bc), jnp.float32)
-        eye_l = jnp.broadcast_to(jnp.eye(br, dtype=jnp.float32), (nb, br, br))
-        eye_r = jnp.broadcast_to(jnp.eye(bc, dtype=jnp.float32), (nb, bc, bc))
+        left, right = jnp.zeros((nb, br, br), dtype), jnp.zeros((nb, bc, bc), dtype)
+        eye_l = jnp.broadcast_to(jnp.eye(br, dtype=dtype), (nb, br, br))
+        eye_r = jnp.broadcast_to(jnp.eye(bc, dtype=dtype), (nb, bc, bc))
         return (left, right), (eye_l, eye_r)
 
     def accumulate(stat, term):
@@ -132,11 +132,11 @@ def scale_by_shampoo(
         do_stats = transform.every(ctx.count, int(statistics_every))
         left = jnp.where(do_stats, upd_left, left)
         right = jnp.where(do_stats, upd_right, right)
-        scale = 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(jnp.float32))
+        scale = 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(g.dtype))
 
         def compute(operands):
             root_l, root_r, bad = distribute.map_blocks(roots, *operands, mesh=mesh, axis=mesh_axis)
-            return root_l, root_r, jnp.sum(bad)
+            return root_l, root_r, jnp.sum(bad, dtype=jnp.int32)
 
         def keep(operands):
             return operands[2], operands[3], jnp.zeros((), jnp.int32)
@@ -156,7 +156,7 @@ def scale_by_shampoo(
 def shampoo(
     learning_rate: Any,
     *,
-    b2: float = 1.0,
+    b2: float = 0.999,
     eps: float = 1e-6,
     eps_mode: str = "relative",
     p: int = 4,

@@ -45,7 +45,7 @@ def scale_by_shared_basis_adagrad(
 
     from linalg_core import shared_basis_init, shared_basis_update
 
-    check_graft(graft)
+    check_graft(graft, graft_beta2)
     rank, eps = int(rank), float(eps)
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
@@ -54,9 +54,9 @@ def scale_by_shared_basis_adagrad(
     if int(power_iters) < 0 or int(oversample) < 0:
         raise ValueError("power_iters and oversample must be >= 0")
 
-    def init_leaf(lay):
+    def init_leaf(lay, dtype):
         nb, (br, bc) = lay.num_blocks, lay.block
-        one = shared_basis_init(bc, br, min(rank, br), backend="jax")
+        one = shared_basis_init(bc, br, min(rank, br), dtype=dtype, backend="jax")
         stats = jax.tree.map(lambda x: jnp.broadcast_to(x, (nb,) + x.shape), one)
         return stats, jax.random.PRNGKey(int(seed))
 
@@ -69,7 +69,7 @@ def scale_by_shared_basis_adagrad(
                                        oversample=int(oversample))
 
         new, direction, info = jax.vmap(one)(stats, jnp.swapaxes(g, -1, -2), keys)
-        fails = jnp.sum(~info.converged).astype(jnp.int32)
+        fails = jnp.sum(~info.converged, dtype=jnp.int32)
         # The primitive returns the descent direction -P g; optax updates are +P g, scaled by -lr.
         return type(stats)(*new), key, -jnp.swapaxes(direction, -1, -2), fails
 

@@ -69,10 +69,8 @@ def _fd_step(states: tuple, factors: tuple, *, beta: float, mesh: Any, axis: Any
     return distribute.map_blocks(run, states, factors, mesh=mesh, axis=axis)
 
 
-def _bias(b2: float, ctx: Any) -> Any:
-    import jax.numpy as jnp
-
-    return 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(jnp.float32))
+def _bias(b2: float, ctx: Any, dtype: Any) -> Any:
+    return 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(dtype))
 
 
 def scale_by_sketchy_shampoo(
@@ -101,10 +99,10 @@ def scale_by_sketchy_shampoo(
     b2, eps, p, rank = float(b2), float(eps), int(p), int(rank)
     factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
 
-    def init_leaf(lay):
+    def init_leaf(lay, dtype):
         nb, (br, bc) = lay.num_blocks, lay.block
-        left = fd_init(br, min(rank, br), batch_shape=(nb,), backend="jax")
-        right = fd_init(bc, min(rank, bc), batch_shape=(nb,), backend="jax")
+        left = fd_init(br, min(rank, br), dtype=dtype, batch_shape=(nb,), backend="jax")
+        right = fd_init(bc, min(rank, bc), dtype=dtype, batch_shape=(nb,), backend="jax")
         return (left, right), ()
 
     def block_step(stats, cache, g, lay, ctx):
@@ -112,14 +110,14 @@ def scale_by_sketchy_shampoo(
             sketches, g_ = operands
             factors = (factor_scale * g_, factor_scale * jnp.swapaxes(g_, -1, -2))
             new, bad = _fd_step(sketches, factors, beta=b2, mesh=mesh, axis=mesh_axis)
-            return new, jnp.sum(bad)
+            return new, jnp.sum(bad, dtype=jnp.int32)
 
         def keep(operands):
             return operands[0], jnp.zeros((), jnp.int32)
 
         do_stats = transform.every(ctx.count, int(statistics_every))
         (left, right), fails = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
-        bias = _bias(b2, ctx)
+        bias = _bias(b2, ctx, g.dtype)
         opts = dict(p=p, eps=eps, relative=eps_mode == "relative", bias=bias)
         y = _apply_root(left, g, **opts)
         pre = jnp.swapaxes(_apply_root(right, jnp.swapaxes(y, -1, -2), **opts), -1, -2)
@@ -215,13 +213,13 @@ def scale_by_sketchy_adagrad(
     b2, eps, rank = float(b2), float(eps), int(rank)
     factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
 
-    def init_leaf(lay):
+    def init_leaf(lay, dtype):
         nb, (size, _) = lay.num_blocks, lay.block
-        return (fd_init(size, min(rank, size), batch_shape=(nb,), backend="jax"),), ()
+        return (fd_init(size, min(rank, size), dtype=dtype, batch_shape=(nb,), backend="jax"),), ()
 
     def block_step(stats, cache, g, lay, ctx):
         (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=mesh, axis=mesh_axis)
-        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative", bias=_bias(b2, ctx))
+        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative", bias=_bias(b2, ctx, g.dtype))
         return (sketch,), cache, pre, jnp.sum(bad)
 
     return transform.matrix_preconditioner(

@@ -64,7 +64,7 @@ class Context(NamedTuple):
 def matrix_preconditioner(
     *,
     layout: Callable[[tuple], blocking.BlockLayout],
-    init_leaf: Callable[[blocking.BlockLayout], tuple[Any, Any]],
+    init_leaf: Callable[[blocking.BlockLayout, Any], tuple[Any, Any]],
     block_step: Callable[[Any, Any, Any, blocking.BlockLayout, Context], tuple[Any, Any, Any, Any]],
     graft: str,
     graft_beta2: float,
@@ -73,15 +73,17 @@ def matrix_preconditioner(
 ) -> Any:
     """An ``optax.GradientTransformation`` from a block step.
 
-    ``init_leaf(layout) -> (stats, cache)``; ``block_step(stats, cache, blocks, layout, ctx) ->
-    (stats, cache, preconditioned_blocks, failures)`` with ``blocks`` the float32 gradient blocks
-    ``(nb, br, bc)``. Vectors (``layout.is_vector``) get the graft direction.
+    ``init_leaf(layout, dtype) -> (stats, cache)``; ``block_step(stats, cache, blocks, layout, ctx)
+    -> (stats, cache, preconditioned_blocks, failures)`` with ``blocks`` the gradient blocks
+    ``(nb, br, bc)`` in the compute dtype: float64 for float64 parameters, float32 for every other
+    floating dtype (bfloat16 and float16 gradients are accumulated in float32). Vectors
+    (``layout.is_vector``) get the graft direction.
     """
     import jax
     import jax.numpy as jnp
     import optax
 
-    grafting.check_graft(graft)
+    grafting.check_graft(graft, graft_beta2)
     start = int(start_preconditioning_step)
     if start < 1:
         raise ValueError(f"start_preconditioning_step must be >= 1, got {start}")
@@ -90,8 +92,9 @@ def matrix_preconditioner(
         leaves = []
         for p in jax.tree.leaves(params):
             lay = layout(tuple(p.shape))
-            stats, cache = ((), ()) if lay.is_vector else init_leaf(lay)
-            leaves.append(LeafState(stats, cache, grafting.graft_init(graft, p)))
+            dtype = compute_dtype(p.dtype)
+            stats, cache = ((), ()) if lay.is_vector else init_leaf(lay, dtype)
+            leaves.append(LeafState(stats, cache, grafting.graft_init(graft, p, dtype)))
         zero = jnp.zeros((), jnp.int32)
         return PreconditionerState(zero, zero, tuple(leaves), Diagnostics(zero, zero))
 
@@ -109,7 +112,7 @@ def matrix_preconditioner(
         failures = state.diagnostics.failures
         outs, new_leaves = [], []
         for g, leaf in zip(grads, state.leaves):
-            g32 = jnp.where(finite, g.astype(jnp.float32), 0.0)
+            g32 = jnp.where(finite, g.astype(compute_dtype(g.dtype)), 0.0)
             direction, acc = grafting.graft_direction(graft, g32, leaf.graft, beta2=graft_beta2,
                                                       eps=graft_eps, count=ctx.accepted)
             acc = jnp.where(finite, acc, leaf.graft)
@@ -133,6 +136,13 @@ def matrix_preconditioner(
         return jax.tree.unflatten(treedef, outs), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """float64 for float64 parameters, float32 otherwise."""
+    import numpy as np
+
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
 def every(ctx_count: Any, period: int, offset: int = 1) -> Any:
