@@ -382,9 +382,14 @@ def test_full_matrix_beats_diagonal_and_sketchy_approaches_full(rng):
     lr = 1.0
     diag = _online_regret(optax.adagrad(lr, eps=1e-6), xs, ys, w_star)
     regrets = {rank: _online_regret(optim.sketchy_adagrad(lr, rank=rank, eps=1e-6), xs, ys, w_star)
-               for rank in (2, 8, d)}
-    assert regrets[d] < diag
-    assert regrets[d] <= regrets[8] <= regrets[2]
+               for rank in (d // 2, d)}
+    # Full-matrix AdaGrad adapts to the rotated spectrum that diagonal AdaGrad cannot see (about
+    # 1/3 of the diagonal regret over seeds 0-3 at this size).
+    assert regrets[d] < 0.7 * diag
+    # Half the rank recovers almost all of the full-matrix advantage: the escaped mass of the
+    # geometric spectrum 0.8^(2i) beyond i = 12 is 0.64^12 ~ 0.5 % of its trace; measured gaps
+    # were 0.3-3 % of the advantage on seeds 0-3, so 10 % leaves room for the stream's noise.
+    assert abs(regrets[d // 2] - regrets[d]) <= 0.1 * (diag - regrets[d])
 
 
 # ---------------------------------------------------------------------------------------------
