@@ -413,7 +413,8 @@ _SHARDED = textwrap.dedent(
     shard = {"w": NamedSharding(mesh, P("d")), "v": NamedSharding(mesh, P(None, "d")),
              "b": NamedSharding(mesh, P("d"))}
     for name, kw in [("shampoo", dict(block_size=16)), ("sketchy_shampoo", dict(block_size=16, rank=8)),
-                     ("sketchy_adagrad", dict(block_size=128, rank=8))]:
+                     ("sketchy_adagrad", dict(block_size=128, rank=8)),
+                     ("shared_basis_adagrad", dict(block_size=16, rank=4))]:
         plain = getattr(optim, name)(0.1, **kw)
         spread = getattr(optim, name)(0.1, mesh=mesh, mesh_axis="d", **kw)
         s_plain, s_spread = plain.init(params), spread.init(jax.device_put(params, shard))
@@ -437,7 +438,7 @@ def test_sharded_matches_unsharded():
     done = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert done.stdout.count("ok") == 3
+    assert done.stdout.count("ok") == 4
 
 
 def test_jit_equals_eager(rng):

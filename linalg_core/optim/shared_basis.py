@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from linalg_core.optim import blocking, transform
+from linalg_core.optim import blocking, distribute, transform
 from linalg_core.optim.grafting import check_graft
 
 __all__ = ["scale_by_shared_basis_adagrad", "shared_basis_adagrad"]
@@ -38,6 +38,8 @@ def scale_by_shared_basis_adagrad(
     graft_beta2: float = 0.999,
     graft_eps: float = 1e-8,
     seed: int = 0,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
 ) -> Any:
     """The shared-basis preconditioner alone; parameters as :func:`shared_basis_adagrad`."""
     import jax
@@ -65,11 +67,14 @@ def scale_by_shared_basis_adagrad(
         keys = jax.random.split(jax.random.fold_in(key, ctx.count), nb)
 
         def one(state, grads, k):
-            return shared_basis_update(state, grads, key=k, eps=eps, power_iters=int(power_iters),
-                                       oversample=int(oversample))
+            new, direction, info = shared_basis_update(
+                state, grads, key=k, eps=eps, power_iters=int(power_iters), oversample=int(oversample))
+            return new, direction, info.converged
 
-        new, direction, info = jax.vmap(one)(stats, jnp.swapaxes(g, -1, -2), keys)
-        fails = jnp.sum(~info.converged, dtype=jnp.int32)
+        # Every output keeps the block axis first, as map_blocks needs.
+        new, direction, converged = distribute.map_blocks(
+            jax.vmap(one), stats, jnp.swapaxes(g, -1, -2), keys, mesh=mesh, axis=mesh_axis)
+        fails = jnp.sum(~converged, dtype=jnp.int32)
         # The primitive returns the descent direction -P g; optax updates are +P g, scaled by -lr.
         return type(stats)(*new), key, -jnp.swapaxes(direction, -1, -2), fails
 
@@ -95,6 +100,8 @@ def shared_basis_adagrad(
     nesterov: bool = False,
     weight_decay: float = 0.0,
     seed: int = 0,
+    mesh: Any = None,
+    mesh_axis: str | None = None,
 ) -> Any:
     r"""Shared-basis block low-rank AdaGrad (Yen et al. 2023) as an ``optax.GradientTransformation``.
 
@@ -117,6 +124,8 @@ def shared_basis_adagrad(
         As for :func:`~linalg_core.optim.shampoo`; the graft defaults to ``"none"``.
     seed : int
         Seed of the random starting columns (the state carries the PRNG key).
+    mesh, mesh_axis : optional ``jax.sharding.Mesh`` and axis name: each parameter's blocks are
+        spread over that axis (:mod:`linalg_core.optim.distribute`).
 
     Returns
     -------
@@ -130,6 +139,6 @@ def shared_basis_adagrad(
     pre = scale_by_shared_basis_adagrad(
         rank=rank, eps=eps, power_iters=power_iters, oversample=oversample, block_size=block_size,
         start_preconditioning_step=start_preconditioning_step, graft=graft,
-        graft_beta2=graft_beta2, graft_eps=graft_eps, seed=seed)
+        graft_beta2=graft_beta2, graft_eps=graft_eps, seed=seed, mesh=mesh, mesh_axis=mesh_axis)
     return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
                             nesterov=nesterov, weight_decay=weight_decay)
