@@ -7,7 +7,7 @@ same compiled module as the NumPy entry points and are registered on first use.
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -41,16 +41,34 @@ def call(
     target: str,
     results: Sequence[tuple[tuple[int, ...], Any]],
     *args: Any,
+    portable: Callable[..., Sequence[Any]] | None = None,
     **attrs: Any,
 ) -> tuple:
     """Calls FFI target ``target`` with ``args`` and static ``attrs``.
 
     ``results`` lists (shape, dtype) per output. Leading axes are batch axes in every handler, so
     ``vmap`` is served by broadcasting all operands to the vmapped axis (``broadcast_all``).
+    ``portable(*args, **attrs)`` (a :mod:`linalg_core.portable` kernel with the handler's
+    contract) runs on every platform but the CPU, chosen when XLA lowers for the platform.
     """
     import jax
 
     _register()
     out_types = [jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for shape, dtype in results]
     fn = jax.ffi.ffi_call(target, out_types, vmap_method="broadcast_all")
-    return tuple(fn(*args, **attrs))
+    if portable is None:
+        return tuple(fn(*args, **attrs))
+
+    def on_cpu(*operands):
+        return tuple(fn(*operands, **attrs))
+
+    def elsewhere(*operands):
+        outs = portable(*operands, **{k: _python(v) for k, v in attrs.items()})
+        return tuple(jax.numpy.asarray(o, t.dtype).reshape(t.shape) for o, t in zip(outs, out_types))
+
+    return tuple(jax.lax.platform_dependent(*args, cpu=on_cpu, default=elsewhere))
+
+
+def _python(value: Any) -> Any:
+    """A NumPy scalar attribute as the Python number a portable kernel branches on."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -327,8 +327,10 @@ def _update_jax(state, term, beta, batch, dt, flags) -> tuple[FDState, FDInfo]:
         (batch, np.int32),
         (batch, np.int32),
     ]
+    from linalg_core.portable import fd as portable
+
     basis, eigvals, escaped, step, residual, method, status = _jax.call(
-        "linalg_core_fd_update", results, *parts, term, beta, **flags
+        "linalg_core_fd_update", results, *parts, term, beta, portable=portable.update, **flags
     )
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, jnp)
 
@@ -376,8 +378,10 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> An
 
         parts = [jnp.asarray(a, dtype=dt) for a in _broadcast_state(state, batch, jnp)]
         x = jnp.broadcast_to(jnp.asarray(x, dtype=dt), out_shape)
+        from linalg_core.portable import fd as portable
+
         (y,) = _jax.call("linalg_core_fd_apply_inverse_root", [(out_shape, dt)], *parts, x,
-                         p=np.float64(p), eps=np.float64(eps))
+                         portable=portable.apply_inverse_root, p=np.float64(p), eps=np.float64(eps))
         return y
     parts = [np.ascontiguousarray(a, dtype=dt) for a in _broadcast_state(state, batch, np)]
     x = np.ascontiguousarray(np.broadcast_to(np.asarray(x), out_shape), dtype=dt)

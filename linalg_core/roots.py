@@ -94,7 +94,9 @@ def inverse_root(
     convergent: fewer iterations, one more GEMM each.
 
     ``auto``: ``eigh`` on the CPU, where syevd costs a few GEMMs and the iterations 10-30
-    iterations of several.
+    iterations of several; on other backends (the portable JAX path,
+    :mod:`linalg_core.portable.roots`) ``eigh`` up to ``n = 256`` and ``newton3`` above, whose
+    fallback chain skips the float64 link.
 
     The iterations stop on ``||M_k - I||_inf <= tol`` or when ``||M_k - I||_F`` stops
     decreasing (the rounding floor), keeping the better iterate. A result whose residual exceeds ``accept``
@@ -208,8 +210,10 @@ def inverse_root(
         previous = a if prev is None else jnp.asarray(prev, dt)
         results = [(a.shape, dt), (batch, dt), (batch, dt), (batch, dt),
                    (batch, np.int32), (batch, np.int32), (batch, np.int32)]
+        from linalg_core.portable import roots as portable
+
         root, residual, lmax, added, iters, used, status = _jax.call(
-            "linalg_core_inverse_root", results, a, previous, **flags,
+            "linalg_core_inverse_root", results, a, previous, portable=portable.inverse_root, **flags,
             has_previous=np.int32(prev is not None))
     else:
         a = np.ascontiguousarray(a, dtype=dt)

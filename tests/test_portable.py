@@ -1,0 +1,136 @@
+"""The portable (plain-JAX) kernels against the CPU kernels and the float64 oracles.
+
+On the CPU the public JAX entry points take the FFI kernels; the portable kernels (the path on
+GPUs and TPUs) are called here directly, with the operands and attributes of their FFI handler, so
+the same contract is checked on a machine without an accelerator.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import linalg_core as lc
+from linalg_core.portable import fd as pfd
+from linalg_core.portable import roots as proots
+
+
+def _spd(rng, n, kappa, batch=()):
+    q, _ = np.linalg.qr(rng.standard_normal(batch + (n, n)))
+    w = np.geomspace(1.0, 1.0 / kappa, n)
+    return (q * w[..., None, :]) @ np.swapaxes(q, -1, -2)
+
+
+def _sketch(state):
+    u, lam, _ = (np.asarray(x) for x in state)
+    return (u * lam[..., None, :]) @ np.swapaxes(u, -1, -2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r,method", [(3, -1), (40, -1), (3, 1), (5, 2)])
+def test_fd_update_matches_cpu_kernel(rng, dtype, r, method):
+    d, l, batch = 24, 6, (3,)
+    state = lc.fd_init(d, l, dtype=dtype, batch_shape=batch)
+    for _ in range(2):  # a warm sketch
+        state, _ = lc.fd_update(state, factor=rng.standard_normal(batch + (d, 4)).astype(dtype), beta=0.9)
+    g = rng.standard_normal(batch + (d, r)).astype(dtype)
+    want, want_info = lc.fd_update(state, factor=g, beta=0.9)
+    beta = jnp.full(batch, 0.9, dtype)
+    basis, eigvals, escaped, step, residual, used, status = pfd.update(
+        *(jnp.asarray(x) for x in state), jnp.asarray(g), beta, term_is_matrix=0, method=method)
+    # Both are exact top-l eigenpairs of the same d x d matrix: they agree to the eigensolvers'
+    # backward error, a few d eps ||C||, relative to the largest eigenvalue.
+    eps = np.finfo(dtype).eps
+    scale = float(np.max(np.asarray(want.eigvals)))
+    tol = 64 * d * eps * scale
+    np.testing.assert_allclose(_sketch((basis, eigvals, escaped)), _sketch(want), atol=tol)
+    np.testing.assert_allclose(np.asarray(escaped), want.escaped_mass, atol=tol)
+    np.testing.assert_allclose(np.asarray(step), want_info.step_escaped_mass, atol=tol)
+    np.testing.assert_array_equal(np.asarray(status), 0)
+    gram = np.swapaxes(np.asarray(basis), -1, -2) @ np.asarray(basis)
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(l), gram.shape), atol=64 * d * eps)
+
+
+def test_fd_update_dense_matrix_term_and_failures(rng):
+    d, l = 10, 4
+    state = lc.fd_init(d, l, dtype=np.float64, batch_shape=(3,))
+    m = rng.standard_normal((3, d, d))
+    m = m @ np.swapaxes(m, -1, -2)
+    m[1, 0, 0] = np.nan
+    beta = jnp.asarray([1.0, 1.0, 1.5])
+    out = pfd.update(*(jnp.asarray(x) for x in state), jnp.asarray(m), beta, term_is_matrix=1, method=-1)
+    status = np.asarray(out[-1])
+    assert status.tolist() == [0, 1, 2]
+    want, _ = lc.fd_update(lc.fd_init(d, l, dtype=np.float64), matrix=m[0])
+    np.testing.assert_allclose(_sketch([o[0] for o in out[:3]]), _sketch(want), atol=1e-12 * np.abs(m[0]).max())
+    for i in (1, 2):  # failures leave the state unchanged
+        np.testing.assert_array_equal(np.asarray(out[0][i]), state.basis[i])
+        assert float(out[2][i]) == 0.0
+
+
+def test_fd_apply_inverse_root_matches_cpu_kernel(rng):
+    d, l = 20, 5
+    state = lc.fd_init(d, l, dtype=np.float64)
+    state, _ = lc.fd_update(state, factor=rng.standard_normal((d, 8)))
+    x = rng.standard_normal((d, 3))
+    want = lc.fd_apply_inverse_root(state, x, p=4, eps=1e-3)
+    (got,) = pfd.apply_inverse_root(*(jnp.asarray(a) for a in state), jnp.asarray(x), p=4.0, eps=1e-3)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-14)
+
+
+def _root_call(a, prev=None, **kw):
+    opts = dict(p=4.0, eps=1e-6, eps_relative=1, pinv_threshold=0.0, method=-1, max_iters=100, tol=0.0,
+                accept=0.0, double_accumulate=0, true_residual=0, has_previous=int(prev is not None))
+    opts.update(kw)
+    a = jnp.asarray(a)
+    return proots.inverse_root(a, a if prev is None else jnp.asarray(prev), **opts)
+
+
+@pytest.mark.parametrize("method", [0, 1, 2])
+@pytest.mark.parametrize("dtype,kappa", [(np.float64, 1e8), (np.float32, 1e4)])
+def test_inverse_root_matches_oracle(rng, method, dtype, kappa):
+    n, p = 40, 4
+    a = _spd(rng, n, kappa, (2,))
+    root, residual, lmax, ridge, iters, used, status = _root_call(a.astype(dtype), p=float(p), method=method)
+    w, v = np.linalg.eigh(a)
+    for i in range(2):
+        r = float(ridge[i])  # the kernel's own ridge (a power-iteration lambda_max for iterations)
+        oracle = (v[i] * (np.maximum(w[i], 0) + r) ** (-1 / p)) @ v[i].T
+        # The bound of tests/test_roots.py (8 n eps kappa / p plus the iteration's residual / p),
+        # kappa that of A + ridge, in the spectral norm.
+        k_eff = w[i, -1] / (w[i, 0] + r) + 1
+        res = max(float(residual[i]), 0.0)
+        bound = 8 * n * np.finfo(dtype).eps * k_eff / p + res / p
+        err = np.linalg.norm(np.asarray(root[i], np.float64) - oracle, 2) / np.linalg.norm(oracle, 2)
+        assert err <= bound, (err, bound)
+    assert np.asarray(status).tolist() == [0, 0] and np.asarray(used).tolist() == [method] * 2
+    if method:
+        assert (np.asarray(residual) <= max(np.finfo(dtype).eps ** 0.5, 64 * n * np.finfo(dtype).eps)).all()
+        assert (np.asarray(iters) > 0).all()
+
+
+def test_inverse_root_matches_cpu_kernel_and_falls_back(rng):
+    a = _spd(rng, 16, 1e3, (3,))
+    a[1, 2, 2] = np.inf
+    prev = np.broadcast_to(np.eye(16), a.shape).copy()
+    want, info = lc.inverse_root(jnp.asarray(a), 2, eps=1e-6, prev=jnp.asarray(prev))
+    got = _root_call(a, prev, p=2.0)
+    np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want), rtol=1e-9, atol=1e-12)
+    assert np.asarray(got[6]).tolist() == np.asarray(info.status).tolist() == [0, 1, 0]
+    assert np.asarray(got[5]).tolist() == np.asarray(info.method).tolist()
+    # Newton that cannot converge in 1 iteration falls back to eigh and says so.
+    got = _root_call(a[[0]], p=4.0, method=1, max_iters=1)
+    assert int(got[5][0]) == 0 and int(got[6][0]) == 2
+
+
+def test_inverse_root_pinv_and_true_residual(rng):
+    q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
+    w = np.r_[np.geomspace(1, 1e-2, 8), np.zeros(4)]
+    a = (q * w) @ q.T
+    got = _root_call(a, p=2.0, pinv_threshold=1e-6, true_residual=1)
+    want, _ = lc.inverse_root(a, 2, pinv_threshold=1e-6)
+    np.testing.assert_allclose(np.asarray(got[0]), want, atol=1e-10)
+    full = _spd(rng, 12, 1e2)
+    got = _root_call(full, p=4.0, true_residual=1, method=2)
+    assert 0 <= float(got[1]) <= 1e-10
