@@ -134,10 +134,12 @@ def shared_basis_update(
         start = jnp.where(jnp.any(basis != 0), basis, fresh[:, :k])
         y0 = jnp.concatenate([start, fresh[:, k:]], axis=1)
         results = [((b, k), dt), ((m, k, k), dt), ((m,), dt), ((m, b), dt), ((m,), dt), ((), np.int32)]
+        from linalg_core.portable import shared_basis as portable
+
         new_basis, new_coeffs, new_escaped, direction, step, status = _jax.call(
             "linalg_core_shared_basis_update", results, basis, jnp.asarray(coeffs, dt),
-            jnp.asarray(escaped, dt), jnp.asarray(grads, dt), y0, eps=np.float64(eps),
-            power_iters=np.int64(power_iters))
+            jnp.asarray(escaped, dt), jnp.asarray(grads, dt), y0, portable=portable.update,
+            eps=np.float64(eps), power_iters=np.int64(power_iters))
         scale = jnp.max(jnp.sum(jnp.asarray(grads, dt) ** 2, axis=1))
         info = SharedBasisInfo(step, jnp.where(scale > 0, jnp.max(step) / scale, 0.0).astype(dt),
                                jnp.int32(power_iters), status == 0, jnp.int32(0))

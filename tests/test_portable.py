@@ -134,3 +134,34 @@ def test_inverse_root_pinv_and_true_residual(rng):
     full = _spd(rng, 12, 1e2)
     got = _root_call(full, p=4.0, true_residual=1, method=2)
     assert 0 <= float(got[1]) <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shared_basis_update_matches_cpu_kernel(rng, dtype):
+    from linalg_core.portable import shared_basis as psb
+
+    m, b, k = 12, 16, 4
+    mix = rng.standard_normal((b, b)) * np.geomspace(1, 0.05, b)
+    state = lc.shared_basis_init(m, b, k, dtype=dtype)
+    for t in range(2):
+        state, _, _ = lc.shared_basis_update(state, (rng.standard_normal((m, b)) @ mix.T).astype(dtype),
+                                             key=t, eps=1e-3)
+    g = (rng.standard_normal((m, b)) @ mix.T).astype(dtype)
+    y0 = np.concatenate([state.basis, rng.standard_normal((b, 2)).astype(dtype)], axis=1)
+    want = lc._native.cpu.shared_basis_update(*(np.ascontiguousarray(x) for x in state), g, y0, 1e-3, 1)
+    got = psb.update(*(jnp.asarray(x) for x in state), jnp.asarray(g), jnp.asarray(y0), eps=1e-3, power_iters=1)
+    assert int(got[5]) == 0 and bool(want[5])
+    # Same algorithm and starting block; the basis is determined up to signs, so compare the
+    # coefficient operators B R_i B^T, the masses and the directions. Differences come from the
+    # eigensolvers and QR (backward stable): a few b eps relative, amplified by the power
+    # iteration's 1e-3 stopping rule for the masses.
+    eps = np.finfo(dtype).eps
+
+    def operator(basis, coeffs):
+        basis = np.asarray(basis, np.float64)
+        return np.einsum("ij,mjk,lk->mil", basis, np.asarray(coeffs, np.float64), basis)
+
+    op_want = operator(want[0], want[1])
+    np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * eps * np.abs(op_want).max())
+    np.testing.assert_allclose(np.asarray(got[2]), want[2], rtol=2e-3)
+    np.testing.assert_allclose(np.asarray(got[3]), want[3], rtol=2e-3, atol=2e-3 * np.abs(want[3]).max())
