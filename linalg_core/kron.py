@@ -99,9 +99,11 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     if jax_path:
         import jax.numpy as jnp
 
+        from linalg_core.portable import kron as portable
+
         left, right, sigma, change = _jax.call(
             "linalg_core_kron_approx", [(batch + (m, m), dt), (batch + (n, n), dt), (batch, dt), (batch, dt)],
-            jnp.asarray(samples, dt), steps=np.int64(steps))
+            jnp.asarray(samples, dt), portable=portable.approx, steps=np.int64(steps))
         xp = jnp
     else:
         from linalg_core._native import cpu
@@ -175,8 +177,10 @@ def kron_cosine(samples: Any, left: Any, right: Any) -> Any:
     if jax_path or _jax.any_jax(left, right):
         import jax.numpy as jnp
 
+        from linalg_core.portable import kron as portable
+
         (out,) = _jax.call("linalg_core_kron_cosine", [(batch, dt)], jnp.asarray(samples, dt),
-                           jnp.asarray(left, dt), jnp.asarray(right, dt))
+                           jnp.asarray(left, dt), jnp.asarray(right, dt), portable=portable.cosine)
         return out
     from linalg_core._native import cpu
 

@@ -165,3 +165,21 @@ def test_shared_basis_update_matches_cpu_kernel(rng, dtype):
     np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * eps * np.abs(op_want).max())
     np.testing.assert_allclose(np.asarray(got[2]), want[2], rtol=2e-3)
     np.testing.assert_allclose(np.asarray(got[3]), want[3], rtol=2e-3, atol=2e-3 * np.abs(want[3]).max())
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_kron_approx_and_cosine_match_cpu_kernel(rng, steps):
+    from linalg_core.portable import kron as pkron
+
+    samples = rng.standard_normal((2, 16, 5, 4)) * np.geomspace(1, 0.1, 4)
+    want_l, want_r, info = lc.kron_approx(samples, steps=steps)
+    got_l, got_r, sigma, change = pkron.approx(jnp.asarray(samples), steps=steps)
+    # Same iteration in another association order (einsum vs SYRK of square-root factors): the
+    # float64 rounding of a few m n N products, relative to the factors' norms.
+    tol = 1e-12
+    np.testing.assert_allclose(np.asarray(got_l), want_l, atol=tol * np.abs(want_l).max())
+    np.testing.assert_allclose(np.asarray(got_r), want_r, atol=tol * np.abs(want_r).max())
+    np.testing.assert_allclose(np.asarray(sigma), info.sigma, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(change), info.residual, atol=1e-10)
+    (cos,) = pkron.cosine(jnp.asarray(samples), jnp.asarray(want_l), jnp.asarray(want_r))
+    np.testing.assert_allclose(np.asarray(cos), lc.kron_cosine(samples, want_l, want_r), rtol=1e-12)
