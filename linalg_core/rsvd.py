@@ -150,10 +150,13 @@ def randomized_svd(
     if jax_path:
         import jax.numpy as jnp
 
+        from linalg_core.portable import rsvd as portable
+
         u, s, vt, err, status = _jax.call(
             "linalg_core_randomized_svd",
             [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32)],
-            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters))
+            jnp.asarray(a, dt), omega, probe, portable=portable.randomized_svd, k=np.int64(k),
+            power_iters=np.int64(power_iters))
         xp = jnp
     else:
         from linalg_core._native import cpu
@@ -211,11 +214,13 @@ def randomized_eigh(
     if jax_path:
         import jax.numpy as jnp
 
+        from linalg_core.portable import rsvd as portable
+
         w, v, err, status, used = _jax.call(
             "linalg_core_randomized_eigh",
             [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32)],
-            jnp.asarray(a, dt), omega, probe, k=np.int64(k), power_iters=np.int64(power_iters),
-            nystrom=np.int32(method == "nystrom"))
+            jnp.asarray(a, dt), omega, probe, portable=portable.randomized_eigh, k=np.int64(k),
+            power_iters=np.int64(power_iters), nystrom=np.int32(method == "nystrom"))
         xp = jnp
     else:
         from linalg_core._native import cpu

@@ -183,3 +183,46 @@ def test_kron_approx_and_cosine_match_cpu_kernel(rng, steps):
     np.testing.assert_allclose(np.asarray(change), info.residual, atol=1e-10)
     (cos,) = pkron.cosine(jnp.asarray(samples), jnp.asarray(want_l), jnp.asarray(want_r))
     np.testing.assert_allclose(np.asarray(cos), lc.kron_cosine(samples, want_l, want_r), rtol=1e-12)
+
+
+@pytest.mark.parametrize("power_iters", [0, 2])
+def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
+    from linalg_core.portable import rsvd as prsvd
+
+    m, n, k, l = 60, 40, 5, 12
+    u0, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    v0, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    s0 = np.geomspace(1, 1e-3, n)
+    a = (u0 * s0) @ v0.T
+    a = np.stack([a, a * 2.0])
+    a[1, 0, 0] = np.nan
+    omega = rng.standard_normal((2, n, l))
+    probes = rng.standard_normal((2, n, 6))
+    want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], k, power_iters)
+    u, s, vt, err, status = prsvd.randomized_svd(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
+                                                 k=k, power_iters=power_iters)
+    assert np.asarray(status).tolist() == [0, 1] and float(jnp.abs(u[1]).max()) == 0.0
+    # Same subspace from the same Omega: the triplets agree to the float64 rounding of the range
+    # finder, amplified by the gap sigma_k / sigma_{k+1} only through the subspace angle.
+    np.testing.assert_allclose(np.asarray(s[0]), want[1][0], rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(u[0] * s[0]) @ np.asarray(vt[0]),
+                               (want[0][0] * want[1][0]) @ want[2][0], atol=1e-10)
+    np.testing.assert_allclose(float(err[0]), float(want[3][0]), rtol=1e-8)
+
+
+@pytest.mark.parametrize("nystrom", [0, 1])
+def test_randomized_eigh_matches_cpu_kernel(rng, nystrom):
+    from linalg_core.portable import rsvd as prsvd
+
+    n, k, l = 50, 4, 10
+    a = _spd(rng, n, 1e4)
+    omega = rng.standard_normal((n, l))
+    probes = rng.standard_normal((n, 5))
+    want = lc._native.cpu.randomized_eigh(a, omega, probes, k, 2, bool(nystrom))
+    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega),
+                                                          jnp.asarray(probes), k=k, power_iters=2,
+                                                          nystrom=nystrom)
+    assert int(status) == 0 and int(used) == int(want[4]) == 1 + nystrom
+    np.testing.assert_allclose(np.asarray(vals), want[0], rtol=1e-9)
+    np.testing.assert_allclose(np.abs(np.asarray(vecs).T @ want[1]), np.eye(k), atol=1e-7)
+    np.testing.assert_allclose(float(err), float(want[2]), rtol=1e-8)
