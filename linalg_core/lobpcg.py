@@ -131,12 +131,14 @@ def lobpcg(
     if jax_path:
         import jax.numpy as jnp
 
+        from linalg_core.portable import lobpcg as portable
+
         w, v, res, iters, status, dense = _jax.call(
             "linalg_core_lobpcg",
             [(batch + (k,), dt), (batch + (n, k), dt), (batch + (k,), dt),
              (batch, np.int32), (batch, np.int32), (batch, np.int32)],
-            jnp.asarray(a, dt), jnp.asarray(x0, dt), k=np.int64(k), max_iters=np.int64(max_iters),
-            tol=np.float64(tol), guard=np.int64(guard))
+            jnp.asarray(a, dt), jnp.asarray(x0, dt), portable=portable.lobpcg, k=np.int64(k),
+            max_iters=np.int64(max_iters), tol=np.float64(tol), guard=np.int64(guard))
     else:
         from linalg_core._native import cpu
 

@@ -226,3 +226,23 @@ def test_randomized_eigh_matches_cpu_kernel(rng, nystrom):
     np.testing.assert_allclose(np.asarray(vals), want[0], rtol=1e-9)
     np.testing.assert_allclose(np.abs(np.asarray(vecs).T @ want[1]), np.eye(k), atol=1e-7)
     np.testing.assert_allclose(float(err), float(want[2]), rtol=1e-8)
+
+
+@pytest.mark.parametrize("n,k", [(120, 4), (15, 4)])
+def test_lobpcg_matches_oracle(rng, n, k):
+    from linalg_core.portable import lobpcg as plobpcg
+
+    a = np.stack([_spd(rng, n, 1e3), _spd(rng, n, 1e2)])
+    a[1, 0, 0] = np.nan if n == 15 else a[1, 0, 0]
+    x0 = rng.standard_normal((2, n, k))
+    w, v, res, iters, status, dense = plobpcg.lobpcg(jnp.asarray(a), jnp.asarray(x0), k=k, max_iters=300,
+                                                     tol=0.0, guard=2)
+    assert np.asarray(dense).tolist() == [int(5 * k >= n)] * 2
+    exact = np.linalg.eigvalsh(a[0])[::-1][:k]
+    assert int(status[0]) == 0
+    # Converged: residuals <= tol = 10 sqrt(eps) relative to ||A||, so each eigenvalue is within
+    # tol * ||A|| (Bauer-Fike for symmetric matrices); the dense path is exact.
+    np.testing.assert_allclose(np.asarray(w[0]), exact, atol=10 * np.finfo(np.float64).eps ** 0.5 * exact[0])
+    np.testing.assert_allclose(np.asarray(v[0]).T @ np.asarray(v[0]), np.eye(k), atol=1e-8)
+    if n == 15:
+        assert int(status[1]) == 3 and float(jnp.abs(v[1]).max()) == 0.0
