@@ -6,12 +6,17 @@ same compiled module as the NumPy entry points and are registered on first use.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 _registered = False
+
+#: Use the portable kernels on the CPU too (set LINALG_CORE_PORTABLE=1, or assign in tests):
+#: runs the GPU/TPU code path on a machine without an accelerator. Read at trace time.
+FORCE_PORTABLE = os.environ.get("LINALG_CORE_PORTABLE") == "1"
 
 
 def is_jax_array(x: Any) -> bool:
@@ -66,6 +71,8 @@ def call(
         outs = portable(*operands, **{k: _python(v) for k, v in attrs.items()})
         return tuple(jax.numpy.asarray(o, t.dtype).reshape(t.shape) for o, t in zip(outs, out_types))
 
+    if FORCE_PORTABLE:
+        return elsewhere(*args)
     return tuple(jax.lax.platform_dependent(*args, cpu=on_cpu, default=elsewhere))
 
 

@@ -246,3 +246,32 @@ def test_lobpcg_matches_oracle(rng, n, k):
     np.testing.assert_allclose(np.asarray(v[0]).T @ np.asarray(v[0]), np.eye(k), atol=1e-8)
     if n == 15:
         assert int(status[1]) == 3 and float(jnp.abs(v[1]).max()) == 0.0
+
+
+@pytest.mark.parametrize("factory", ["shampoo", "sketchy_shampoo", "sketchy_adagrad", "shared_basis_adagrad"])
+def test_optimizers_on_the_portable_path_match_the_cpu_kernels(rng, monkeypatch, factory):
+    """The whole GPU/TPU code path of each optimizer, run on the CPU, against the FFI kernels."""
+    import jax
+
+    from linalg_core import _jax, optim
+
+    params = {"w": jnp.zeros((20, 12)), "b": jnp.zeros(12)}
+    grads = [{"w": jnp.asarray(rng.standard_normal((20, 12)) * np.geomspace(1, 0.1, 12)),
+              "b": jnp.asarray(rng.standard_normal(12))} for _ in range(4)]
+    runs = []
+    for forced in (False, True):
+        monkeypatch.setattr(_jax, "FORCE_PORTABLE", forced)
+        opt = getattr(optim, factory)(0.1, block_size=16)
+        state = opt.init(params)
+        step = jax.jit(opt.update)
+        outs = []
+        for g in grads:
+            u, state = step(g, state, params)
+            outs.append(np.asarray(u["w"]))
+        runs.append(outs)
+    # float64 parameters, eps relative 1e-6 (Shampoo-type roots of kappa <= 1e6 matrices, n <= 20)
+    # or absolute (shared basis): the two kernel sets differ by eigensolver rounding, bounded by
+    # 8 n eps kappa^(1/p) relative with p = 4 (Sketchy AdaGrad: p = 2, kappa <= ||g||^2 / eps).
+    tol = 8 * 20 * np.finfo(np.float64).eps * 1e6 ** 0.5
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(b, a, atol=tol * np.abs(a).max())
