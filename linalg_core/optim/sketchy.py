@@ -219,7 +219,8 @@ def scale_by_sketchy_adagrad(
 
     def block_step(stats, cache, g, lay, ctx):
         (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=mesh, axis=mesh_axis)
-        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative", bias=_bias(b2, ctx, g.dtype))
+        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative",
+                          bias=_bias(b2, ctx, g.dtype))
         return (sketch,), cache, pre, jnp.sum(bad)
 
     return transform.matrix_preconditioner(

@@ -65,13 +65,13 @@ def _distance(m):
     return jnp.max(jnp.sum(jnp.abs(e), axis=-2), axis=-1), jnp.sqrt(jnp.sum(e * e, axis=(-2, -1)))
 
 
-def _iterate(a, p, eps, eps_relative, third_order, max_iters, tol, accept):
+def _iterate(a, p, eps, eps_relative, pinv, third_order, max_iters, tol, accept):
     """Coupled iteration from the scaled start, per matrix of the batch; stops on tol, on
     Frobenius stagnation (keeping the better iterate) or at max_iters."""
     n = a.shape[-1]
     eye = jnp.eye(n, dtype=a.dtype)
     lmax = _lambda_max(a)
-    ridge = _ridge(lmax, eps, eps_relative, 0.0)
+    ridge = _ridge(lmax, eps, eps_relative, pinv)  # pinv mode: no ridge (as on the CPU)
     z = (1.0 + p) / (2.0 * (lmax + ridge))
     z = jnp.where(jnp.isfinite(z) & (z > 0), z, 1.0)
     x = z[..., None, None] ** (1.0 / p) * eye
@@ -112,12 +112,15 @@ def inverse_root(a, previous, *, p, eps, eps_relative, pinv_threshold, method, m
     accept = accept if accept > 0 else max(eps_dt ** 0.5, 64 * n * eps_dt)
     finite_in = _finite(a)
     safe = jnp.where(finite_in[..., None, None], a, 0.0)
-    requested = method if method != _AUTO else (_EIGH if n <= AUTO_EIGH_MAX_N or pinv_threshold > 0 else _NEWTON3)
+    if method == _AUTO:
+        requested = _EIGH if n <= AUTO_EIGH_MAX_N or pinv_threshold > 0 else _NEWTON3
+    else:
+        requested = method
     e_root, e_lmax, e_ridge, e_ok = _eigh_root(safe, p, eps, eps_relative, pinv_threshold)
     minus_one = jnp.full(batch, -1.0, a.dtype)
     if requested in (_NEWTON, _NEWTON3):
         i_root, i_res, i_lmax, i_ridge, iters, i_ok = _iterate(
-            safe, p, eps, eps_relative, requested == _NEWTON3, max_iters, tol, accept)
+            safe, p, eps, eps_relative, pinv_threshold, requested == _NEWTON3, max_iters, tol, accept)
         use_iter = i_ok[..., None, None]
         root = jnp.where(use_iter, i_root, e_root)
         residual = jnp.where(i_ok, i_res, minus_one)
