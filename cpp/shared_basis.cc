@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "blas_threads.h"
@@ -41,6 +42,31 @@ bool orthonormalise(T* y, int rows, int cols, std::vector<T>& tau, std::vector<T
   return info == 0;
 }
 
+// out_i = op(M_i) in_i for m column-major k x k matrices M_i and k-vectors (columns of k x m
+// blocks): plain loops, since one BLAS call per 32 x 32 matrix-vector product costs more in call
+// and thread overhead than its 2 k^2 flops.
+template <typename T>
+void small_matvecs(int k, int m, const T* mats, const T* in, T* out, bool transpose) {
+  for (int i = 0; i < m; ++i) {
+    const T* a = mats + sz(i, sz(k, k));
+    const T* x = in + sz(i, k);
+    T* y = out + sz(i, k);
+    if (transpose) {
+      for (int c = 0; c < k; ++c) {
+        T acc = T(0);
+        for (int r = 0; r < k; ++r) acc += a[r + sz(c, k)] * x[r];
+        y[c] = acc;
+      }
+    } else {
+      std::fill(y, y + k, T(0));
+      for (int c = 0; c < k; ++c) {
+        const T xc = x[c];
+        for (int r = 0; r < k; ++r) y[r] += a[r + sz(c, k)] * xc;
+      }
+    }
+  }
+}
+
 template <typename T>
 struct BlockScratch {
   std::vector<T> t, rt, v, w, x, y, z, work;
@@ -64,8 +90,8 @@ bool update(const Shape& sh, const Args<T>& a) {
   // p_i = B R_i B^T g_i: C = B^T G (k x m), Q = [R_i c_i] (k x m), P = B Q (b x m).
   std::vector<T> C(sz(k, m)), Q(sz(k, m)), P(sz(b, m)), S(sz(k, k)), gsq(m);
   gemm<T>("T", "N", k, m, b, one, B_old.data(), b, Gt.data(), b, zero, C.data(), k);
+  small_matvecs(k, m, R, C.data(), Q.data(), false);
   for (int i = 0; i < m; ++i) {
-    gemm<T>("N", "N", k, 1, k, one, R + sz(i, sz(k, k)), k, C.data() + sz(i, k), k, zero, Q.data() + sz(i, k), k);
     double n2 = 0.0;
     for (int e = 0; e < b; ++e) n2 += static_cast<double>(Gt[sz(i, b) + e]) * Gt[sz(i, b) + e];
     gsq[i] = static_cast<T>(n2);
@@ -169,54 +195,84 @@ bool update(const Shape& sh, const Args<T>& a) {
   });
   if (!std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; })) return false;
 
-  // ||D_i||_2, D_i = B_old R_i B_old^T + g_i g_i^T - B R_i' B^T, for all blocks at once: the
-  // columns of X (b x m) are the blocks' power-iteration vectors, so each product is two GEMMs
-  // through the bases plus m small k x k products. Stops when every estimate moved by less than
-  // 1e-3 relative (at most mass_iters steps).
-  std::vector<T> X(sz(b, m)), Y2(sz(b, m)), Z(sz(k, m)), Z2(sz(k, m));
-  std::vector<double> mass(m, 0.0), prev(m, -1.0);
-  for (int i = 0; i < m; ++i) {
-    for (int e = 0; e < b; ++e) X[e + sz(i, b)] = Gt[sz(i, b) + e] + T(1) / static_cast<T>(e + 2);
+  // ||D_i||_2, D_i = B_old R_i B_old^T + g_i g_i^T - B R_i' B^T, by power iteration from
+  // x_i = g_i + (1/(e+2))_e, stopping when every estimate moved by less than 1e-3 relative (at
+  // most mass_iters steps). D_i is symmetric with its range in span(W, r_i), W an orthonormal
+  // basis of span(B_old, B) (kw <= 2k columns) and r_i = g_i - W W^T g_i, so D_i = P D_i P for
+  // the projector P onto that (kw + 1)-dimensional space: the iteration runs on coordinates
+  // there, with the same iterates and estimates as in R^b from the projected start, at
+  // O(k^2) per block and step instead of O(b k).
+  const int kw = std::min(2 * k, b);
+  std::vector<T> Wsp(sz(b, kw), T(0));
+  if (2 * k < b) {
+    std::memcpy(Wsp.data(), B_old.data(), sz(b, k) * sizeof(T));
+    std::memcpy(Wsp.data() + sz(b, k), B.data(), sz(b, k) * sizeof(T));
+    std::vector<T> tau_w(kw);
+    if (!orthonormalise(Wsp.data(), b, kw, tau_w, work)) return false;
+  } else {
+    for (int i = 0; i < b; ++i) Wsp[i + sz(i, b)] = T(1);  // the whole space
   }
+  std::vector<T> Cw(sz(kw, m)), Res(Gt), Eo(sz(kw, k)), En(sz(kw, k)), Xw(sz(kw, m)), Yw(sz(kw, m));
+  std::vector<T> Z(sz(k, m)), Z2(sz(k, m)), X0(sz(b, m)), rn(m), xr(m), yr(m);
+  gemm<T>("T", "N", kw, m, b, one, Wsp.data(), b, Gt.data(), b, zero, Cw.data(), kw);       // c_i
+  gemm<T>("N", "N", b, m, kw, -one, Wsp.data(), b, Cw.data(), kw, one, Res.data(), b);      // r_i
+  gemm<T>("T", "N", kw, k, b, one, Wsp.data(), b, B_old.data(), b, zero, Eo.data(), kw);
+  gemm<T>("T", "N", kw, k, b, one, Wsp.data(), b, B.data(), b, zero, En.data(), kw);
+  for (int i = 0; i < m; ++i) {
+    for (int e = 0; e < b; ++e) X0[e + sz(i, b)] = Gt[sz(i, b) + e] + T(1) / static_cast<T>(e + 2);
+  }
+  gemm<T>("T", "N", kw, m, b, one, Wsp.data(), b, X0.data(), b, zero, Xw.data(), kw);       // W^T x_i
+  for (int i = 0; i < m; ++i) {
+    double r2 = 0.0, g2 = 0.0, rx = 0.0;
+    for (int e = 0; e < b; ++e) {
+      const double r = Res[e + sz(i, b)];
+      r2 += r * r;
+      g2 += static_cast<double>(Gt[sz(i, b) + e]) * Gt[sz(i, b) + e];
+      rx += r * X0[e + sz(i, b)];
+    }
+    // g_i inside span(W) up to rounding: no extra direction.
+    const bool outside = 2 * k < b && r2 > 64.0 * b * std::numeric_limits<T>::epsilon() * g2;
+    rn[i] = outside ? static_cast<T>(std::sqrt(r2)) : T(0);
+    xr[i] = outside ? static_cast<T>(rx / std::sqrt(r2)) : T(0);
+  }
+  std::vector<double> mass(m, 0.0), prev(m, -1.0);
   const T* Rnew = a.coeffs_out;
-  auto small_products = [&](const T* coeffs, const T* in, T* out) {
-    parallel_for(m, workers, [&](int, int64_t blk) {
-      const int i = static_cast<int>(blk);
-      gemm<T>("N", "N", k, 1, k, T(1), coeffs + sz(i, sz(k, k)), k, in + sz(i, k), k, T(0), out + sz(i, k), k);
-    });
-  };
   for (int it = 0; it < sh.mass_iters; ++it) {
     for (int i = 0; i < m; ++i) {
-      double nx = 0.0;
-      for (int e = 0; e < b; ++e) nx += static_cast<double>(X[e + sz(i, b)]) * X[e + sz(i, b)];
+      double nx = static_cast<double>(xr[i]) * xr[i];
+      for (int e = 0; e < kw; ++e) nx += static_cast<double>(Xw[e + sz(i, kw)]) * Xw[e + sz(i, kw)];
       nx = std::sqrt(nx);
       const T inv = nx > 0 ? static_cast<T>(1.0 / nx) : T(0);
-      for (int e = 0; e < b; ++e) X[e + sz(i, b)] *= inv;
+      for (int e = 0; e < kw; ++e) Xw[e + sz(i, kw)] *= inv;
+      xr[i] *= inv;
     }
-    // Y2 = B_old (R_i (B_old^T x_i)) - B (R_i' (B^T x_i)) + g_i (g_i^T x_i).
-    gemm<T>("T", "N", k, m, b, one, B_old.data(), b, X.data(), b, zero, Z.data(), k);
-    small_products(R, Z.data(), Z2.data());
-    gemm<T>("N", "N", b, m, k, one, B_old.data(), b, Z2.data(), k, zero, Y2.data(), b);
-    gemm<T>("T", "N", k, m, b, one, B.data(), b, X.data(), b, zero, Z.data(), k);
-    small_products(Rnew, Z.data(), Z2.data());
-    gemm<T>("N", "N", b, m, k, -one, B.data(), b, Z2.data(), k, one, Y2.data(), b);
+    // y = E_o R_i E_o^T x - E_n R_i' E_n^T x + c~ (c~^T x), c~ = (c_i, |r_i|).
+    gemm<T>("T", "N", k, m, kw, one, Eo.data(), kw, Xw.data(), kw, zero, Z.data(), k);
+    small_matvecs(k, m, R, Z.data(), Z2.data(), false);
+    gemm<T>("N", "N", kw, m, k, one, Eo.data(), kw, Z2.data(), k, zero, Yw.data(), kw);
+    gemm<T>("T", "N", k, m, kw, one, En.data(), kw, Xw.data(), kw, zero, Z.data(), k);
+    small_matvecs(k, m, Rnew, Z.data(), Z2.data(), false);
+    gemm<T>("N", "N", kw, m, k, -one, En.data(), kw, Z2.data(), k, one, Yw.data(), kw);
     bool settled = true;
     for (int i = 0; i < m; ++i) {
-      const T* gi = Gt.data() + sz(i, b);
-      T* xi = X.data() + sz(i, b);
-      T* yi = Y2.data() + sz(i, b);
-      double gx = 0.0;
-      for (int e = 0; e < b; ++e) gx += static_cast<double>(gi[e]) * xi[e];
+      const T* ci = Cw.data() + sz(i, kw);
+      T* xi = Xw.data() + sz(i, kw);
+      T* yi = Yw.data() + sz(i, kw);
+      double cx = static_cast<double>(rn[i]) * xr[i];
+      for (int e = 0; e < kw; ++e) cx += static_cast<double>(ci[e]) * xi[e];
       double ny = 0.0;
-      for (int e = 0; e < b; ++e) {
-        yi[e] += static_cast<T>(gx) * gi[e];
+      for (int e = 0; e < kw; ++e) {
+        yi[e] += static_cast<T>(cx) * ci[e];
         ny += static_cast<double>(yi[e]) * yi[e];
       }
+      yr[i] = static_cast<T>(cx * rn[i]);
+      ny += static_cast<double>(yr[i]) * yr[i];
       mass[i] = std::sqrt(ny);
       settled = settled && std::abs(mass[i] - prev[i]) <= 1e-3 * mass[i];
       prev[i] = mass[i];
     }
-    std::swap(X, Y2);
+    std::swap(Xw, Yw);
+    std::swap(xr, yr);
     if (settled) break;
   }
   // Directions: u_i = -(B V [(shifted + c)^(-1/2) - c^(-1/2)] V^T h_i + c^(-1/2) g_i).
@@ -228,11 +284,11 @@ bool update(const Shape& sh, const Args<T>& a) {
     a.escaped_out[i] = static_cast<T>(rho);
     const double c = rho + a.eps, c0 = 1.0 / std::sqrt(c);
     const T* v = vecs.data() + sz(i, sz(k, k));
-    gemm<T>("T", "N", k, 1, k, T(1), v, k, H.data() + sz(i, k), k, T(0), Vt_h.data() + sz(i, k), k);
+    small_matvecs(k, 1, v, H.data() + sz(i, k), Vt_h.data() + sz(i, k), true);
     for (int j = 0; j < k; ++j) {
       Vt_h[sz(i, k) + j] = static_cast<T>(Vt_h[sz(i, k) + j] * (1.0 / std::sqrt(static_cast<double>(shifted[sz(i, k) + j]) + c) - c0));
     }
-    gemm<T>("N", "N", k, 1, k, T(1), v, k, Vt_h.data() + sz(i, k), k, T(0), Zd.data() + sz(i, k), k);
+    small_matvecs(k, 1, v, Vt_h.data() + sz(i, k), Zd.data() + sz(i, k), false);
     T* u = a.direction + sz(i, b);
     const T* gi = Gt.data() + sz(i, b);
     for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0 * gi[e]);
