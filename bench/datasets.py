@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.metadata
+import zlib
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -70,10 +71,13 @@ def mnist(path: str | Path | None = None) -> ImageData:
 def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file (LeCun's MNIST format, gzipped or not): magic ``0 0 type ndim``, ``ndim``
     big-endian uint32 sizes, then the data big-endian. Raises ValueError on a bad magic number,
-    an unknown type or a size mismatch."""
+    an unknown type, a truncated header, a size mismatch or a corrupt/truncated gzip stream."""
     raw = Path(path).read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as err:  # truncated or corrupt gzip stream
+            raise ValueError(f"{path}: corrupt or truncated gzip ({err})") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise ValueError(f"{path}: not an IDX file (magic {raw[:4].hex()})")
     kind, ndim = raw[2], raw[3]

