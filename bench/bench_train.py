@@ -12,9 +12,9 @@ shared_basis_adagrad (k = 32, one power step), all with momentum 0.9 except Adam
 a pilot's optimum, one step lower in the full report: see :func:`optimizers`), each trained for
 ``tune_steps``; the best by final train loss (mean of the last 3 steps) is trained again for
 ``steps`` from another seed and evaluated on the test set. A best value at the edge of its grid
-is flagged. Reported: final train loss (mean of the last 5 steps), test loss, wall time of the final run (compile excluded: each optimizer's step is compiled once,
-ahead of time, with the learning rate a runtime value via ``optax.inject_hyperparams``), loss
-curves (PNG ``train_<task>.png``), and whether the papers' claim (Shampoo, Sketchy Shampoo and
+is flagged. Reported: final train loss (mean of the last 5 steps), test loss, wall time of the
+final run (compile excluded: each optimizer's step is compiled once, ahead of time, with the
+learning rate a runtime value via ``optax.inject_hyperparams``), loss curves (PNG ``train_<task>.png``), and whether the papers' claim (Shampoo, Sketchy Shampoo and
 shared-basis AdaGrad reach a lower loss than Adam per step) holds at equal steps.
 
 Budgets: ``--quick`` trains MNIST only, on 10k images, 3 x 8 tuning + 20 steps per optimizer
