@@ -14,8 +14,9 @@ a pilot's optimum, one step lower in the full report: see :func:`optimizers`), e
 ``steps`` from another seed and evaluated on the test set. A best value at the edge of its grid
 is flagged. Reported: final train loss (mean of the last 5 steps), test loss, wall time of the
 final run (compile excluded: each optimizer's step is compiled once, ahead of time, with the
-learning rate a runtime value via ``optax.inject_hyperparams``), loss curves (PNG ``train_<task>.png``), and whether the papers' claim (Shampoo, Sketchy Shampoo and
-shared-basis AdaGrad reach a lower loss than Adam per step) holds at equal steps.
+learning rate a runtime value via ``optax.inject_hyperparams``), loss curves (PNG
+``train_<task>.png``), and whether the papers' claim (Shampoo, Sketchy Shampoo and shared-basis
+AdaGrad reach a lower loss than Adam per step) holds at equal steps.
 
 Budgets: ``--quick`` trains MNIST only, on 10k images, 3 x 8 tuning + 20 steps per optimizer
 (measured 1 minute on 2 cores, up to 2.7 minutes beside other jobs); the full report trains on
