@@ -19,6 +19,7 @@ from linalg_core.fd import (
 from linalg_core.kron import KronInfo, kron_approx, kron_approx_dense, kron_cosine
 from linalg_core.lobpcg import LOBPCG_STATUS, LobpcgInfo, lobpcg
 from linalg_core.roots import ROOT_METHODS, ROOT_STATUS, RootInfo, inverse_root
+from linalg_core.root_times import root_times
 from linalg_core.shared_basis import SharedBasisInfo, SharedBasisState, shared_basis_init, shared_basis_update
 from linalg_core.rsvd import RSVD_METHODS, RSVD_STATUS, RandomizedInfo, randomized_eigh, randomized_svd
 
@@ -45,6 +46,7 @@ __all__ = [
     "ROOT_STATUS",
     "RootInfo",
     "inverse_root",
+    "root_times",
     "RSVD_METHODS",
     "RSVD_STATUS",
     "RandomizedInfo",

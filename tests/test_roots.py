@@ -242,3 +242,51 @@ def test_sizes(rng, n, method):
     ref = oracle_root(a, 2, float(info.ridge))
     kappa = (lam[0] + float(info.ridge)) / (lam[-1] + float(info.ridge))
     assert spectral_rel_error(x, ref) <= rel_error_bound(np.float64, n, kappa, 2, float(info.residual))
+
+
+# ---------------------------------------------------------------------------------------------
+# root_times
+
+
+def _dense_compensated_root(state, p, eps):
+    u, lam, rho = (np.asarray(x, np.float64) for x in state)
+    d = u.shape[-2]
+    w, v = np.linalg.eigh((u * lam) @ u.T + (rho + eps) * np.eye(d))
+    return (v * w ** (-1.0 / p)) @ v.T
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_root_times_dense_sketched_and_identity(rng, backend):
+    m, n = 12, 7
+    g = rng.standard_normal((m, n))
+    a = rng.standard_normal((m, m))
+    left_root, _ = lc.inverse_root(a @ a.T, 4, eps=1e-3)
+    sketch = lc.fd_init(n, 3, dtype=np.float64)
+    sketch, _ = lc.fd_update(sketch, factor=rng.standard_normal((n, 5)))
+    dense_right = _dense_compensated_root(sketch, 4, 1e-3)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        g, left_root = jnp.asarray(g), jnp.asarray(left_root)
+        sketch = lc.FDState(*(jnp.asarray(x) for x in sketch))
+    want = np.asarray(left_root) @ np.asarray(g) @ dense_right
+    got = lc.root_times(g, left_root, sketch, p=4, eps=1e-3)
+    # Factored vs dense application of the same root: float64 rounding of a few products of
+    # 12 x 12 matrices with entries O(1) (kappa of the compensated sketch <= ||S|| / eps ~ 1e4,
+    # whose 4th root is 10).
+    np.testing.assert_allclose(np.asarray(got), want, atol=64 * m * np.finfo(np.float64).eps * 10 * np.abs(want).max())
+    np.testing.assert_allclose(np.asarray(lc.root_times(g)), np.asarray(g))
+    np.testing.assert_allclose(np.asarray(lc.root_times(g, right=sketch, p=4, eps=1e-3)),
+                               np.asarray(g) @ dense_right, atol=1e-12 * np.abs(want).max() + 1e-12)
+
+
+def test_root_times_batched_and_errors(rng):
+    g = rng.standard_normal((3, 5, 4))
+    left = np.broadcast_to(np.eye(5), (3, 5, 5)) * 2.0
+    np.testing.assert_allclose(lc.root_times(g, left), 2.0 * g)
+    with pytest.raises(ValueError, match="left must have shape"):
+        lc.root_times(g, np.eye(4))
+    with pytest.raises(ValueError, match="p= and eps="):
+        lc.root_times(g, right=lc.fd_init(4, 2))
+    with pytest.raises(ValueError, match="sketches d = 6"):
+        lc.root_times(g, right=lc.fd_init(6, 2), p=2, eps=1e-3)
