@@ -450,3 +450,40 @@ def test_jit_equals_eager(rng):
         u1, s1 = opt.update(jnp.asarray(g), s1, params)
         u2, s2 = jax.jit(opt.update)(jnp.asarray(g), s2, params)
         np.testing.assert_allclose(np.asarray(u1), np.asarray(u2), rtol=1e-12, atol=1e-15)
+
+
+def test_failed_root_keeps_the_previous_preconditioner(rng, monkeypatch):
+    """The roots' fallback chain ends at the previous root: a failing inverse_root (injected
+    here; with finite statistics the real chain's eigh does not fail) must leave the cached root
+    unchanged, count the failure and keep the update finite."""
+    import linalg_core
+    from linalg_core import ROOT_METHODS, ROOT_STATUS, RootInfo
+
+    grads = _stream(rng, (6, 5), 3)
+    real = linalg_core.inverse_root
+    calls = {"n": 0}
+
+    def flaky(a, p, *, prev=None, **kw):
+        calls["n"] += 1
+        root, info = real(a, p, prev=prev, **kw)
+        if calls["n"] <= 2:  # the first computation (left and right roots) works
+            return root, info
+        batch = a.shape[:-2]
+        failed = RootInfo(info.residual, info.iterations, jnp.zeros(batch, bool),
+                          jnp.full(batch, ROOT_METHODS["previous"], jnp.int32),
+                          jnp.full(batch, ROOT_STATUS["failed"], jnp.int32), info.lambda_max, info.ridge)
+        return prev, failed
+
+    monkeypatch.setattr(linalg_core, "inverse_root", flaky)
+    opt = optim.scale_by_shampoo(graft="none", block_size=8)
+    params = jnp.zeros((6, 5))
+    state = opt.init(params)
+    u1, state = opt.update(jnp.asarray(grads[0]), state, params)   # roots computed
+    roots_after_first = [np.asarray(r) for r in state.leaves[0].cache]
+    u2, state = opt.update(jnp.asarray(grads[1]), state, params)   # roots "fail"
+    for kept, now in zip(roots_after_first, state.leaves[0].cache):
+        np.testing.assert_array_equal(np.asarray(now), kept)
+    assert int(state.diagnostics.failures) == 2  # left and right root of the one block
+    np.testing.assert_allclose(np.asarray(u2), roots_after_first[0][0] @ grads[1] @ roots_after_first[1][0],
+                               rtol=1e-12)
+    assert np.all(np.isfinite(np.asarray(u2)))
