@@ -25,7 +25,7 @@ ffi::Error split_matrix(const ffi::AnyBuffer& buf, const char* name, BatchMatrix
     return ffi::Error::InvalidArgument(std::string(name) + " must have at least 2 dimensions");
   }
   *m = BatchMatrix{};
-  for (size_t i = 0; i + 2 < dims.size(); ++i) m->batch *= dims[i];
+  m->batch = leading_count(buf, 2);
   m->rows = dims[dims.size() - 2];
   m->cols = dims[dims.size() - 1];
   return ffi::Error::Success();
@@ -37,13 +37,6 @@ ffi::Error split_matrix(const ffi::AnyBuffer& buf, const char* name, BatchMatrix
     ffi::Error lc_error_ = (expr);       \
     if (lc_error_.failure()) return lc_error_; \
   } while (0)
-
-int64_t leading_count(const ffi::AnyBuffer& buf, size_t trailing) {
-  auto dims = buf.dimensions();
-  int64_t n = 1;
-  for (size_t i = 0; i + trailing < dims.size(); ++i) n *= dims[i];
-  return n;
-}
 
 ffi::Error check_batch(int64_t expected, int64_t got, const char* name) {
   if (expected == got) return ffi::Error::Success();

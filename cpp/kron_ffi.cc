@@ -18,8 +18,7 @@ ffi::Error shape_of(const ffi::AnyBuffer& samples, int64_t steps, kron::Shape* s
   s->m = d[r - 2];
   s->n = d[r - 1];
   s->steps = static_cast<int>(steps);
-  s->batch = 1;
-  for (size_t i = 0; i + 3 < r; ++i) s->batch *= d[i];
+  s->batch = leading_count(samples, 3);
   return ffi::Error::Success();
 }
 

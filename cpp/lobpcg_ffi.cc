@@ -25,8 +25,7 @@ ffi::Error LobpcgImpl(ffi::AnyBuffer a, ffi::AnyBuffer x0, ffi::Result<ffi::AnyB
     return ffi::Error::InvalidArgument("lobpcg: a (..., n, n) and x0 (..., n, m) expected");
   }
   const int n = static_cast<int>(da[r - 1]), m = static_cast<int>(dx[r - 1]);
-  int64_t batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) batch *= da[i];
+  const int64_t batch = leading_count(a, 2);
   lobpcg::Options o;
   o.k = static_cast<int>(k);
   o.max_iters = static_cast<int>(max_iters);

@@ -29,8 +29,7 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
   }
   roots::Shape shape;
   shape.n = dims[dims.size() - 1];
-  shape.batch = 1;
-  for (size_t i = 0; i + 2 < dims.size(); ++i) shape.batch *= dims[i];
+  shape.batch = leading_count(a, 2);
   roots::Options o;
   o.p = p;
   o.eps = eps;

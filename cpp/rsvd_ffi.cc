@@ -26,8 +26,7 @@ ffi::Error rsvd_shape(const ffi::AnyBuffer& a, const ffi::AnyBuffer& omega,
   s->probes = dp[r - 1];
   s->k = k;
   s->power_iters = static_cast<int>(power_iters);
-  s->batch = 1;
-  for (size_t i = 0; i + 2 < r; ++i) s->batch *= da[i];
+  s->batch = leading_count(a, 2);
   if (dw[r - 2] != s->n || dp[r - 2] != s->n) {
     return ffi::Error::InvalidArgument("randomized svd/eigh: omega and probes need n rows");
   }

@@ -23,13 +23,12 @@ ffi::Error UpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer coeffs, ffi::AnyBuffe
     return ffi::Error::InvalidArgument(
         "shared_basis_update: basis (...,b,k), coeffs (...,m,k,k), escaped (...,m), grads (...,m,b), y0 (...,b,s)");
   }
-  int64_t batch = 1;
   for (size_t i = 0; i < nb; ++i) {
     if (dc[i] != db[i] || dg[i] != db[i] || dy[i] != db[i]) {
       return ffi::Error::InvalidArgument("shared_basis_update: batch axes differ between operands");
     }
-    batch *= db[i];
   }
+  const int64_t batch = leading_count(basis, 2);
   shared_basis::Shape s;
   s.blocks = dg[nb];
   s.dim = dg[nb + 1];
