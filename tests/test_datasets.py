@@ -93,10 +93,23 @@ def test_real_mnist():
     assert data.y_train[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]
 
 
-def test_real_fashion_mnist():
-    if not datasets.FASHION_DIR.exists():
-        pytest.skip("dataset-fashion-mnist is not installed (Debian package)")
-    data = datasets.fashion_mnist()
-    assert data.x_train.shape == (60000, 28, 28) and data.x_test.shape == (10000, 28, 28)
-    assert all(a.dtype == np.uint8 for a in data)
-    assert set(np.unique(data.y_test)) == set(range(10)) and data.x_test.max() == 255
+def test_fashion_mnist_directory_layout(tmp_path, rng):
+    """The Debian package's file names (gzipped) and plain ones, read from a directory written
+    here; the real package is optional (the training suite reads it when installed)."""
+    images = {"train": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+              "t10k": rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)}
+    labels = {"train": rng.integers(0, 10, 6, dtype=np.uint8), "t10k": rng.integers(0, 10, 2, dtype=np.uint8)}
+    for part in ("train", "t10k"):
+        (tmp_path / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images[part])))
+        (tmp_path / f"{part}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels[part]))
+    data = datasets.fashion_mnist(tmp_path)
+    np.testing.assert_array_equal(data.x_train, images["train"])
+    np.testing.assert_array_equal(data.y_train, labels["train"])
+    np.testing.assert_array_equal(data.x_test, images["t10k"])
+    np.testing.assert_array_equal(data.y_test, labels["t10k"])
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels"):
+        datasets.fashion_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(labels["train"]))
+    with pytest.raises(ValueError, match="labels must be"):
+        datasets.fashion_mnist(tmp_path)
