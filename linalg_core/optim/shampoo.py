@@ -127,11 +127,8 @@ def scale_by_shampoo(
         return out[0], out[1], bad
 
     def block_step(stats, cache, g, lay, ctx):
-        left, right = stats
-        upd_left, upd_right = new_statistics(left, right, g)
         do_stats = transform.every(ctx.count, int(statistics_every))
-        left = jnp.where(do_stats, upd_left, left)
-        right = jnp.where(do_stats, upd_right, right)
+        left, right = jax.lax.cond(do_stats, lambda st: new_statistics(*st, g), lambda st: st, tuple(stats))
         scale = 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(g.dtype))
 
         def compute(operands):

@@ -116,11 +116,18 @@ def inverse_root(a, previous, *, p, eps, eps_relative, pinv_threshold, method, m
         requested = _EIGH if n <= AUTO_EIGH_MAX_N or pinv_threshold > 0 else _NEWTON3
     else:
         requested = method
-    e_root, e_lmax, e_ridge, e_ok = _eigh_root(safe, p, eps, eps_relative, pinv_threshold)
     minus_one = jnp.full(batch, -1.0, a.dtype)
+
+    def eigh_root():
+        return _eigh_root(safe, p, eps, eps_relative, pinv_threshold)
+
     if requested in (_NEWTON, _NEWTON3):
         i_root, i_res, i_lmax, i_ridge, iters, i_ok = _iterate(
             safe, p, eps, eps_relative, pinv_threshold, requested == _NEWTON3, max_iters, tol, accept)
+        # The eigh fallback only when some iteration failed (under vmap both branches run).
+        skipped = (jnp.zeros_like(a), jnp.zeros(batch, a.dtype), jnp.zeros(batch, a.dtype),
+                   jnp.zeros(batch, bool))
+        e_root, e_lmax, e_ridge, e_ok = jax.lax.cond(jnp.all(i_ok), lambda: skipped, eigh_root)
         use_iter = i_ok[..., None, None]
         root = jnp.where(use_iter, i_root, e_root)
         residual = jnp.where(i_ok, i_res, minus_one)
@@ -130,6 +137,7 @@ def inverse_root(a, previous, *, p, eps, eps_relative, pinv_threshold, method, m
         ok = i_ok | e_ok
         status = jnp.where(i_ok, _OK, _FELL_BACK)
     else:
+        e_root, e_lmax, e_ridge, e_ok = eigh_root()
         root, residual, lmax, ridge = e_root, minus_one, e_lmax, e_ridge
         iters = jnp.zeros(batch, jnp.int32)
         used = jnp.full(batch, _EIGH)
