@@ -129,7 +129,7 @@ def scale_by_shampoo(
     def block_step(stats, cache, g, lay, ctx):
         do_stats = transform.every(ctx.count, int(statistics_every))
         left, right = jax.lax.cond(do_stats, lambda st: new_statistics(*st, g), lambda st: st, tuple(stats))
-        scale = 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(g.dtype))
+        scale = transform.bias_correction(b2, ctx, g.dtype)
 
         def compute(operands):
             root_l, root_r, bad = distribute.map_blocks(roots, *operands, mesh=mesh, axis=mesh_axis)

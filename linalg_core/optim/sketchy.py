@@ -69,10 +69,6 @@ def _fd_step(states: tuple, factors: tuple, *, beta: float, mesh: Any, axis: Any
     return distribute.map_blocks(run, states, factors, mesh=mesh, axis=axis)
 
 
-def _bias(b2: float, ctx: Any, dtype: Any) -> Any:
-    return 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(dtype))
-
-
 def scale_by_sketchy_shampoo(
     *,
     rank: int = 256,
@@ -117,7 +113,7 @@ def scale_by_sketchy_shampoo(
 
         do_stats = transform.every(ctx.count, int(statistics_every))
         (left, right), fails = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
-        bias = _bias(b2, ctx, g.dtype)
+        bias = transform.bias_correction(b2, ctx, g.dtype)
         opts = dict(p=p, eps=eps, relative=eps_mode == "relative", bias=bias)
         y = _apply_root(left, g, **opts)
         pre = jnp.swapaxes(_apply_root(right, jnp.swapaxes(y, -1, -2), **opts), -1, -2)
@@ -220,7 +216,7 @@ def scale_by_sketchy_adagrad(
     def block_step(stats, cache, g, lay, ctx):
         (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=mesh, axis=mesh_axis)
         pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative",
-                          bias=_bias(b2, ctx, g.dtype))
+                          bias=transform.bias_correction(b2, ctx, g.dtype))
         return (sketch,), cache, pre, jnp.sum(bad)
 
     return transform.matrix_preconditioner(

@@ -145,6 +145,11 @@ def compute_dtype(dtype: Any) -> Any:
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
+def bias_correction(b2: float, ctx: Context, dtype: Any) -> Any:
+    """``1 / (1 - b2^t)`` for the EMA of ``t = ctx.accepted`` finite steps; 1 when ``b2 = 1`` (sums)."""
+    return 1.0 if b2 == 1.0 else 1.0 / (1.0 - b2 ** ctx.accepted.astype(dtype))
+
+
 def every(ctx_count: Any, period: int, offset: int = 1) -> Any:
     """True on calls ``offset, offset + period, ...`` (``ctx_count`` is 1-based)."""
     return (ctx_count >= offset) & ((ctx_count - offset) % period == 0)
