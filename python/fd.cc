@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "arrays.h"
 #include "fd.h"
 
 namespace py = pybind11;
@@ -12,15 +13,8 @@ namespace py = pybind11;
 namespace linalg_core {
 namespace {
 
-template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
-
 std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
-}
-
-std::vector<py::ssize_t> batch_shape(const py::array& a, int trailing) {
-  return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim() - trailing);
 }
 
 template <typename T>

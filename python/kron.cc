@@ -5,15 +5,13 @@
 
 #include <vector>
 
+#include "arrays.h"
 #include "kron.h"
 
 namespace py = pybind11;
 
 namespace linalg_core {
 namespace {
-
-template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
 
 template <typename T>
 kron::Shape shape_of(const carray<T>& s, int steps) {
@@ -27,18 +25,12 @@ kron::Shape shape_of(const carray<T>& s, int steps) {
   return sh;
 }
 
-std::vector<py::ssize_t> batch_with(const py::array& s, std::vector<py::ssize_t> tail) {
-  std::vector<py::ssize_t> dims(s.shape(), s.shape() + s.ndim() - 3);
-  dims.insert(dims.end(), tail.begin(), tail.end());
-  return dims;
-}
-
 template <typename T>
 py::tuple approx_impl(const py::array& samples_in, int steps) {
   auto samples = carray<T>::ensure(samples_in);
   kron::Shape s = shape_of(samples, steps);
-  carray<T> left(batch_with(samples, {s.m, s.m})), right(batch_with(samples, {s.n, s.n})),
-      sigma(batch_with(samples, {})), change(batch_with(samples, {}));
+  carray<T> left(batch_shape(samples, 3, {s.m, s.m})), right(batch_shape(samples, 3, {s.n, s.n})),
+      sigma(batch_shape(samples, 3, {})), change(batch_shape(samples, 3, {}));
   kron::Args<T> a{samples.data(), left.mutable_data(), right.mutable_data(), sigma.mutable_data(),
                   change.mutable_data()};
   bool ok;
@@ -56,7 +48,7 @@ py::array cosine_impl(const py::array& samples_in, const py::array& left_in, con
   auto left = carray<T>::ensure(left_in);
   auto right = carray<T>::ensure(right_in);
   kron::Shape s = shape_of(samples, 1);
-  carray<T> out(batch_with(samples, {}));
+  carray<T> out(batch_shape(samples, 3, {}));
   {
     py::gil_scoped_release release;
     kron::cosine<T>(s, samples.data(), left.data(), right.data(), out.mutable_data());

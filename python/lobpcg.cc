@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lapack.h"
+#include "arrays.h"
 #include "lobpcg.h"
 #include "parallel.h"
 
@@ -17,21 +18,13 @@ namespace linalg_core {
 namespace {
 
 template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
-
-template <typename T>
 py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int max_iters,
               double tol, int guard, bool callable) {
   auto x0 = carray<T>::ensure(x0_in);
   const int r = static_cast<int>(x0.ndim());
   const int n = static_cast<int>(x0.shape(r - 2)), m = static_cast<int>(x0.shape(r - 1));
-  std::vector<py::ssize_t> batch(x0.shape(), x0.shape() + r - 2);
   const int64_t count = x0.size() / (static_cast<int64_t>(n) * m);
-  auto with = [&](std::vector<py::ssize_t> tail) {
-    std::vector<py::ssize_t> dims = batch;
-    dims.insert(dims.end(), tail.begin(), tail.end());
-    return dims;
-  };
+  auto with = [&](const std::vector<py::ssize_t>& tail) { return batch_shape(x0, 2, tail); };
   carray<T> w(with({k})), v(with({n, k})), res(with({k}));
   py::array_t<int32_t> iters(with({})), status(with({})), dense(with({}));
   lobpcg::Options o;

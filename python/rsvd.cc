@@ -5,15 +5,13 @@
 
 #include <vector>
 
+#include "arrays.h"
 #include "rsvd.h"
 
 namespace py = pybind11;
 
 namespace linalg_core {
 namespace {
-
-template <typename T>
-using carray = py::array_t<T, py::array::c_style>;
 
 template <typename T>
 rsvd::Shape shape_of(const carray<T>& a, const carray<T>& omega, const carray<T>& probes, int k,
@@ -30,20 +28,14 @@ rsvd::Shape shape_of(const carray<T>& a, const carray<T>& omega, const carray<T>
   return s;
 }
 
-std::vector<py::ssize_t> with(const py::array& a, std::vector<py::ssize_t> tail) {
-  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim() - 2);
-  dims.insert(dims.end(), tail.begin(), tail.end());
-  return dims;
-}
-
 template <typename T>
 py::tuple svd_impl(const py::array& a_in, const py::array& omega_in, const py::array& probes_in,
                    int k, int power_iters) {
   auto a = carray<T>::ensure(a_in), omega = carray<T>::ensure(omega_in),
        probes = carray<T>::ensure(probes_in);
   rsvd::Shape s = shape_of(a, omega, probes, k, power_iters);
-  carray<T> u(with(a, {s.m, s.k})), sv(with(a, {s.k})), vt(with(a, {s.k, s.n})), err(with(a, {}));
-  py::array_t<int32_t> status(with(a, {}));
+  carray<T> u(batch_shape(a, 2, {s.m, s.k})), sv(batch_shape(a, 2, {s.k})), vt(batch_shape(a, 2, {s.k, s.n})), err(batch_shape(a, 2, {}));
+  py::array_t<int32_t> status(batch_shape(a, 2, {}));
   rsvd::SvdArgs<T> args{a.data(), omega.data(), probes.data(), u.mutable_data(), sv.mutable_data(),
                         vt.mutable_data(), err.mutable_data(), status.mutable_data()};
   bool ok;
@@ -62,8 +54,8 @@ py::tuple eigh_impl(const py::array& a_in, const py::array& omega_in, const py::
        probes = carray<T>::ensure(probes_in);
   rsvd::Shape s = shape_of(a, omega, probes, k, power_iters);
   s.nystrom = nystrom;
-  carray<T> w(with(a, {s.k})), v(with(a, {s.n, s.k})), err(with(a, {}));
-  py::array_t<int32_t> status(with(a, {})), method(with(a, {}));
+  carray<T> w(batch_shape(a, 2, {s.k})), v(batch_shape(a, 2, {s.n, s.k})), err(batch_shape(a, 2, {}));
+  py::array_t<int32_t> status(batch_shape(a, 2, {})), method(batch_shape(a, 2, {}));
   rsvd::EighArgs<T> args{a.data(), omega.data(), probes.data(), w.mutable_data(), v.mutable_data(),
                          err.mutable_data(), status.mutable_data(), method.mutable_data()};
   bool ok;
