@@ -108,7 +108,9 @@ def main(argv: Sequence[str]) -> int:
         path = args.out / f"{suite}.json"
         path.write_text(json.dumps(result, indent=2, default=float))
         summarize = getattr(module, "summarize", None)
-        summaries.append(summarize(result, args.out) if summarize else report.write_suite(suite, result, args.out))
+        section = summarize(result, args.out) if summarize else report.write_suite(suite, result, args.out)
+        (args.out / f"{suite}.md").write_text(section + "\n")  # read back by _isolated
+        summaries.append(section)
         log(f"wrote {path}")
     (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
     log(f"\nsummary: {args.out / 'summary.md'}")
@@ -122,8 +124,6 @@ def _isolated(suites: Sequence[str], args: argparse.Namespace) -> int:
     comparison run alone (randomized SVD vs sklearn), so each suite gets a clean process."""
     import subprocess
 
-    from bench import report
-
     failed = []
     for suite in suites:
         cmd = [sys.executable, "-m", "bench", "--only", suite, "--out", str(args.out)]
@@ -133,14 +133,11 @@ def _isolated(suites: Sequence[str], args: argparse.Namespace) -> int:
             failed.append(suite)
     summaries = []
     for suite in suites:
-        path = args.out / f"{suite}.json"
-        if suite in failed or not path.exists():
+        section = args.out / f"{suite}.md"  # each child's summary section (and its plots)
+        if suite in failed or not section.exists():
             summaries.append(f"### {suite}: FAILED (see the log)")
             continue
-        result = json.loads(path.read_text())
-        module = __import__(f"bench.bench_{suite}", fromlist=["run"])
-        summarize = getattr(module, "summarize", None)
-        summaries.append(summarize(result, args.out) if summarize else report.write_suite(suite, result, args.out))
+        summaries.append(section.read_text().rstrip("\n"))
     (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
     log(f"\nsummary: {args.out / 'summary.md'}" + (f"; failed suites: {failed}" if failed else ""))
     return 1 if failed else 0
