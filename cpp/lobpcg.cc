@@ -52,9 +52,13 @@ class Solver {
     gemm<T>("T", "N", cols, cols, n_, T(1), s, n_, s, n_, T(0), g, cols);
     if (!eigh_inplace(cols, g, w_.data(), work_, iwork_)) return -1;
     const T top = std::max(w_[cols - 1], T(0));
-    // Directions whose squared length relative to the largest is below eps^(2/3) carry no usable
-    // information after rounding (their orthogonalisation error would be ~ eps / sqrt(d)).
-    const T drop = top * std::pow(eps_, T(2) / T(3));
+    // Directions whose squared length relative to the largest is below 100 eps are lost to the
+    // Gram matrix's rounding (its eigenvalues carry absolute errors ~ eps top). Anything above is
+    // kept: the first pass leaves an orthogonality error ~ eps top / d <= 1e-2 and the second
+    // pass removes it. (A cut at eps^(2/3) dropped real directions: a residual block holding an
+    // eigenvector of A at 1e-6 relative, next to a dominant one, lost it and a pair at 1e-6
+    // converged falsely onto the null space.)
+    const T drop = top * T(100) * eps_;
     int kept = 0;
     for (int j = cols - 1; j >= 0; --j) {  // largest first
       if (!(w_[j] > drop)) break;

@@ -10,6 +10,8 @@
 #include "eigh_workspace.h"
 #include "lapack.h"
 #include "parallel.h"
+#include "small_eigh.h"
+#include "small_eigh.h"
 
 namespace linalg_core::shared_basis {
 namespace {
@@ -86,9 +88,34 @@ void small_matvecs(int k, int m, const T* mats, const T* in, T* out, bool transp
   }
 }
 
+// out = V diag(f) V^T (k x k, column-major) for one block: the lower triangle by column axpys,
+// then mirrored (no BLAS call: a 32 x 32 GEMM costs more in call overhead than in flops).
+template <typename T>
+void scaled_gram(int k, const T* v, const T* f, T* out) {
+  std::fill(out, out + sz(k, k), T(0));
+  for (int j = 0; j < k; ++j) {
+    const T* vj = v + sz(j, k);
+    for (int c = 0; c < k; ++c) {
+      const T coef = f[j] * vj[c];
+      T* oc = out + sz(c, k);
+      for (int r = c; r < k; ++r) oc[r] += coef * vj[r];
+    }
+  }
+  for (int c = 0; c < k; ++c) {
+    for (int r = c + 1; r < k; ++r) out[c + sz(r, k)] = out[r + sz(c, k)];
+  }
+}
+
+template <typename T>
+void transpose_inplace(int k, T* a) {
+  for (int c = 0; c < k; ++c) {
+    for (int r = c + 1; r < k; ++r) std::swap(a[r + sz(c, k)], a[c + sz(r, k)]);
+  }
+}
+
 template <typename T>
 struct BlockScratch {
-  std::vector<T> t, rt, v, w, x, y, z, work;
+  std::vector<T> t, w, work;
   std::vector<int> iwork;
 };
 
@@ -101,40 +128,45 @@ bool update(const Shape& sh, const Args<T>& a) {
   if (m < 1 || b < 1 || k < 1 || k > b || s < k || s > b || sh.power_iters < 0) return false;
   ScopedBlasThreads single(1);  // all threading is ours (see gemm above)
   const T one = T(1), zero = T(0);
-  // Column-major working copies: B_old (b x k), G^T (b x m: column i is g_i).
-  std::vector<T> B_old(sz(b, k)), Gt(a.grads, a.grads + sz(m, b));
+  const int workers = batch_workers(m, k);  // per-block problems are k x k
+  // Column-major views: G (b x m, column i is g_i) is the row-major m x b input itself.
+  const T* G = a.grads;
+  std::vector<T> B_old(sz(b, k));
   for (int i = 0; i < b; ++i) {
     for (int j = 0; j < k; ++j) B_old[i + sz(j, b)] = a.basis[sz(i, k) + j];
   }
   const T* R = a.coeffs;  // m blocks of k x k (symmetric): the column-major k x (k m) [R_1 ...]
-  // p_i = B R_i B^T g_i: C = B^T G (k x m), Q = [R_i c_i] (k x m), P = B Q (b x m).
-  std::vector<T> C(sz(k, m)), Q(sz(k, m)), P(sz(b, m)), S(sz(k, k)), gsq(m);
-  gemm<T>("T", "N", k, m, b, one, B_old.data(), b, Gt.data(), b, zero, C.data(), k);
-  small_matvecs(k, m, R, C.data(), Q.data(), false);
-  for (int i = 0; i < m; ++i) {
+  // C = B^T G (k x m), Q = [R_i c_i] (k x m), |g_i|^2, S = sum_i R_i R_i^T.
+  std::vector<T> C(sz(k, m)), Q(sz(k, m)), S(sz(k, k)), gsq(m);
+  gemm<T>("T", "N", k, m, b, one, B_old.data(), b, G, b, zero, C.data(), k);
+  parallel_for(m, workers, [&](int, int64_t blk) {
+    const int i = static_cast<int>(blk);
+    small_matvecs(k, 1, R + sz(i, sz(k, k)), C.data() + sz(i, k), Q.data() + sz(i, k), false);
+    const T* gi = G + sz(i, b);
     double n2 = 0.0;
-    for (int e = 0; e < b; ++e) n2 += static_cast<double>(Gt[sz(i, b) + e]) * Gt[sz(i, b) + e];
+#pragma omp simd reduction(+ : n2)
+    for (int e = 0; e < b; ++e) n2 += static_cast<double>(gi[e]) * gi[e];
     gsq[i] = static_cast<T>(n2);
-  }
-  gemm<T>("N", "N", b, m, k, one, B_old.data(), b, Q.data(), k, zero, P.data(), b);
-  // S = sum_i R_i R_i^T: one GEMM over the stacked coefficients.
+  });
   const int km = k * m;
   gemm<T>("N", "T", k, k, km, one, R, k, R, k, zero, S.data(), k);
 
-  // A Y for Y (b x s), through the expansion.
-  std::vector<T> t1(sz(k, s)), t2(sz(k, s)), gy(sz(m, s)), py(sz(m, s));
+  // A Y for Y (b x s) through the expansion: with t = B^T Y (k x s) and gy = G^T Y (m x s),
+  //   A Y = B (S t + Q gy) + G (Q^T t + diag(|g_i|^2) gy),
+  // since sum_i p_i g_i^T Y = B Q gy and sum_i g_i p_i^T Y = G Q^T t for p_i = B R_i B^T g_i
+  // = B q_i: two b x m x s products per application; P is never formed.
+  std::vector<T> t1(sz(k, s)), t2(sz(k, s)), gy(sz(m, s)), zy(sz(m, s));
   auto apply_a = [&](const T* Y, T* AY) {
     gemm<T>("T", "N", k, s, b, one, B_old.data(), b, Y, b, zero, t1.data(), k);
-    gemm<T>("N", "N", k, s, k, one, S.data(), k, t1.data(), k, zero, t2.data(), k);
-    gemm<T>("N", "N", b, s, k, one, B_old.data(), b, t2.data(), k, zero, AY, b);
-    gemm<T>("T", "N", m, s, b, one, Gt.data(), b, Y, b, zero, gy.data(), m);
-    gemm<T>("T", "N", m, s, b, one, P.data(), b, Y, b, zero, py.data(), m);
-    gemm<T>("N", "N", b, s, m, one, P.data(), b, gy.data(), m, one, AY, b);
-    gemm<T>("N", "N", b, s, m, one, Gt.data(), b, py.data(), m, one, AY, b);
+    gemm<T>("T", "N", m, s, b, one, G, b, Y, b, zero, gy.data(), m);
+    gemm<T>("T", "N", m, s, k, one, Q.data(), k, t1.data(), k, zero, zy.data(), m);
     for (int j = 0; j < s; ++j) {
-      for (int i = 0; i < m; ++i) gy[i + sz(j, m)] *= gsq[i];
+      for (int i = 0; i < m; ++i) zy[i + sz(j, m)] += gsq[i] * gy[i + sz(j, m)];
     }
-    gemm<T>("N", "N", b, s, m, one, Gt.data(), b, gy.data(), m, one, AY, b);
+    gemm<T>("N", "N", k, s, k, one, S.data(), k, t1.data(), k, zero, t2.data(), k);
+    gemm<T>("N", "N", k, s, m, one, Q.data(), k, gy.data(), m, one, t2.data(), k);
+    gemm<T>("N", "N", b, s, k, one, B_old.data(), b, t2.data(), k, zero, AY, b);
+    gemm<T>("N", "N", b, s, m, one, G, b, zy.data(), m, one, AY, b);
   };
 
   // Y0 (row-major b x s) -> column-major, orthonormalised; power iterations; Rayleigh-Ritz.
@@ -149,7 +181,7 @@ bool update(const Shape& sh, const Args<T>& a) {
     std::swap(Y, AY);
     if (!orthonormalise(Y.data(), b, s, tau, work)) return false;
   }
-  apply_a(Y.data(), AY.data());
+  apply_a(Y.data(), AY.data());  // leaves gy = G^T Y for H below
   gemm<T>("T", "N", s, s, b, one, Y.data(), b, AY.data(), b, zero, ts.data(), s);
   for (int j = 0; j < s; ++j) {
     for (int i = 0; i < j; ++i) ts[i + sz(j, s)] = ts[j + sz(i, s)] = T(0.5) * (ts[i + sz(j, s)] + ts[j + sz(i, s)]);
@@ -162,66 +194,64 @@ bool update(const Shape& sh, const Args<T>& a) {
     for (int j = 0; j < k; ++j) a.basis_out[sz(i, k) + j] = B[i + sz(j, b)];
   }
 
-  // E = B_new^T B_old (k x k), H = B_new^T G (k x m).
+  // E = B_new^T B_old (k x k); H = B_new^T G = W^T (G^T Y)^T (k x m), from gy.
   std::vector<T> E(sz(k, k)), H(sz(k, m));
   gemm<T>("T", "N", k, k, b, one, B.data(), b, B_old.data(), b, zero, E.data(), k);
-  gemm<T>("T", "N", k, m, b, one, B.data(), b, Gt.data(), b, zero, H.data(), k);
+  gemm<T>("T", "T", k, m, s, one, W.data(), s, gy.data(), m, zero, H.data(), k);
 
-  const int workers = batch_workers(m, k);  // per-block problems are k x k
+  // E R_i E^T for all blocks in two GEMMs: U = E [R_1 ... R_m] holds E R_i; its blocks
+  // transposed are R_i E^T, and E [R_1 E^T ... R_m E^T] = [E R_1 E^T ...] (into vecs).
+  std::vector<T> vecs(sz(m, sz(k, k))), shifted(sz(m, k));
+  {
+    std::vector<T> U(sz(m, sz(k, k)));
+    gemm<T>("N", "N", k, km, k, one, E.data(), k, R, k, zero, U.data(), k);
+    parallel_for(m, workers, [&](int, int64_t blk) { transpose_inplace(k, U.data() + sz(blk, sz(k, k))); });
+    gemm<T>("N", "N", k, km, k, one, E.data(), k, U.data(), k, zero, vecs.data(), k);
+  }
   std::vector<BlockScratch<T>> scratch(std::max(1, std::min(workers, m)));
   for (auto& sc : scratch) {
     sc.t.resize(sz(k, k));
-    sc.rt.resize(sz(k, k));
     sc.w.resize(k);
-    sc.x.resize(b);
-    sc.y.resize(b);
-    sc.z.resize(k);
-    sc.v.resize(k);
   }
   std::vector<char> ok(m, 1);
-  std::vector<T> vecs(sz(m, sz(k, k))), shifted(sz(m, k));
   parallel_for(m, workers, [&](int worker, int64_t blk) {
     BlockScratch<T>& sc = scratch[worker];
     const int i = static_cast<int>(blk);
-    const T* Ri = R + sz(i, sz(k, k));
     const T* hi = H.data() + sz(i, k);
-    // R~ = E R_i E^T + h h^T.
-    gemm<T>("N", "N", k, k, k, one, E.data(), k, Ri, k, zero, sc.t.data(), k);
-    gemm<T>("N", "T", k, k, k, one, sc.t.data(), k, E.data(), k, zero, sc.rt.data(), k);
+    T* rt = vecs.data() + sz(i, sz(k, k));  // R~ = E R_i E^T + h h^T, then its eigenvectors
     for (int c = 0; c < k; ++c) {
-      for (int r = 0; r < k; ++r) sc.rt[r + sz(c, k)] += hi[r] * hi[c];
+      for (int r = 0; r < k; ++r) rt[r + sz(c, k)] += hi[r] * hi[c];
     }
     for (int c = 0; c < k; ++c) {
-      for (int r = 0; r < c; ++r) sc.rt[r + sz(c, k)] = sc.rt[c + sz(r, k)] = T(0.5) * (sc.rt[r + sz(c, k)] + sc.rt[c + sz(r, k)]);
+      for (int r = 0; r < c; ++r) rt[r + sz(c, k)] = rt[c + sz(r, k)] = T(0.5) * (rt[r + sz(c, k)] + rt[c + sz(r, k)]);
     }
-    if (!eigh_inplace(k, sc.rt.data(), sc.w.data(), sc.work, sc.iwork)) {
-      ok[i] = 0;
-      return;
+    // small_eigh is ~2.5x faster than syevd at k = 32 (no per-call LAPACK overhead); it declines
+    // (non-convergence) rather than return garbage, and syevd then decides.
+    std::memcpy(sc.t.data(), rt, sz(k, k) * sizeof(T));
+    if (!small_eigh(k, rt, sc.w.data(), sc.work)) {
+      std::memcpy(rt, sc.t.data(), sz(k, k) * sizeof(T));
+      if (!eigh_inplace(k, rt, sc.w.data(), sc.work, sc.iwork)) {
+        ok[i] = 0;
+        return;
+      }
     }
+    // R_i = V diag(w - lmin) V^T; the eigendecomposition stays in vecs / shifted for the direction.
     const T lmin = sc.w[0];
-    // R_i = V diag(w - lmin) V^T.
-    T* Rout = a.coeffs_out + sz(i, sz(k, k));
-    for (int c = 0; c < k; ++c) {
-      const T f = std::max(sc.w[c] - lmin, T(0));
-      for (int r = 0; r < k; ++r) sc.t[r + sz(c, k)] = sc.rt[r + sz(c, k)] * f;
-    }
-    gemm<T>("N", "T", k, k, k, one, sc.t.data(), k, sc.rt.data(), k, zero, Rout, k);
-    for (int c = 0; c < k; ++c) {
-      for (int r = 0; r < c; ++r) Rout[r + sz(c, k)] = Rout[c + sz(r, k)] = T(0.5) * (Rout[r + sz(c, k)] + Rout[c + sz(r, k)]);
-    }
-    // Keep the eigendecomposition of R~ for the direction (R_new = V diag(w - lmin) V^T).
-    std::memcpy(vecs.data() + sz(i, sz(k, k)), sc.rt.data(), sz(k, k) * sizeof(T));
-    for (int j = 0; j < k; ++j) shifted[sz(i, k) + j] = std::max(sc.w[j] - lmin, T(0));
+    T* f = shifted.data() + sz(i, k);
+    for (int j = 0; j < k; ++j) f[j] = std::max(sc.w[j] - lmin, T(0));
+    scaled_gram(k, rt, f, a.coeffs_out + sz(i, sz(k, k)));
   });
   if (!std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; })) return false;
 
   // ||D_i||_2, D_i = B_old R_i B_old^T + g_i g_i^T - B R_i' B^T, by power iteration from
-  // x_i = g_i + (1/(e+2))_e, stopping when every estimate moved by less than 1e-3 relative (at
-  // most mass_iters steps). D_i is symmetric with its range in span(W, r_i), W an orthonormal
+  // x_i = g_i + v, v_e = 1/(e+2), stopping when every estimate moved by less than 1e-3 relative
+  // (at most mass_iters steps). D_i is symmetric with its range in span(W, r_i), W an orthonormal
   // basis of span(B_old, B) (kw <= 2k columns) and r_i = g_i - W W^T g_i, so D_i = P D_i P for
   // the projector P onto that (kw + 1)-dimensional space: the iteration runs on coordinates
   // there, with the same iterates and estimates as in R^b from the projected start, at
-  // O(k^2) per block and step instead of O(b k).
+  // O(k^2) per block and step instead of O(b k). Coordinates of the start: W^T x_i = c_i + W^T v
+  // and r_i^T x_i / |r_i| = (|r_i|^2 + g_i^T v - c_i^T W^T v) / |r_i|, with c_i = W^T g_i and
+  // |r_i|^2 = |g_i|^2 - |c_i|^2 (r_i formed explicitly only where that subtraction cancels).
   const int kw = std::min(2 * k, b);
   std::vector<T> Wsp(sz(b, kw), T(0));
   if (2 * k < b) {
@@ -232,29 +262,41 @@ bool update(const Shape& sh, const Args<T>& a) {
   } else {
     for (int i = 0; i < b; ++i) Wsp[i + sz(i, b)] = T(1);  // the whole space
   }
-  std::vector<T> Cw(sz(kw, m)), Res(Gt), Eo(sz(kw, k)), En(sz(kw, k)), Xw(sz(kw, m)), Yw(sz(kw, m));
-  std::vector<T> Z(sz(k, m)), Z2(sz(k, m)), X0(sz(b, m)), rn(m), xr(m), yr(m);
-  gemm<T>("T", "N", kw, m, b, one, Wsp.data(), b, Gt.data(), b, zero, Cw.data(), kw);       // c_i
-  gemm<T>("N", "N", b, m, kw, -one, Wsp.data(), b, Cw.data(), kw, one, Res.data(), b);      // r_i
+  std::vector<T> Cw(sz(kw, m)), Eo(sz(kw, k)), En(sz(kw, k)), Xw(sz(kw, m)), Yw(sz(kw, m));
+  std::vector<T> Z(sz(k, m)), Z2(sz(k, m)), v(b), wv(kw), gv(m), rn(m), xr(m), yr(m);
+  gemm<T>("T", "N", kw, m, b, one, Wsp.data(), b, G, b, zero, Cw.data(), kw);  // c_i
   gemm<T>("T", "N", kw, k, b, one, Wsp.data(), b, B_old.data(), b, zero, Eo.data(), kw);
   gemm<T>("T", "N", kw, k, b, one, Wsp.data(), b, B.data(), b, zero, En.data(), kw);
-  for (int i = 0; i < m; ++i) {
-    for (int e = 0; e < b; ++e) X0[e + sz(i, b)] = Gt[sz(i, b) + e] + T(1) / static_cast<T>(e + 2);
-  }
-  gemm<T>("T", "N", kw, m, b, one, Wsp.data(), b, X0.data(), b, zero, Xw.data(), kw);       // W^T x_i
-  for (int i = 0; i < m; ++i) {
-    double r2 = 0.0, g2 = 0.0, rx = 0.0;
-    for (int e = 0; e < b; ++e) {
-      const double r = Res[e + sz(i, b)];
-      r2 += r * r;
-      g2 += static_cast<double>(Gt[sz(i, b) + e]) * Gt[sz(i, b) + e];
-      rx += r * X0[e + sz(i, b)];
+  for (int e = 0; e < b; ++e) v[e] = T(1) / static_cast<T>(e + 2);
+  gemm<T>("T", "N", kw, 1, b, one, Wsp.data(), b, v.data(), b, zero, wv.data(), kw);  // W^T v
+  gemm<T>("T", "N", m, 1, b, one, G, b, v.data(), b, zero, gv.data(), m);            // g_i^T v
+  parallel_for(m, workers, [&](int, int64_t blk) {
+    const int i = static_cast<int>(blk);
+    const T* ci = Cw.data() + sz(i, kw);
+    T* xi = Xw.data() + sz(i, kw);
+    double c2 = 0.0, cv = 0.0;
+    for (int e = 0; e < kw; ++e) {
+      c2 += static_cast<double>(ci[e]) * ci[e];
+      cv += static_cast<double>(ci[e]) * wv[e];
+      xi[e] = ci[e] + wv[e];
+    }
+    const double g2 = gsq[i];
+    double r2 = g2 - c2;
+    if (2 * k < b && r2 < 0.5 * g2) {  // cancellation: r_i = g_i - W c_i explicitly
+      std::vector<T> r(G + sz(i, b), G + sz(i + 1, b));
+      for (int e = 0; e < kw; ++e) {
+        const T* we = Wsp.data() + sz(e, b);
+        for (int q = 0; q < b; ++q) r[q] -= ci[e] * we[q];
+      }
+      r2 = 0.0;
+      for (int q = 0; q < b; ++q) r2 += static_cast<double>(r[q]) * r[q];
     }
     // g_i inside span(W) up to rounding: no extra direction.
     const bool outside = 2 * k < b && r2 > 64.0 * b * std::numeric_limits<T>::epsilon() * g2;
-    rn[i] = outside ? static_cast<T>(std::sqrt(r2)) : T(0);
-    xr[i] = outside ? static_cast<T>(rx / std::sqrt(r2)) : T(0);
-  }
+    const double rnorm = outside ? std::sqrt(r2) : 0.0;
+    rn[i] = static_cast<T>(rnorm);
+    xr[i] = outside ? static_cast<T>((r2 + static_cast<double>(gv[i]) - cv) / rnorm) : T(0);
+  });
   std::vector<double> mass(m, 0.0), prev(m, -1.0);
   const T* Rnew = a.coeffs_out;
   for (int it = 0; it < sh.mass_iters; ++it) {
@@ -303,14 +345,14 @@ bool update(const Shape& sh, const Args<T>& a) {
     a.step_mass[i] = static_cast<T>(mass[i]);
     a.escaped_out[i] = static_cast<T>(rho);
     const double c = rho + a.eps, c0 = 1.0 / std::sqrt(c);
-    const T* v = vecs.data() + sz(i, sz(k, k));
-    small_matvecs(k, 1, v, H.data() + sz(i, k), Vt_h.data() + sz(i, k), true);
+    const T* vi = vecs.data() + sz(i, sz(k, k));
+    small_matvecs(k, 1, vi, H.data() + sz(i, k), Vt_h.data() + sz(i, k), true);
     for (int j = 0; j < k; ++j) {
       Vt_h[sz(i, k) + j] = static_cast<T>(Vt_h[sz(i, k) + j] * (1.0 / std::sqrt(static_cast<double>(shifted[sz(i, k) + j]) + c) - c0));
     }
-    small_matvecs(k, 1, v, Vt_h.data() + sz(i, k), Zd.data() + sz(i, k), false);
+    small_matvecs(k, 1, vi, Vt_h.data() + sz(i, k), Zd.data() + sz(i, k), false);
     T* u = a.direction + sz(i, b);
-    const T* gi = Gt.data() + sz(i, b);
+    const T* gi = G + sz(i, b);
     for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0 * gi[e]);
   });
   // u (row-major m x b = column-major b x m) -= B Zd.

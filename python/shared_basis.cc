@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "shared_basis.h"
+#include "small_eigh.h"
 
 namespace py = pybind11;
 
@@ -35,6 +36,39 @@ py::tuple update_impl(const py::array& basis_in, const py::array& coeffs_in, con
   return py::make_tuple(basis_out, coeffs_out, escaped_out, direction, step, ok);
 }
 
+// Eigendecompositions of a C-contiguous stack (..., n, n) of symmetric matrices with the
+// kernel-internal small_eigh (exposed for its tests and benchmark only). Returns ascending
+// eigenvalues (..., n), eigenvectors as columns (..., n, n) and a per-matrix success flag.
+template <typename T>
+py::tuple small_eigh_impl(const py::array& a_in) {
+  using carray = py::array_t<T, py::array::c_style>;
+  auto a = carray::ensure(a_in);
+  const int nd = static_cast<int>(a.ndim());
+  const py::ssize_t n = a.shape(nd - 1);
+  std::vector<py::ssize_t> lead(a.shape(), a.shape() + nd - 2), wshape(lead), ishape(lead);
+  wshape.push_back(n);
+  py::ssize_t count = 1;
+  for (auto d : lead) count *= d;
+  carray vecs(std::vector<py::ssize_t>(a.shape(), a.shape() + nd)), w(wshape);
+  py::array_t<bool> ok(ishape);
+  {
+    py::gil_scoped_release release;
+    std::vector<T> col(static_cast<size_t>(n * n)), scratch;
+    for (py::ssize_t b = 0; b < count; ++b) {
+      const T* src = a.data() + b * n * n;
+      for (py::ssize_t r = 0; r < n; ++r) {  // row-major symmetric in, column-major out
+        for (py::ssize_t c = 0; c < n; ++c) col[r + c * n] = src[r * n + c];
+      }
+      ok.mutable_data()[b] = small_eigh<T>(static_cast<int>(n), col.data(), w.mutable_data() + b * n, scratch);
+      T* dst = vecs.mutable_data() + b * n * n;
+      for (py::ssize_t r = 0; r < n; ++r) {
+        for (py::ssize_t c = 0; c < n; ++c) dst[r * n + c] = col[r + c * n];
+      }
+    }
+  }
+  return py::make_tuple(w, vecs, ok);
+}
+
 }  // namespace
 
 void bind_shared_basis(py::module_& m) {
@@ -43,6 +77,9 @@ void bind_shared_basis(py::module_& m) {
     return basis.dtype().is(py::dtype::of<float>())
                ? update_impl<float>(basis, coeffs, escaped, grads, y0, eps, power_iters)
                : update_impl<double>(basis, coeffs, escaped, grads, y0, eps, power_iters);
+  });
+  m.def("_small_eigh", [](const py::array& a) {
+    return a.dtype().is(py::dtype::of<float>()) ? small_eigh_impl<float>(a) : small_eigh_impl<double>(a);
   });
 }
 
