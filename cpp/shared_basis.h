@@ -6,10 +6,12 @@
 // M_i = B R_i B^T + g_i g_i^T (never formed). One update:
 //   1. basis: Y <- orth(A Y) `power_iters` times from Y0 (the previous B plus oversampling
 //      columns), A = sum_i M_i M_i^T applied through the paper's expansion
-//        A Y = B (sum_i R_i R_i^T) B^T Y + P^T (G Y) + G^T (P Y) + G^T diag(|g_i|^2) (G Y),
-//      p_i = B R_i B^T g_i (rows of P), O(m k^3 + m b k + b k^2); Rayleigh-Ritz keeps the top k;
+//        A Y = B (S t + Q (G Y)) + G^T (Q^T t + diag(|g_i|^2) (G Y)),  t = B^T Y,
+//      S = sum_i R_i R_i^T, q_i = R_i B^T g_i (columns of Q: B q_i = B R_i B^T g_i), two
+//      b x m x s products per application, O(m k^3 + m b s + b k s); Rayleigh-Ritz keeps the top k;
 //   2. coefficients: R~_i = B_new^T M_i B_new = E R_i E^T + h_i h_i^T (E = B_new^T B_old,
-//      h_i = B_new^T g_i), R_i = R~_i - lambda_min(R~_i) I (one k x k eigh per block);
+//      h_i = B_new^T g_i), R_i = R~_i - lambda_min(R~_i) I (one k x k eigh per block, by the
+//      LAPACK-free small_eigh.h);
 //   3. escaped mass: rho_i += ||M_i - B_new R_i B_new^T||_2 by power iteration on the factored
 //      operator (O(b k) per product);
 //   4. direction: u_i = -(B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, in factored form
