@@ -17,8 +17,9 @@ size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cas
 
 template <typename T>
 struct Scratch {
-  std::vector<T> q, z, b, ub, vtb, sv, t, y, out, tau, work;
+  std::vector<T> q, z, b, ub, vtb, sv, t, y, out, tau, work, omega_probes;
   std::vector<int> iwork;
+  bool probed = false;  // y already holds A W (the probes rode along the range finder's last pass)
 };
 
 // Range finder and the two projections. A row-major m x n is the column-major A^T (n x m, ld n),
@@ -52,8 +53,9 @@ class Solver {
 
   Scratch<T> make_scratch() const {
     Scratch<T> sc;
-    sc.q.resize(sz(m_, l_));
-    sc.z.resize(sz(n_, l_));
+    sc.q.resize(sz(m_, l_ + r_));  // + r: the probes' products ride along the last pass over A
+    sc.z.resize(sz(n_, l_ + r_));
+    if (s_.power_iters == 0 && r_ > 0) sc.omega_probes.resize(sz(l_ + r_, n_));
     sc.b.resize(sz(l_, n_));
     sc.ub.resize(sz(l_, l_));
     sc.vtb.resize(sz(l_, n_));
@@ -67,13 +69,26 @@ class Solver {
     return sc;
   }
 
-  // Q (m x l, column-major) spanning A Omega after the power iterations.
-  bool range(const T* a, const T* omega, Scratch<T>& sc) const {
+  // Q (m x l, column-major) spanning A Omega after the power iterations. The probes W (n x r)
+  // are appended to the last product with A, so A W costs no pass over A of its own (memory-bound
+  // at r = 10: ~10% of a warm-started q = 1 call); it lands in sc.y.
+  bool range(const T* a, const T* omega, const T* probes, Scratch<T>& sc) const {
     const int m = m_, n = n_, l = l_;
+    const int r = probes != nullptr ? r_ : 0, lr = l + r;
     const T one = T(1), zero = T(0);
     T *q = sc.q.data(), *z = sc.z.data();
+    sc.probed = false;
     // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
-    Lapack<T>::gemm("T", "T", &m, &l, &n, &one, a, &n, omega, &l, &zero, q, &m);
+    if (s_.power_iters == 0 && r > 0) {
+      T* comb = sc.omega_probes.data();  // [Omega^T; W^T], (l + r) x n
+      for (int c = 0; c < n; ++c) {
+        std::memcpy(comb + sz(c, lr), omega + sz(c, l), sz(l) * sizeof(T));
+        std::memcpy(comb + sz(c, lr) + l, probes + sz(c, r), sz(r) * sizeof(T));
+      }
+      Lapack<T>::gemm("T", "T", &m, &lr, &n, &one, a, &n, comb, &lr, &zero, q, &m);
+    } else {
+      Lapack<T>::gemm("T", "T", &m, &l, &n, &one, a, &n, omega, &l, &zero, q, &m);
+    }
     // Inside the power iterations only the span matters: normalise by the P L factor of a
     // partially pivoted LU (getrf, ~half the flops of Householder QR and no orgqr), as sklearn
     // does; the final basis is orthonormalised by Householder QR.
@@ -81,7 +96,18 @@ class Solver {
       if (!lu_normalise(q, m, sc)) return false;
       Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, q, &m, &zero, z, &n);  // A^T Q
       if (!lu_normalise(z, n, sc)) return false;
-      Lapack<T>::gemm("T", "N", &m, &l, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
+      const bool last = it + 1 == s_.power_iters;
+      if (last && r > 0) {
+        for (int i = 0; i < n; ++i) {
+          for (int j = 0; j < r; ++j) z[i + sz(l + j, n)] = probes[sz(i, r) + j];
+        }
+      }
+      const int cols = last ? lr : l;
+      Lapack<T>::gemm("T", "N", &m, &cols, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
+    }
+    if (r > 0) {
+      std::memcpy(sc.y.data(), q + sz(m, l), sz(m, r) * sizeof(T));
+      sc.probed = true;
     }
     return orthonormalise(q, m, sc);
   }
@@ -92,7 +118,7 @@ class Solver {
     const int m = m_, n = n_, l = l_, r = r_;
     const T one = T(1), zero = T(0), minus_one = T(-1);
     T *y = sc.y.data(), *c = sc.t.data();
-    Lapack<T>::gemm("T", "T", &m, &r, &n, &one, a, &n, probes, &r, &zero, y, &m);
+    if (!sc.probed) Lapack<T>::gemm("T", "T", &m, &r, &n, &one, a, &n, probes, &r, &zero, y, &m);
     Lapack<T>::gemm("T", "N", &l, &r, &m, &one, sc.q.data(), &m, y, &m, &zero, c, &l);
     Lapack<T>::gemm("N", "N", &m, &r, &l, &minus_one, sc.q.data(), &m, c, &l, &one, y, &m);
     double worst = 0.0;
@@ -108,7 +134,7 @@ class Solver {
            Scratch<T>& sc) const {
     const int m = m_, n = n_, l = l_, k = k_;
     const T one = T(1), zero = T(0);
-    if (!range(a, omega, sc)) return false;
+    if (!range(a, omega, probes, sc)) return false;
     T* b = sc.b.data();
     Lapack<T>::gemm("T", "T", &l, &n, &m, &one, sc.q.data(), &m, a, &n, &zero, b, &l);  // Q^T A
     int info = 0;
@@ -169,7 +195,7 @@ class Solver {
             int32_t* method, Scratch<T>& sc) const {
     const int n = n_, l = l_, k = k_;
     const T one = T(1), zero = T(0);
-    if (!range(a, omega, sc)) return false;
+    if (!range(a, omega, probes, sc)) return false;
     T* aq = sc.z.data();  // A Q, n x l
     Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
     *method = 1;
