@@ -48,6 +48,30 @@ def test_exact_recovery_of_low_rank(rng, dtype, shape):
     assert float(info.residual) <= 10 * t  # the probes see no residual beyond rounding
 
 
+@pytest.mark.parametrize("power_iters", [0, 1, 3])
+@pytest.mark.parametrize("kind", ["svd", "eigh"])
+def test_error_estimate_brackets_the_range_error(rng, power_iters, kind):
+    """The probes' products are taken inside the range finder's last pass over A (first pass
+    when q = 0): the estimate must still be 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j||, so it lies
+    between ||(I - Q Q^T) A|| (HMT Lemma 4.1, failure probability 10^-probes) and
+    10 sqrt(2/pi) ||(I - Q Q^T) A|| max_j ||w_j||; U (the kept k columns of Q's span) only gives
+    ||(I - U U^T) A|| >= ||(I - Q Q^T) A|| for the upper side, and the Gaussian probes have
+    ||w_j|| <= sqrt(n) + 6 except with probability < 1e-7 each."""
+    n, k = 80, 6
+    s = 1.0 / np.arange(1, n + 1)
+    if kind == "svd":
+        a = matrix_with_singular_values(rng, 100, n, s)
+        u, _, _, info = lc.randomized_svd(a, k, key=3, oversample=4, power_iters=power_iters)
+    else:
+        q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        a = (q * s) @ q.T
+        _, u, info = lc.randomized_eigh(a, k, key=3, oversample=4, power_iters=power_iters)
+    est = float(info.residual)
+    upper = 10 * np.sqrt(2 / np.pi) * np.linalg.norm(a - u @ (u.T @ a), 2) * (np.sqrt(n) + 6)
+    # lower side: the range error of the l-column basis is at least sigma_{l+1} (Eckart-Young)
+    assert s[k + 4] <= est <= upper
+
+
 @pytest.mark.parametrize("decay", ["geometric", "slow"])
 def test_error_close_to_optimal(rng, decay):
     m, n, k = 120, 90, 8
