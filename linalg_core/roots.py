@@ -86,8 +86,13 @@ def inverse_root(
         T_k = \frac{(p+1) I - M_k}{p},\; X_{k+1} = X_k T_k,\; M_{k+1} = T_k^p M_k,
 
     quadratically convergent once ``||M_k - I|| < 1`` (the scaled start puts the spectrum of
-    ``M_0`` in ``(0, (p+1)/2]``, inside the convergence region ``(0, p+1)``). Only GEMMs:
-    ``2 (2 + log2 p) n^3`` flops per iteration.
+    ``M_0`` in ``(0, (p+1)/2]``, inside the convergence region ``(0, p+1)``). After the first
+    step every eigenvalue of ``M_k`` lies in ``[mu_min, 1]``; the C++ kernel then scales
+    ``M_k <- c M_k`` (``X_k <- c^{1/p} X_k``) by the minimax ``c`` for ``[lo, 1]``
+    (``f(c lo) = f(c)``, ``f(mu) = mu ((p+1-mu)/p)^p``, ``c < p + 1``), with ``lo`` an upper bound
+    on ``mu_min`` from 20 Lanczos steps on ``A`` carried through the same maps: 10 instead of 13
+    iterations at ``kappa = 1e4``, never more than unscaled. Only GEMMs (``X_k T_k`` as its lower
+    triangle): about ``(3 + log2 p) n^3`` flops per iteration.
 
     ``newton3``: the third-order coupled variant with ``T_k = I + E/p + (p+1) E^2 / (2 p^2)``,
     ``E = I - M_k`` (the second-order Taylor polynomial of ``M^(-1/p)`` at ``I``), cubically
