@@ -11,7 +11,6 @@
 #include "lapack.h"
 #include "parallel.h"
 #include "small_eigh.h"
-#include "small_eigh.h"
 
 namespace linalg_core::shared_basis {
 namespace {
@@ -230,9 +229,13 @@ bool update(const Shape& sh, const Args<T>& a) {
     // k = 32 float32, 1.35x at 64, even at 96, 0.78x at 128; float64 1.47x at 32, even at 64): no
     // per-call LAPACK overhead but unblocked loops. It declines (non-convergence) rather than
     // return garbage, and syevd then decides.
-    std::memcpy(sc.t.data(), rt, sz(k, k) * sizeof(T));
-    if (k > small_eigh_max || !small_eigh(k, rt, sc.w.data(), sc.work)) {
-      std::memcpy(rt, sc.t.data(), sz(k, k) * sizeof(T));
+    bool done = false;
+    if (k <= small_eigh_max) {
+      std::memcpy(sc.t.data(), rt, sz(k, k) * sizeof(T));  // kept for the fallback
+      done = small_eigh(k, rt, sc.w.data(), sc.work);
+      if (!done) std::memcpy(rt, sc.t.data(), sz(k, k) * sizeof(T));
+    }
+    if (!done) {
       if (!eigh_inplace(k, rt, sc.w.data(), sc.work, sc.iwork)) {
         ok[i] = 0;
         return;

@@ -1,11 +1,13 @@
-// Eigendecomposition of small symmetric matrices (n up to a few hundred) without LAPACK's
-// per-call overhead: Householder tridiagonalisation with the orthogonal factor formed
-// explicitly, then implicit QL iterations with Wilkinson shifts whose plane rotations are
-// applied to that factor.
+// Eigendecomposition of small symmetric matrices without LAPACK's per-call overhead:
+// Householder tridiagonalisation with the orthogonal factor formed explicitly, then implicit QL
+// iterations with Wilkinson shifts whose plane rotations are applied to that factor. Faster than
+// syevd up to n ~ 64 (float32) / ~48 (float64) only: above, syevd's blocked code wins (measured
+// 0.78x at n = 128 float32).
 //
 // Why: the shared-basis update decomposes one k x k matrix per block (m = 1024 of them with
-// k = 32 per layer). syevd spends ~75 us on a 32 x 32 float matrix, almost all of it in call,
-// argument-checking and BLAS-2 dispatch overhead for ~0.3 Mflop of work; the loops here run the
+// k = 32 per layer). ssyevd spends ~60 us on a 32 x 32 matrix (one thread; this code ~38 us),
+// much of it in call, argument-checking and BLAS-2 dispatch overhead for ~0.3 Mflop of work;
+// the loops here run the
 // same algorithm (tridiagonal reduction as in sytd2, the QL iteration of Bowdler, Martin,
 // Reinsch and Wilkinson, Numer. Math. 11, 1968) with contiguous, vectorisable column updates.
 //
