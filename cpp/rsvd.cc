@@ -19,7 +19,6 @@ template <typename T>
 struct Scratch {
   std::vector<T> q, z, b, ub, vtb, sv, t, y, out, tau, work, omega_probes;
   std::vector<int> iwork;
-  bool probed = false;  // y already holds A W (the probes rode along the range finder's last pass)
 };
 
 // Range finder and the two projections. A row-major m x n is the column-major A^T (n x m, ld n),
@@ -77,7 +76,6 @@ class Solver {
     const int r = probes != nullptr ? r_ : 0, lr = l + r;
     const T one = T(1), zero = T(0);
     T *q = sc.q.data(), *z = sc.z.data();
-    sc.probed = false;
     // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
     if (s_.power_iters == 0 && r > 0) {
       T* comb = sc.omega_probes.data();  // [Omega^T; W^T], (l + r) x n
@@ -105,20 +103,17 @@ class Solver {
       const int cols = last ? lr : l;
       Lapack<T>::gemm("T", "N", &m, &cols, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
     }
-    if (r > 0) {
-      std::memcpy(sc.y.data(), q + sz(m, l), sz(m, r) * sizeof(T));
-      sc.probed = true;
-    }
+    if (r > 0) std::memcpy(sc.y.data(), q + sz(m, l), sz(m, r) * sizeof(T));
     return orthonormalise(q, m, sc);
   }
 
-  // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1).
-  T error_bound(const T* a, const T* probes, Scratch<T>& sc) const {
+  // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1), from the A W that
+  // range() left in sc.y.
+  T error_bound(Scratch<T>& sc) const {
     if (r_ == 0) return T(0);
-    const int m = m_, n = n_, l = l_, r = r_;
+    const int m = m_, l = l_, r = r_;
     const T one = T(1), zero = T(0), minus_one = T(-1);
     T *y = sc.y.data(), *c = sc.t.data();
-    if (!sc.probed) Lapack<T>::gemm("T", "T", &m, &r, &n, &one, a, &n, probes, &r, &zero, y, &m);
     Lapack<T>::gemm("T", "N", &l, &r, &m, &one, sc.q.data(), &m, y, &m, &zero, c, &l);
     Lapack<T>::gemm("N", "N", &m, &r, &l, &minus_one, sc.q.data(), &m, c, &l, &one, y, &m);
     double worst = 0.0;
@@ -159,7 +154,7 @@ class Solver {
       s[j] = sc.sv[j];
       std::memcpy(vt + sz(j, n), vb + sz(j, n), sz(n) * sizeof(T));
     }
-    *err = error_bound(a, probes, sc);
+    *err = error_bound(sc);
     return all_finite(u, sz(m, k)) && all_finite(vt, sz(k, n));
   }
 
@@ -208,7 +203,7 @@ class Solver {
     *method = 1;
     if (s_.nystrom && nystrom(aq, eigvals, eigvecs, sc)) {
       *method = 2;
-      *err = error_bound(a, probes, sc);
+      *err = error_bound(sc);
       return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
     }
     if (s_.nystrom) {  // the failed Nystrom attempt overwrote A Q
@@ -240,7 +235,7 @@ class Solver {
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < k; ++j) eigvecs[sz(i, k) + j] = vcol[i + sz(j, n)];
     }
-    *err = error_bound(a, probes, sc);
+    *err = error_bound(sc);
     return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
   }
 
