@@ -7,7 +7,9 @@
 #include <optional>
 #include <vector>
 
+#include "arrays.h"
 #include "roots.h"
+#include "tridiagonal_eigh.h"
 
 namespace py = pybind11;
 
@@ -72,6 +74,20 @@ void bind_roots(py::module_& m) {
       py::arg("a"), py::arg("previous"), py::arg("p"), py::arg("eps"), py::arg("eps_relative"),
       py::arg("pinv_threshold"), py::arg("method"), py::arg("max_iters"), py::arg("tol"),
       py::arg("accept"), py::arg("double_accumulate"), py::arg("true_residual"));
+  // The eigh root's decomposition (tridiagonal_eigh.h), exposed for its tests and benchmark only.
+  m.def("_tridiagonal_eigh", [](const py::array& a) {
+    auto run = [](auto tag) {
+      using T = decltype(tag);
+      return [](int n, T* col, T* w) {
+        std::vector<T> z(static_cast<size_t>(n) * n);
+        const bool ok = TridiagonalEigh<T>(n)(col, w, z.data());
+        std::copy(z.begin(), z.end(), col);
+        return ok;
+      };
+    };
+    return a.dtype().is(py::dtype::of<float>()) ? eigh_stack<float>(a, run(float()))
+                                                 : eigh_stack<double>(a, run(double()));
+  });
 }
 
 }  // namespace linalg_core

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "arrays.h"
 #include "shared_basis.h"
 #include "small_eigh.h"
 
@@ -36,39 +37,6 @@ py::tuple update_impl(const py::array& basis_in, const py::array& coeffs_in, con
   return py::make_tuple(basis_out, coeffs_out, escaped_out, direction, step, ok);
 }
 
-// Eigendecompositions of a C-contiguous stack (..., n, n) of symmetric matrices with the
-// kernel-internal small_eigh (exposed for its tests and benchmark only). Returns ascending
-// eigenvalues (..., n), eigenvectors as columns (..., n, n) and a per-matrix success flag.
-template <typename T>
-py::tuple small_eigh_impl(const py::array& a_in) {
-  using carray = py::array_t<T, py::array::c_style>;
-  auto a = carray::ensure(a_in);
-  const int nd = static_cast<int>(a.ndim());
-  const py::ssize_t n = a.shape(nd - 1);
-  std::vector<py::ssize_t> lead(a.shape(), a.shape() + nd - 2), wshape(lead), ishape(lead);
-  wshape.push_back(n);
-  py::ssize_t count = 1;
-  for (auto d : lead) count *= d;
-  carray vecs(std::vector<py::ssize_t>(a.shape(), a.shape() + nd)), w(wshape);
-  py::array_t<bool> ok(ishape);
-  {
-    py::gil_scoped_release release;
-    std::vector<T> col(static_cast<size_t>(n * n)), scratch;
-    for (py::ssize_t b = 0; b < count; ++b) {
-      const T* src = a.data() + b * n * n;
-      for (py::ssize_t r = 0; r < n; ++r) {  // row-major symmetric in, column-major out
-        for (py::ssize_t c = 0; c < n; ++c) col[r + c * n] = src[r * n + c];
-      }
-      ok.mutable_data()[b] = small_eigh<T>(static_cast<int>(n), col.data(), w.mutable_data() + b * n, scratch);
-      T* dst = vecs.mutable_data() + b * n * n;
-      for (py::ssize_t r = 0; r < n; ++r) {
-        for (py::ssize_t c = 0; c < n; ++c) dst[r * n + c] = col[r + c * n];
-      }
-    }
-  }
-  return py::make_tuple(w, vecs, ok);
-}
-
 }  // namespace
 
 void bind_shared_basis(py::module_& m) {
@@ -78,8 +46,16 @@ void bind_shared_basis(py::module_& m) {
                ? update_impl<float>(basis, coeffs, escaped, grads, y0, eps, power_iters)
                : update_impl<double>(basis, coeffs, escaped, grads, y0, eps, power_iters);
   });
+  // The kernel-internal small_eigh (small_eigh.h), exposed for its tests and benchmark only.
   m.def("_small_eigh", [](const py::array& a) {
-    return a.dtype().is(py::dtype::of<float>()) ? small_eigh_impl<float>(a) : small_eigh_impl<double>(a);
+    auto run = [](auto tag) {
+      using T = decltype(tag);
+      return [scratch = std::vector<T>()](int n, T* col, T* w) mutable {
+        return small_eigh<T>(n, col, w, scratch);
+      };
+    };
+    return a.dtype().is(py::dtype::of<float>()) ? eigh_stack<float>(a, run(float()))
+                                                 : eigh_stack<double>(a, run(double()));
   });
 }
 

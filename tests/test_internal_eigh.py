@@ -1,7 +1,9 @@
-"""The kernel-internal small symmetric eigensolver (cpp/small_eigh.h) that the shared-basis update
-runs once per block, against float64 LAPACK (numpy.linalg.eigh).
+"""The kernel-internal symmetric eigensolvers against float64 LAPACK (numpy.linalg.eigh):
+cpp/small_eigh.h (LAPACK-free, for the shared-basis update's k x k blocks) and
+cpp/tridiagonal_eigh.h (sytrd + stedc + a blocked back-transformation, for the eigh root).
 
-Tolerances: Householder tridiagonalisation and implicit QL are backward stable, so the computed
+Tolerances: Householder tridiagonalisation, implicit QL and divide and conquer are backward
+stable, so the computed
 pairs are exact for A + E with ||E||_2 <= c n eps ||A||_2; by Weyl every eigenvalue is within that
 of the oracle's (`lct.eigen_tolerance`), the residual ||A V - V diag(w)|| is of the same size, and
 V^T V - I is O(n eps) (orthogonal transformations only). Eigenvectors themselves are compared only
@@ -17,6 +19,14 @@ from hypothesis import strategies as st
 
 from linalg_core import testing as lct
 from linalg_core._native import cpu
+
+
+SOLVERS = {"small_eigh": cpu._small_eigh, "tridiagonal_eigh": cpu._tridiagonal_eigh}
+
+
+@pytest.fixture(params=sorted(SOLVERS))
+def solver(request):
+    return SOLVERS[request.param]
 
 
 def check_decomposition(a: np.ndarray, w: np.ndarray, v: np.ndarray, ok: np.ndarray, c: float = 10.0) -> None:
@@ -38,16 +48,26 @@ def check_decomposition(a: np.ndarray, w: np.ndarray, v: np.ndarray, ok: np.ndar
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 32, 64, 128])
-def test_random_psd_batch(rng, dtype, n):
+def test_random_psd_batch(rng, solver, dtype, n):
     g = rng.standard_normal((8, n, n))
     a = (g @ np.swapaxes(g, 1, 2)).astype(dtype)
-    w, v, ok = cpu._small_eigh(a)
+    w, v, ok = solver(a)
     assert w.dtype == dtype and v.dtype == dtype
     check_decomposition(a, w, v, ok)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_special_matrices(rng, dtype):
+@pytest.mark.parametrize("n", [129, 130, 258, 300])
+def test_reflector_blocks(rng, dtype, n):
+    """tridiagonal_eigh applies n - 1 reflectors in blocks of 128: one full block (n = 129), a
+    full block and one reflector (130), two full blocks and one (258), a partial last block."""
+    g = rng.standard_normal((2, n, n))
+    a = (g + np.swapaxes(g, 1, 2)).astype(dtype)  # indefinite, Wigner-like: little deflation
+    check_decomposition(a, *cpu._tridiagonal_eigh(a))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_matrices(rng, solver, dtype):
     n = 12
     big = 1e30 if dtype == np.float64 else 1e36  # near the top and bottom of the dtype's range
     q = np.linalg.qr(rng.standard_normal((n, n)))[0]
@@ -66,40 +86,42 @@ def test_special_matrices(rng, dtype):
     }
     for name, a in cases.items():
         a = ((a + a.T) / 2).astype(dtype)
-        w, v, ok = cpu._small_eigh(a[None])
+        w, v, ok = solver(a[None])
         try:
             check_decomposition(a[None], w, v, ok)
         except AssertionError as err:
             raise AssertionError(f"{name}: {err}") from err
 
 
-def test_non_finite_input_is_declined():
+def test_non_finite_input_is_declined(solver):
     a = np.eye(4)
     a[1, 2] = a[2, 1] = np.nan
     b = np.eye(4)
     b[0, 0] = np.inf
-    _, _, ok = cpu._small_eigh(np.stack([a, b, np.eye(4)]))
+    _, _, ok = solver(np.stack([a, b, np.eye(4)]))
     assert ok.tolist() == [False, False, True]
 
 
 @given(data=st.data(), n=st.integers(1, 40), dtype=lct.dtypes())
-def test_prescribed_spectra(data, n, dtype):
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_prescribed_spectra(data, n, dtype, name):
     """Every spectrum profile, condition numbers up to the dtype's cap, scales 1e-12..1e12."""
     a, lam = data.draw(lct.psd_matrices_with_spectrum(n, dtype=dtype, scale="wide"))
-    w, v, ok = cpu._small_eigh(a[None])
+    w, v, ok = SOLVERS[name](a[None])
     check_decomposition(a[None], w, v, ok)
 
 
 @given(data=st.data(), n=st.integers(2, 24))
-def test_equivariant_under_orthogonal_similarity(data, n):
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_equivariant_under_orthogonal_similarity(data, n, name):
     """(Q A Q^T) has A's eigenvalues, and its eigenvectors are Q times A's (up to sign) where the
     eigenvalues are simple; compared through the projectors of well-separated eigenvalues."""
     a, lam = data.draw(lct.psd_matrices_with_spectrum(n, kind="linear", condition=10.0))
     q = data.draw(lct.orthogonal_matrices(n))
     b = q @ a @ q.T
     b = (b + b.T) / 2
-    wa, va, oka = cpu._small_eigh(a[None])
-    wb, vb, okb = cpu._small_eigh(b[None])
+    wa, va, oka = SOLVERS[name](a[None])
+    wb, vb, okb = SOLVERS[name](b[None])
     assert oka.all() and okb.all()
     tol = lct.eigen_tolerance(np.float64, n, 1.0)
     np.testing.assert_allclose(wa, wb, atol=tol)
