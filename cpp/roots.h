@@ -2,7 +2,8 @@
 //
 // X = (A + eps I)^(-1/p) for batches of n x n matrices (row-major; symmetric, so the layout does
 // not matter), by:
-//   eigh      exact: A = V diag(lambda) V^T (syevd), X = V diag((lambda + eps)^(-1/p)) V^T;
+//   eigh      exact: A = V diag(lambda) V^T (sytrd + stedc + blocked back-transformation,
+//             tridiagonal_eigh.h), X = V diag((lambda + eps)^(-1/p)) V^T;
 //   newton    the coupled Newton iteration (Iannazzo 2006; Guo and Higham 2006):
 //               X_0 = z^(1/p) I, M_0 = z (A + eps I), z = (1 + p) / (2 lambda_max),
 //               T_k = ((p + 1) I - M_k) / p,  X_{k+1} = X_k T_k,  M_{k+1} = T_k^p M_k,
@@ -24,8 +25,8 @@
 namespace linalg_core::roots {
 
 enum class Method : int32_t {
-  kAuto = -1,  // eigh on the CPU: an n x n syevd costs a few GEMMs, the iterations 10-30
-               // iterations of 2 GEMMs + log2(p) SYRKs each
+  kAuto = -1,  // eigh on the CPU: an n x n eigendecomposition costs a few GEMMs, the
+               // iterations 10-30 iterations of 2 GEMMs + log2(p) SYRKs each
   kEigh = 0,
   kNewton = 1,
   kNewton3 = 2,

@@ -76,8 +76,11 @@ def inverse_root(
 
     Methods:
 
-    ``eigh`` (exact): ``A = V diag(lambda) V^T`` by LAPACK syevd,
-    ``X = V diag((lambda + eps)^(-1/p)) V^T``; ``~9 n^3`` flops.
+    ``eigh`` (exact): ``A = V diag(lambda) V^T`` by syevd's algorithm (LAPACK sytrd
+    tridiagonalisation, stedc divide and conquer) with the back-transformation done in blocks of
+    128 Householder reflectors (the UT transform; LAPACK's ormtr uses 32, and spends half of
+    syevd's time there at n = 1024), then ``X = (V f^(1/2)) (V f^(1/2))^T`` by SYRK with
+    ``f = (lambda + eps)^(-1/p)``; about ``(4/3 + 2 + 1) n^3`` flops plus the tridiagonal solve.
 
     ``newton``: the coupled Newton iteration (Iannazzo 2006; Guo & Higham 2006)
 
@@ -98,8 +101,8 @@ def inverse_root(
     ``E = I - M_k`` (the second-order Taylor polynomial of ``M^(-1/p)`` at ``I``), cubically
     convergent: fewer iterations, one more GEMM each.
 
-    ``auto``: ``eigh`` on the CPU, where syevd costs a few GEMMs and the iterations 10-30
-    iterations of several; on other backends (the portable JAX path,
+    ``auto``: ``eigh`` on the CPU, where the decomposition costs a few GEMMs and the iterations
+    10-30 iterations of several; on other backends (the portable JAX path,
     :mod:`linalg_core.portable.roots`) ``eigh`` up to ``n = 256`` and ``newton3`` above, whose
     fallback chain skips the float64 link.
 
