@@ -8,7 +8,8 @@ max_j ||A x_j - theta_j x_j|| / lambda_1 and eigenvalue error are reported next 
 Randomized SVD (float32, 4000 x 2000, k=64, singular values 1/i): ours vs
 sklearn.utils.extmath.randomized_svd with the same oversampling (10) and power iterations (4,
 sklearn's choice for this k), and ours warm-started from the previous right basis of a matrix
-that changed by 1e-3, with one power iteration.
+that changed by 1e-3, with no and with one power iteration; the warm/cold ratio counts the
+cheaper warm run that is at least as accurate as the cold one.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ def rsvd_case(rng, quick: bool, log) -> dict:
 
     methods = {
         "linalg_core rsvd (cold, q=4)": lambda: lc.randomized_svd(a_next, k, key=1, oversample=10, power_iters=4)[:3],
+        "linalg_core rsvd (warm, q=0)": lambda: lc.randomized_svd(a_next, k, key=1, oversample=10, power_iters=0,
+                                                                   warm_start=vt_prev.T)[:3],
         "linalg_core rsvd (warm, q=1)": lambda: lc.randomized_svd(a_next, k, key=1, oversample=10, power_iters=1,
                                                                    warm_start=vt_prev.T)[:3],
         "sklearn randomized_svd (q=4)": lambda: sk_rsvd(a_next, k, n_oversamples=10, n_iter=4, random_state=1),
@@ -131,10 +134,17 @@ def rsvd_case(rng, quick: bool, log) -> dict:
     for name in methods:
         log(f"  {name:32s} {1e3 * times[name]['median_s']:10.1f} ms   ||A-USV||/sigma_k+1 "
             f"{results[name]['error_over_sigma_k1']:.3f}   sv err {results[name]['sv_rel_err']:.1e}")
-    ours = times["linalg_core rsvd (cold, q=4)"]["median_s"]
+    cold = "linalg_core rsvd (cold, q=4)"
+    ours = times[cold]["median_s"]
+    # A warm start replaces power iterations: the warm run counted is the one with the fewest
+    # power iterations whose error and singular values are at least as accurate as the cold run's.
+    warm = [m for m in ("linalg_core rsvd (warm, q=0)", "linalg_core rsvd (warm, q=1)")
+            if all(results[m][key] <= results[cold][key] for key in results[cold])]
+    warm = warm[0] if warm else "linalg_core rsvd (warm, q=1)"
+    log(f"  warm run counted: {warm}")
     ratios = {"sklearn / ours cold": times["sklearn randomized_svd (q=4)"]["median_s"] / ours,
-              "ours cold / ours warm": ours / times["linalg_core rsvd (warm, q=1)"]["median_s"]}
-    targets = {"sklearn / ours cold": 1.5, "ours cold / ours warm": 2.0}
+              f"ours cold / {warm.removeprefix('linalg_core rsvd ')}": ours / times[warm]["median_s"]}
+    targets = {"sklearn / ours cold": 1.5, next(r for r in ratios if r.startswith("ours cold")): 2.0}
     for key, value in ratios.items():
         log(f"  {key}: {value:.1f}x (target >= {targets[key]:g}x)")
     return {"label": f"randomized SVD {m}x{n} float32 k={k}", "times": times, "accuracy": results,

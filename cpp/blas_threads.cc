@@ -54,6 +54,11 @@ ScopedBlasThreads::ScopedBlasThreads(int n) {
   for (SetLocal set : setters()) previous_[count_++] = set(n);
 }
 
+void set_blas_threads_until_exit(int n) {
+  if (n <= 0) return;
+  for (SetLocal set : setters()) set(n);
+}
+
 ScopedBlasThreads::~ScopedBlasThreads() {
   const auto& s = setters();
   for (int i = 0; i < count_; ++i) s[i](previous_[i]);

@@ -26,6 +26,14 @@ class ScopedBlasThreads {
   int count_ = 0;
 };
 
+// Sets the BLAS thread count of a worker thread that ends before the thread that started it
+// leaves its own ScopedBlasThreads (parallel_for's workers). OpenBLAS 0.3.30 keeps the "local"
+// count in a process-wide variable, so a worker restoring its previous value after the caller
+// had restored its own left every later BLAS call of the process on one thread (measured: DGEMM
+// 8.3 -> 14.6 ms at n = 4000 after one batched call); workers therefore set and never restore,
+// and the caller restores once after joining them.
+void set_blas_threads_until_exit(int n);
+
 // One BLAS thread for LAPACK calls on matrices of at most 512 rows: below a few hundred rows
 // OpenBLAS's threads cost more than they give (syevd at n = 288: 3.5 ms on one thread, 8 ms on
 // two); larger problems keep the threaded BLAS.

@@ -37,8 +37,11 @@ void parallel_for(int64_t count, int workers, Body&& body) {
     return;
   }
   std::atomic<int64_t> next{0};
+  // The caller's BLAS setting is saved here and restored after the join; the workers only set
+  // theirs (see set_blas_threads_until_exit).
+  ScopedBlasThreads single(1);
   auto run = [&](int worker) {
-    ScopedBlasThreads single(1);
+    if (worker > 0) set_blas_threads_until_exit(1);
     for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) body(worker, i);
   };
   std::vector<std::thread> threads;
