@@ -10,7 +10,6 @@
 #include "lapack.h"
 #include "arrays.h"
 #include "lobpcg.h"
-#include "skinny_matmul.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -72,24 +71,6 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
 }  // namespace
 
 void bind_lobpcg(py::module_& m) {
-  // The dense LOBPCG's A X (skinny_matmul.h), exposed for its tests and benchmark only:
-  // a (n, n) symmetric, x (n, c) Fortran-ordered; returns A x (n, c), Fortran-ordered.
-  m.def("_skinny_matmul", [](const py::array& a, const py::array& x, int threads) {
-    auto run = [&](auto tag) -> py::array {
-      using T = decltype(tag);
-      auto ac = carray<T>::ensure(a);
-      auto xf = py::array_t<T, py::array::f_style>::ensure(x);
-      const int n = static_cast<int>(ac.shape(0)), c = static_cast<int>(xf.shape(1));
-      py::array_t<T, py::array::f_style> y({n, c});
-      {
-        py::gil_scoped_release release;
-        skinny_matmul<T>(n, ac.data(), xf.data(), c, y.mutable_data(), threads);
-      }
-      return y;
-    };
-    return a.dtype().is(py::dtype::of<float>()) ? run(float()) : run(double());
-  });
-  m.def("_skinny_matmul_preferred", &skinny_matmul_preferred);
   m.def("lobpcg", [](const py::object& a, const py::array& x0, int k, int max_iters, double tol,
                      int guard, bool callable) {
     return x0.dtype().is(py::dtype::of<float>())
