@@ -9,6 +9,7 @@
 #include "finite.h"
 #include "eigh_workspace.h"
 #include "lapack.h"
+#include "lcg.h"
 
 namespace linalg_core::lobpcg {
 namespace {
@@ -132,12 +133,11 @@ class Solver {
     int cols = svqb(s, nullptr, cols0);
     if (cols > 0) cols = svqb(s, nullptr, cols);
     if (cols < 0) return Status::kBreakdown;
-    uint64_t state = 0x9E3779B97F4A7C15ull;
+    Lcg random;
     while (cols < k_) {
       for (int fill = cols; fill < k_; ++fill) {
         for (int i = 0; i < n_; ++i) {
-          state = state * 6364136223846793005ull + 1442695040888963407ull;
-          s[i + sz(fill, n_)] = static_cast<T>(static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5);
+          s[i + sz(fill, n_)] = static_cast<T>(random.next());
         }
       }
       cols = svqb(s, nullptr, k_);

@@ -11,6 +11,7 @@
 #include "blas_threads.h"
 #include "finite.h"
 #include "lapack.h"
+#include "lcg.h"
 #include "parallel.h"
 #include "small_eigh.h"
 #include "tridiagonal_eigh.h"
@@ -226,11 +227,10 @@ double lanczos_lambda_min(int n, const T* a, int steps) {
   steps = std::max(1, std::min(steps, n));
   std::vector<T> basis(static_cast<size_t>(n) * (steps + 1)), w(n);
   std::vector<double> alpha, beta;
-  uint64_t state = 0x2545F4914F6CDD1Dull;
+  Lcg random(0x2545F4914F6CDD1Dull);
   double norm = 0.0;
   for (int i = 0; i < n; ++i) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    const double r = static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5;
+    const double r = random.next();
     basis[i] = static_cast<T>(r);
     norm += r * r;
   }
