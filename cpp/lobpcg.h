@@ -6,8 +6,8 @@
 // on S = [X, W, P] made orthonormal by SVQB (eigendecomposition of S^T S, columns with
 // eigenvalues below eps_drop dropped), with A S updated implicitly through the same rotation;
 // X, A X and P = X_new - X X^T X_new (with A P) come out of the Ritz vectors. A X is recomputed
-// explicitly every 10 iterations and before convergence is declared, so drift in the implicit
-// updates cannot fake convergence.
+// explicitly before convergence is declared, so drift in the implicit updates cannot fake
+// convergence, and every 10 iterations once the residuals approach sqrt(eps) (every 100 anyway).
 // Convergence of pair j: ||A x_j - theta_j x_j|| <= tol * ||A||_est, ||A||_est the largest |Ritz
 // value| seen (independent of n; absolute for zero eigenvalues, so rank-deficient A with k >
 // rank converges). Never declared at iteration 0 unless the explicit residual proves it.

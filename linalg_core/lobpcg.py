@@ -56,7 +56,8 @@ def lobpcg(
     problem on ``S = [X, W, P]`` made orthonormal by SVQB (an eigendecomposition of ``S^T S``;
     directions that lost their length to rounding are dropped instead of breaking the
     Cholesky factorisation). ``A X`` and ``A P`` are updated implicitly through the Ritz
-    rotations and recomputed explicitly every 10 iterations and before convergence is declared.
+    rotations and recomputed explicitly before convergence is declared, and every 10 iterations
+    once the residuals approach ``sqrt(eps)`` (where the implicit update's drift could matter).
 
     Convergence: ``||A x_j - theta_j x_j|| <= tol * ||A||_est`` for every pair, ``||A||_est``
     the largest |Ritz value| seen, so the test depends neither on ``n`` nor on the scale of
