@@ -196,3 +196,19 @@ def test_matvec_path_at_n_20000():
     w, v, info = lc.lobpcg(matvec, rng.standard_normal((n, k)), max_iters=300)
     assert bool(info.converged)
     np.testing.assert_allclose(w, [10.0, 9.0, 8.0, 7.0], rtol=1e-9)
+
+
+@given(case=lct.psd_matrices_with_spectrum(st.just(48), condition=1e6), seed=st.integers(0, 2**31))
+def test_property_no_false_convergence_jax_matvec(case, seed):
+    """The JAX path (a jax matvec function) under the same property as the kernel: whatever it
+    reports converged is the top of the spectrum (one shape, so one compilation)."""
+    a, lam = case
+    k = 3
+    x0 = np.random.default_rng(seed).standard_normal((48, k))
+    w, v, info = _jax_matvec_lobpcg(jnp.asarray(a), jnp.asarray(x0))
+    check_against_oracle(a, np.asarray(w), np.asarray(v), info, k)
+
+
+@jax.jit
+def _jax_matvec_lobpcg(a, x0):
+    return lc.lobpcg(lambda y: a @ y, x0, max_iters=300)
