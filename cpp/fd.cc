@@ -6,10 +6,11 @@
 #include <limits>
 #include <vector>
 
-#include "lapack.h"
 #include "blas_threads.h"
 #include "finite.h"
+#include "lapack.h"
 #include "parallel.h"
+#include "tridiagonal_eigh.h"
 
 namespace linalg_core::fd {
 namespace {
@@ -168,8 +169,7 @@ class Updater {
     Lapack<T>::stedc("I", &d_, nullptr, nullptr, nullptr, &d_, &q, &lw, &iq, &liw, &info);
     grow_work(q);
     liwork_ = std::max(liwork_, iq);
-    Lapack<T>::ormtr("L", "L", "N", &d_, &m_, nullptr, &d_, nullptr, nullptr, &d_, &q, &lw, &info);
-    grow_work(q);
+    lwork_ = std::max(lwork_, static_cast<int>(apply_sytrd_q_work(d_, m_)));
     Lapack<T>::syevr("V", "I", "L", &d_, nullptr, &d_, &zero, &zero, &il, &iu, &zero, &found,
                      nullptr, nullptr, &d_, nullptr, &q, &lw, &iq, &liw, &info);
     grow_work(q);
@@ -385,7 +385,8 @@ class Updater {
 
   // Dense: tridiagonal reduction (sytrd, 4/3 d^3, half BLAS-2), every eigenpair of the tridiagonal
   // matrix by divide and conquer (stedc), back-transformation of the top m = min(l+1, d) vectors
-  // only (ormtr, 2 d^2 m). MRRR (stemr) for the m vectors alone measured 2-3x slower than stedc on
+  // only (2 d^2 m, in blocks of 128 reflectors: tridiagonal_eigh.h; ormtr's blocks of 32 measured
+  // 36 ms for all 1024 vectors at d = 1024 float32, ours 10). MRRR (stemr) for the m vectors alone measured 2-3x slower than stedc on
   // sketch-plus-Wishart spectra at d = 1024, and syevd would back-transform all d vectors.
   // syevr is the fallback.
   bool dense(const T* U, const T* lam, const T* term, T beta, T* U_out, T* lam_out, Result* res,
@@ -407,11 +408,7 @@ class Updater {
       ok = info == 0;
     }
     T* top = V + sz<T>(d - m, d);  // the last m columns: eigenvectors of the m largest
-    if (ok) {
-      Lapack<T>::ormtr("L", "L", "N", &d, &m, C, &d, sc.tau.data(), top, &d, sc.work.data(),
-                       &lwork, &info);
-      ok = info == 0;
-    }
+    if (ok) apply_sytrd_q(d, C, sc.tau.data(), top, m, sc.work.data());
     if (ok) {
       take_top(w + (d - m), m, lam_out, res);
     } else {

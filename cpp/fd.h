@@ -26,7 +26,8 @@ enum class Method : int32_t {
   // check finds [U, Q2] far from orthonormal (a term inside span(U) with l + r close to d).
   kThinStack = 0,
   // C formed densely (SYRK); tridiagonal reduction (sytrd), divide and conquer on the tridiagonal
-  // matrix (stedc), back-transformation of the top l+1 vectors only (ormtr); syevr as the fallback.
+  // matrix (stedc), back-transformation of the top l+1 vectors only (blocked: tridiagonal_eigh.h);
+  // syevr as the fallback.
   kDenseEigh = 1,
   // Householder QR of the whole stack Z, eigendecomposition of R R^T, the basis applied through
   // the reflectors: slower, needs no structure; used for n > d and as the thin stack's fallback.

@@ -27,8 +27,6 @@ template <typename T>
 lapack_fn::sytrd_t<T> Lapack<T>::sytrd = nullptr;
 template <typename T>
 lapack_fn::stedc_t<T> Lapack<T>::stedc = nullptr;
-template <typename T>
-lapack_fn::ormtr_t<T> Lapack<T>::ormtr = nullptr;
 
 template <typename T>
 lapack_fn::gesdd_t<T> Lapack<T>::gesdd = nullptr;
@@ -67,7 +65,6 @@ std::vector<Slot>& slots() {
       {"spotrf", slot(Lapack<float>::potrf)}, {"dpotrf", slot(Lapack<double>::potrf)},
       {"ssytrd", slot(Lapack<float>::sytrd)}, {"dsytrd", slot(Lapack<double>::sytrd)},
       {"sstedc", slot(Lapack<float>::stedc)}, {"dstedc", slot(Lapack<double>::stedc)},
-      {"sormtr", slot(Lapack<float>::ormtr)}, {"dormtr", slot(Lapack<double>::ormtr)},
       {"sgesdd", slot(Lapack<float>::gesdd)}, {"dgesdd", slot(Lapack<double>::gesdd)},
       {"sgetrf", slot(Lapack<float>::getrf)}, {"dgetrf", slot(Lapack<double>::getrf)},
       {"slaswp", slot(Lapack<float>::laswp)}, {"dlaswp", slot(Lapack<double>::laswp)},

@@ -56,9 +56,6 @@ template <typename T>
 using stedc_t = void (*)(const char*, const int*, T*, T*, T*, const int*, T*, const int*, int*,
                          const int*, int*);
 template <typename T>
-using ormtr_t = void (*)(const char*, const char*, const char*, const int*, const int*, const T*,
-                         const int*, const T*, T*, const int*, T*, const int*, int*);
-template <typename T>
 using gesdd_t = void (*)(const char*, const int*, const int*, T*, const int*, T*, T*, const int*,
                          T*, const int*, T*, const int*, int*, int*);
 template <typename T>
@@ -81,7 +78,6 @@ struct Lapack {
   static lapack_fn::potrf_t<T> potrf;
   static lapack_fn::sytrd_t<T> sytrd;
   static lapack_fn::stedc_t<T> stedc;
-  static lapack_fn::ormtr_t<T> ormtr;
   static lapack_fn::gesdd_t<T> gesdd;
   static lapack_fn::getrf_t<T> getrf;
   static lapack_fn::laswp_t<T> laswp;

@@ -35,11 +35,57 @@
 
 namespace linalg_core {
 
+// Columns of the back-transformation's blocks (see above).
+constexpr int kReflectorBlock = 128;
+
+// Workspace (entries) that apply_sytrd_q needs for an n x n reduction and `cols` columns.
+inline size_t apply_sytrd_q_work(int n, int cols) {
+  const size_t k = static_cast<size_t>(kReflectorBlock);
+  return (static_cast<size_t>(std::max(n, 1)) + static_cast<size_t>(std::max(cols, 1))) * k + k * k;
+}
+
+// z (n x cols, column-major, leading dimension n) <- Q z, for Q = H_0 ... H_{n-2} as ?sytrd("L")
+// left it in a (reflectors below the subdiagonal) and tau: the product ?ormtr("L", "L", "N")
+// computes, in blocks of kReflectorBlock reflectors. work: apply_sytrd_q_work(n, cols) entries.
+template <typename T>
+void apply_sytrd_q(int n, const T* a, const T* tau, T* z, int cols, T* work) {
+  const size_t N = static_cast<size_t>(n);
+  const int reflectors = n - 1;
+  if (reflectors <= 0 || cols <= 0) return;
+  constexpr int kb = kReflectorBlock;
+  T* y = work;                                 // m x k, leading dimension m
+  T* tinv = y + N * kb;                        // k x k
+  T* wk = tinv + static_cast<size_t>(kb) * kb;  // k x cols
+  const T one = T(1), zero = T(0), minus_one = T(-1);
+  const int last_start = ((reflectors - 1) / kb) * kb;
+  for (int j0 = last_start; j0 >= 0; j0 -= kb) {
+    const int k = std::min(kb, reflectors - j0);
+    const int m = n - 1 - j0;  // rows j0 + 1 .. n - 1
+    // Y: column c is reflector j0 + c relative to row j0 + 1.
+    for (int c = 0; c < k; ++c) {
+      T* col = y + static_cast<size_t>(c) * m;
+      const T* src = a + static_cast<size_t>(j0 + 1) + static_cast<size_t>(j0 + c) * N;
+      const bool identity = tau[j0 + c] == T(0);
+      for (int r = 0; r < c; ++r) col[r] = T(0);
+      col[c] = identity ? T(0) : T(1);
+      for (int r = c + 1; r < m; ++r) col[r] = identity ? T(0) : src[r];
+    }
+    // T^{-1} = diag(1 / tau) + strictly_upper(Y^T Y).
+    Lapack<T>::syrk("U", "T", &k, &m, &one, y, &m, &zero, tinv, &k);
+    for (int c = 0; c < k; ++c) {
+      const T t = tau[j0 + c];
+      tinv[c + static_cast<size_t>(c) * k] = t == T(0) ? T(1) : T(1) / t;
+    }
+    T* zr = z + static_cast<size_t>(j0 + 1);
+    Lapack<T>::gemm("T", "N", &k, &cols, &m, &one, y, &m, zr, &n, &zero, wk, &k);
+    Lapack<T>::trsm("L", "U", "N", "N", &k, &cols, &one, tinv, &k, wk, &k);
+    Lapack<T>::gemm("N", "N", &m, &cols, &k, &minus_one, y, &m, wk, &k, &one, zr, &n);
+  }
+}
+
 template <typename T>
 class TridiagonalEigh {
  public:
-  static constexpr int kBlock = 128;
-
   // Sizes every workspace for n x n matrices once (sytrd and stedc workspace queries).
   explicit TridiagonalEigh(int n) : n_(n) {
     const size_t N = static_cast<size_t>(std::max(n, 1));
@@ -52,8 +98,7 @@ class TridiagonalEigh {
     q = T(0);
     Lapack<T>::stedc("I", &n_, nullptr, nullptr, nullptr, &n_, &q, &lw, &iq, &liw, &info);
     work = std::max(work, static_cast<size_t>(q) + 1);
-    const size_t k = static_cast<size_t>(kBlock);
-    work = std::max(work, N * k + k * k + k * N);  // Y, T^{-1}, W of the back-transformation
+    work = std::max(work, apply_sytrd_q_work(n, n));
     work_.resize(work);
     iwork_.resize(static_cast<size_t>(std::max(1, iq)));
   }
@@ -74,7 +119,7 @@ class TridiagonalEigh {
     if (info != 0) return false;
     Lapack<T>::stedc("I", &n, w, e_.data(), z, &n, work_.data(), &lw, iwork_.data(), &liw, &info);
     if (info != 0 || !all_finite(w, static_cast<size_t>(n))) return false;
-    back_transform(a, z);
+    apply_sytrd_q(n, a, tau_.data(), z, n, work_.data());
     if (shift != 0) {
       for (int i = 0; i < n; ++i) w[i] = std::ldexp(w[i], -shift);
     }
@@ -108,42 +153,6 @@ class TridiagonalEigh {
     const size_t N = static_cast<size_t>(n_);
     for (size_t j = 0; j < N; ++j) {
       for (size_t i = j; i < N; ++i) a[i + j * N] = std::ldexp(a[i + j * N], shift);
-    }
-  }
-
-  // z <- Q z for Q = H_0 ... H_{n-2} stored in a (see the header comment).
-  void back_transform(const T* a, T* z) {
-    const int n = n_;
-    const size_t N = static_cast<size_t>(n);
-    const int reflectors = n - 1;
-    if (reflectors <= 0) return;
-    T* y = work_.data();                                 // m x k, leading dimension m
-    T* tinv = y + N * kBlock;                            // k x k
-    T* wk = tinv + static_cast<size_t>(kBlock) * kBlock;  // k x n
-    const T one = T(1), zero = T(0), minus_one = T(-1);
-    const int last_start = ((reflectors - 1) / kBlock) * kBlock;
-    for (int j0 = last_start; j0 >= 0; j0 -= kBlock) {
-      const int k = std::min(kBlock, reflectors - j0);
-      const int m = n - 1 - j0;  // rows j0 + 1 .. n - 1
-      // Y: column c is reflector j0 + c relative to row j0 + 1.
-      for (int c = 0; c < k; ++c) {
-        T* col = y + static_cast<size_t>(c) * m;
-        const T* src = a + static_cast<size_t>(j0 + 1) + static_cast<size_t>(j0 + c) * N;
-        const bool identity = tau_[j0 + c] == T(0);
-        for (int r = 0; r < c; ++r) col[r] = T(0);
-        col[c] = identity ? T(0) : T(1);
-        for (int r = c + 1; r < m; ++r) col[r] = identity ? T(0) : src[r];
-      }
-      // T^{-1} = diag(1 / tau) + strictly_upper(Y^T Y).
-      Lapack<T>::syrk("U", "T", &k, &m, &one, y, &m, &zero, tinv, &k);
-      for (int c = 0; c < k; ++c) {
-        const T t = tau_[j0 + c];
-        tinv[c + static_cast<size_t>(c) * k] = t == T(0) ? T(1) : T(1) / t;
-      }
-      T* zr = z + static_cast<size_t>(j0 + 1);
-      Lapack<T>::gemm("T", "N", &k, &n, &m, &one, y, &m, zr, &n, &zero, wk, &k);
-      Lapack<T>::trsm("L", "U", "N", "N", &k, &n, &one, tinv, &k, wk, &k);
-      Lapack<T>::gemm("N", "N", &m, &n, &k, &minus_one, y, &m, wk, &k, &one, zr, &n);
     }
   }
 
