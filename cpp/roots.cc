@@ -278,11 +278,18 @@ struct Scratch {
   int n = 0;
   std::vector<T> x, m, t, tp, sqr, tmp, best, v, av, w;
   std::optional<TridiagonalEigh<T>> eig;
+  std::vector<double> a64, z64, x64, w64;  // the float64 eigh (fallback, or accumulate_float64)
+  std::optional<TridiagonalEigh<double>> eig64;
 
   void for_eigh() {
     for (auto* buf : {&m, &tmp}) buf->resize(sq<T>(n));
     w.resize(n);
     if (!eig) eig.emplace(n);
+  }
+  void for_eigh_double() {
+    for (auto* buf : {&a64, &z64, &x64}) buf->resize(sq<double>(n));
+    w64.resize(n);
+    if (!eig64) eig64.emplace(n);
   }
   void for_iterations() {
     for (auto* buf : {&x, &m, &t, &tp, &sqr, &tmp, &best}) buf->resize(sq<T>(n));
@@ -346,7 +353,7 @@ class Solver {
       } else if (m == Method::kEigh) {
         ok = eigh(A, &lmax, &ridge, X, sc);
       } else {
-        ok = eigh_double(A, &lmax, &ridge, X);
+        ok = eigh_double(A, &lmax, &ridge, X, sc);
       }
       a.lambda_max[b] = static_cast<T>(std::max(lmax, 0.0));
       a.ridge[b] = static_cast<T>(ridge);
@@ -420,12 +427,15 @@ class Solver {
     return eigh_in<T, T>(A, lmax, ridge, X, sc.tmp.data(), sc.m.data(), sc.w.data(), *sc.eig);
   }
 
-  bool eigh_double(const T* A, double* lmax, double* ridge, T* X) const {
+  bool eigh_double(const T* A, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
     const int n = n_;
-    TridiagonalEigh<double> eig(n);
-    std::vector<double> a_work(sq<double>(n)), z(sq<double>(n)), Xd(sq<double>(n)), w(n);
-    if (!eigh_in<double, T>(A, lmax, ridge, Xd.data(), a_work.data(), z.data(), w.data(), eig)) return false;
-    for (size_t i = 0; i < sq<double>(n); ++i) X[i] = static_cast<T>(Xd[i]);
+    sc.for_eigh_double();
+    double* xd = sc.x64.data();
+    if (!eigh_in<double, T>(A, lmax, ridge, xd, sc.a64.data(), sc.z64.data(), sc.w64.data(),
+                            *sc.eig64)) {
+      return false;
+    }
+    for (size_t i = 0; i < sq<double>(n); ++i) X[i] = static_cast<T>(xd[i]);
     return all_finite(X, sq<T>(n));
   }
 
