@@ -10,6 +10,7 @@
 #include "eigh_workspace.h"
 #include "lapack.h"
 #include "lcg.h"
+#include "tridiagonal_eigh.h"
 
 namespace linalg_core::lobpcg {
 namespace {
@@ -268,11 +269,11 @@ class Solver {
   T eps_ = T(0);
 };
 
-// Dense answer for 5 k >= n: syevd of A (explicit, or assembled from n products).
+// Dense answer for 5 k >= n: the eigendecomposition of A (explicit, or assembled from n products)
+// with only the top k vectors back-transformed (tridiagonal_eigh.h).
 template <typename T>
 bool dense(int n, const Apply<T>& apply, const T* matrix, int k, const Result<T>& out) {
-  std::vector<T> a(sz(n, n)), w(n), work;
-  std::vector<int> iwork;
+  std::vector<T> a(sz(n, n)), z(sz(n, n)), w(n);
   if (matrix != nullptr) {
     std::memcpy(a.data(), matrix, sz(n, n) * sizeof(T));
   } else {
@@ -280,11 +281,12 @@ bool dense(int n, const Apply<T>& apply, const T* matrix, int k, const Result<T>
     for (int i = 0; i < n; ++i) eye[i + sz(i, n)] = T(1);
     apply(eye.data(), n, n, a.data());
   }
-  if (!eigh_inplace(n, a.data(), w.data(), work, iwork)) return false;
+  TridiagonalEigh<T> eigh(n);
+  if (!eigh(a.data(), w.data(), z.data(), k)) return false;
   for (int j = 0; j < k; ++j) {
     out.eigvals[j] = w[n - 1 - j];
     out.residuals[j] = T(0);
-    for (int i = 0; i < n; ++i) out.eigvecs[sz(i, k) + j] = a[i + sz(n - 1 - j, n)];
+    for (int i = 0; i < n; ++i) out.eigvecs[sz(i, k) + j] = z[i + sz(n - 1 - j, n)];
   }
   return true;
 }

@@ -104,9 +104,11 @@ class TridiagonalEigh {
   }
 
   // a: n x n column-major, lower triangle read, overwritten with sytrd's reflectors.
-  // w <- eigenvalues, ascending; z (n x n, column-major) <- orthonormal eigenvectors.
+  // w <- eigenvalues, ascending; z (n x n, column-major) <- orthonormal eigenvectors; with
+  // top < n only the last `top` columns (the largest eigenvalues' vectors) are back-transformed
+  // (the others hold eigenvectors of the tridiagonal matrix).
   // False for a non-finite input, when LAPACK reports failure or the eigenvalues are not finite.
-  bool operator()(T* a, T* w, T* z) {
+  bool operator()(T* a, T* w, T* z, int top = -1) {
     const int n = n_;
     if (n == 0) return true;
     const int shift = scale_exponent(a);
@@ -119,7 +121,8 @@ class TridiagonalEigh {
     if (info != 0) return false;
     Lapack<T>::stedc("I", &n, w, e_.data(), z, &n, work_.data(), &lw, iwork_.data(), &liw, &info);
     if (info != 0 || !all_finite(w, static_cast<size_t>(n))) return false;
-    apply_sytrd_q(n, a, tau_.data(), z, n, work_.data());
+    const int cols = top < 0 || top > n ? n : top;
+    apply_sytrd_q(n, a, tau_.data(), z + static_cast<size_t>(n - cols) * n, cols, work_.data());
     if (shift != 0) {
       for (int i = 0; i < n; ++i) w[i] = std::ldexp(w[i], -shift);
     }
