@@ -7,7 +7,7 @@
 // so its 2 n^3 flops run as GEMMs with an inner dimension of 32 plus ?larfb's own serial copy
 // loops. Measured at n = 1024 float32 (two cores, OpenBLAS SkylakeX kernels): ssyevd 76 ms =
 // ssytrd 26 + sstedc 13 + sormtr 38, while one 1024^3 SGEMM (the same 2 n^3 flops) takes 10 ms.
-// This code: 16 + 13 + 10 ms (syevd's own sytrd call also measured slower than a direct one).
+// This code, the same matrix in the eigh root: sytrd 16 + stedc 13 + back-transformation 10 ms.
 // Used by the eigh inverse root, the FD dense update and LOBPCG's dense path (the last two
 // back-transform only the top vectors they keep).
 //
