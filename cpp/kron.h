@@ -8,9 +8,10 @@
 // power iteration on the rearranged matrix of H: the factors tend to its top singular vectors,
 // sigma to sigma_1, H ~ sigma_1 R (x) L (column-major vec, (A (x) B) vec(G) = vec(B G A^T)),
 // and the cosine similarity to H does not decrease after the first step.
-// Each half-step is two large GEMMs over all samples at once: with S the samples stacked
-// vertically (N m x n) and G' = [G_1, ..., G_N] (m x N n),
-//   L = (G'' R) G'^T with G'' = G' viewed as (m N x n),   R = S^T (stack of L G_i).
+// Each half-step sums per-sample products with the other factor's PSD square root:
+//   L = (1/N) sum_i (G_i R^(1/2)) (G_i R^(1/2))^T,  R = (1/N) sum_i (L^(1/2) G_i)^T (L^(1/2) G_i),
+// one GEMM and one accumulating SYRK per sample (N m n (2 n + m) and N m n (2 m + n) flops), the
+// samples split across the cores on one BLAS thread each; the first step's sums need no GEMM.
 // Arrays are row-major and batch-major; no Python, no XLA types.
 #pragma once
 

@@ -72,7 +72,10 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     (so ``steps=1`` is exactly Shampoo's ``E[G G^T]``, ``E[G^T G]``); later steps alternate, so
     the cosine similarity to ``H`` (:func:`kron_cosine`) does not decrease after the first. Returned scaled so that
     ``right (x) left = sigma R (x) L``. ``L`` and ``R`` stay PSD (sums of congruences of PSD
-    matrices). Each step is four GEMMs over all samples at once, ``4 N m n (m + n)`` flops.
+    matrices). On the CPU each sum is one GEMM and one SYRK per sample with the other factor's
+    PSD square root (``G_i R G_i^T = (G_i R^(1/2)) (G_i R^(1/2))^T``), the samples split across
+    the cores: ``3 N m n (m + n)`` flops a step (the textbook ``4 N m n (m + n)``) plus two
+    symmetric eigendecompositions; the first step needs no products.
 
     Parameters
     ----------
