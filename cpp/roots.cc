@@ -390,7 +390,7 @@ class Solver {
   // Eigendecomposition root in precision U (T, or double for the last fallback). a_work, z: n x n
   // scratch; the eigendecomposition of A (read as its lower triangle) by
   // sytrd + stedc + a blocked back-transformation (tridiagonal_eigh.h: syevd's algorithm,
-  // 1.35x faster at n = 1024).
+  // 70 -> 43 ms at n = 1024 float32).
   template <typename U, typename Src>
   bool eigh_in(const Src* A, double* lmax_out, double* ridge_out, U* X, U* a_work, U* z, U* w,
                TridiagonalEigh<U>& eig) const {
