@@ -50,3 +50,30 @@ def positive_number(value: Any, name: str) -> float:
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v
+
+
+def symmetry_tolerance(dtype: Any, n: int) -> float:
+    """Relative tolerance on ``max|A - A^T| / max|A|`` below which ``A`` counts as symmetric.
+
+    A matrix formed symmetrically in exact arithmetic (``G G^T``, ``Q diag(l) Q^T``) but evaluated
+    in floating point differs from its transpose by at most ``~n eps max|A|`` (each entry is an
+    inner product of length ``n``); ``8 n eps`` leaves a margin for sums of several such terms.
+    """
+    return 8.0 * max(int(n), 1) * float(np.finfo(np.dtype(dtype)).eps)
+
+
+def require_symmetric(x: np.ndarray, name: str) -> None:
+    """``ValueError`` naming ``x`` unless every ``(..., n, n)`` slice is symmetric to
+    :func:`symmetry_tolerance` (relative to its largest entry). ``x`` must be finite."""
+    n = x.shape[-1]
+    if n < 2 or x.size == 0:
+        return
+    scale = np.max(np.abs(x), axis=(-2, -1))
+    asym = np.max(np.abs(x - np.swapaxes(x, -1, -2)), axis=(-2, -1))
+    tol = symmetry_tolerance(x.dtype, n)
+    bad = asym > tol * scale
+    if np.any(bad):
+        worst = float(np.max(np.where(scale > 0, asym / np.where(scale > 0, scale, 1), 0)))
+        raise ValueError(
+            f"{name} must be symmetric: max|{name} - {name}^T| / max|{name}| = {worst:.3g} exceeds "
+            f"{tol:.3g} (8 n eps for n={n}, dtype {np.dtype(x.dtype)})")
