@@ -1,5 +1,6 @@
 #include "blas_threads.h"
 
+#include <mutex>
 #include <vector>
 
 #if defined(__linux__)
@@ -45,13 +46,30 @@ const std::vector<SetLocal>& setters() {
   return found;
 }
 
+// The process-wide scope count and the counts found by the first scope (see ScopedBlasThreads).
+struct OpenScopes {
+  std::mutex mutex;
+  int open = 0;
+  int found[8];
+};
+
+OpenScopes& open_scopes() {
+  static OpenScopes scopes;
+  return scopes;
+}
+
 }  // namespace
 
 bool blas_threads_local_available() { return !setters().empty(); }
 
 ScopedBlasThreads::ScopedBlasThreads(int n) {
-  if (n <= 0) return;
+  if (n <= 0 || setters().empty()) return;
+  OpenScopes& scopes = open_scopes();
+  std::lock_guard<std::mutex> lock(scopes.mutex);
   for (SetLocal set : setters()) previous_[count_++] = set(n);
+  if (scopes.open++ == 0) {
+    for (int i = 0; i < count_; ++i) scopes.found[i] = previous_[i];
+  }
 }
 
 void set_blas_threads_until_exit(int n) {
@@ -60,8 +78,12 @@ void set_blas_threads_until_exit(int n) {
 }
 
 ScopedBlasThreads::~ScopedBlasThreads() {
+  if (count_ == 0) return;
   const auto& s = setters();
-  for (int i = 0; i < count_; ++i) s[i](previous_[i]);
+  OpenScopes& scopes = open_scopes();
+  std::lock_guard<std::mutex> lock(scopes.mutex);
+  const int* restore = --scopes.open == 0 ? scopes.found : previous_;
+  for (int i = 0; i < count_; ++i) s[i](restore[i]);
 }
 
 }  // namespace linalg_core

@@ -13,7 +13,13 @@ namespace linalg_core {
 bool blas_threads_local_available();
 
 // Limits BLAS to `n` threads on the calling thread for the object's lifetime; n <= 0 changes
-// nothing.
+// nothing. The OpenBLAS builds that NumPy and SciPy ship (pthreads) keep the "local" count in
+// one process-wide variable, so scopes opened by several user threads at once overlap: the
+// counts are saved by the first scope to open anywhere in the process and restored by the last
+// to close (a process-wide count of open scopes), which leaves them as they were found whatever
+// the interleaving. A scope closing while others are still open restores the value its own
+// thread saw, which is what a genuinely thread-local setter needs. While scopes are open, BLAS
+// calls of other threads also run on `n` threads.
 class ScopedBlasThreads {
  public:
   explicit ScopedBlasThreads(int n);
