@@ -487,3 +487,35 @@ def test_failed_root_keeps_the_previous_preconditioner(rng, monkeypatch):
     np.testing.assert_allclose(np.asarray(u2), roots_after_first[0][0] @ grads[1] @ roots_after_first[1][0],
                                rtol=1e-12)
     assert np.all(np.isfinite(np.asarray(u2)))
+
+
+@pytest.mark.parametrize("factory", ["shampoo", "sketchy_shampoo", "sketchy_adagrad", "shared_basis_adagrad"])
+@pytest.mark.parametrize("scale", [1e9, 1e19, 1e30])
+def test_huge_finite_gradient_never_poisons_the_state(rng, factory, scale):
+    # float32 parameters: a finite gradient of 1e19 has squares (1e38) at the edge of float32 and
+    # 1e30's overflow; whatever the kernels do with it, the state must stay finite and later
+    # ordinary gradients must still move the parameters.
+    opt = getattr(optim, factory)(0.1)
+    params = {"w": jnp.zeros((6, 5), jnp.float32), "b": jnp.zeros(5, jnp.float32)}
+    state = opt.init(params)
+    step = jax.jit(opt.update)
+    g = [{"w": jnp.asarray(rng.standard_normal((6, 5)), jnp.float32), "b": jnp.ones(5, jnp.float32)}
+         for _ in range(4)]
+    _, state = step(g[0], state, params)
+    huge = {"w": g[1]["w"] * scale, "b": g[1]["b"]}
+    before = state
+    u, state = step(huge, state, params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
+    if scale == 1e30:
+        # Squares of 1e30 (1e60) are not float32 numbers: no statistic can take this gradient, so
+        # the matrix block's step is skipped (state kept, update zero) and counted.
+        assert int(state[0].diagnostics.failures) >= 1
+        np.testing.assert_array_equal(np.asarray(u["w"]), 0.0)
+        for old, new in zip(jax.tree.leaves(before[0].leaves[1].stats), jax.tree.leaves(state[0].leaves[1].stats)):
+            np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
+    for gi in g[2:]:
+        u, state = step(gi, state, params)
+        params = optax.apply_updates(params, u)
+        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state, params)))
+    # The ordinary steps after the huge one still move the matrix parameter.
+    assert float(jnp.abs(u["w"]).max()) > 0.0

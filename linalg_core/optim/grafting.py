@@ -59,6 +59,12 @@ def graft_scale(preconditioned: Any, graft: Any) -> Any:
     import jax.numpy as jnp
 
     axes = tuple(range(1, preconditioned.ndim))
-    p_norm = jnp.sqrt(jnp.sum(preconditioned * preconditioned, axis=axes, keepdims=True))
-    g_norm = jnp.sqrt(jnp.sum(graft * graft, axis=axes, keepdims=True))
+
+    def norm(x):
+        # Scaled by the largest entry first: the squares of a finite 1e20 overflow float32.
+        big = jnp.max(jnp.abs(x), axis=axes, keepdims=True)
+        safe = jnp.where(big > 0, big, 1.0)
+        return big * jnp.sqrt(jnp.sum((x / safe) ** 2, axis=axes, keepdims=True))
+
+    p_norm, g_norm = norm(preconditioned), norm(graft)
     return preconditioned * jnp.where(p_norm > 0, g_norm / jnp.where(p_norm > 0, p_norm, 1.0), 0.0)

@@ -23,8 +23,10 @@ class Diagnostics(NamedTuple):
     ----------
     skipped_steps : non-finite gradients seen; their statistics updates were skipped and their
         update was zero.
-    failures : block-level kernel failures so far (an inverse root that fell back to the previous
-        root, an FD update that left its sketch unchanged, a failed shared-basis eigensolver).
+    failures : block-level failures so far: a kernel failure (an inverse root that fell back to
+        the previous root, an FD update that left its sketch unchanged, a failed shared-basis
+        eigensolver), or a finite gradient that made a block's new state, its update or the
+        graft non-finite (overflow): that block's state is kept and its update is zero.
     """
 
     skipped_steps: Any
@@ -115,27 +117,74 @@ def matrix_preconditioner(
             g32 = jnp.where(finite, g.astype(compute_dtype(g.dtype)), 0.0)
             direction, acc = grafting.graft_direction(graft, g32, leaf.graft, beta2=graft_beta2,
                                                       eps=graft_eps, count=ctx.accepted)
-            acc = jnp.where(finite, acc, leaf.graft)
+            graft_ok = _all_finite((direction, acc))
+            acc = jax.tree.map(lambda new, old: jnp.where(finite & graft_ok, new, old), acc, leaf.graft)
+            failures = failures + (finite & ~graft_ok).astype(jnp.int32)
             lay = layout(tuple(g.shape))
             if lay.is_vector:
                 out, stats, cache = direction, leaf.stats, leaf.cache
             else:
                 blocks = blocking.to_blocks(g32, lay)
                 stats, cache, pre, fails = block_step(leaf.stats, leaf.cache, blocks, lay, ctx)
-                (stats, cache) = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                                              (stats, cache), (leaf.stats, leaf.cache))
-                failures = failures + jnp.where(finite, fails, 0).astype(jnp.int32)
                 graft_blocks = blocking.to_blocks(direction, lay)
                 if graft != "none":
                     pre = grafting.graft_scale(pre, graft_blocks)
-                out = blocking.from_blocks(jnp.where(ctx.precondition, pre, graft_blocks), lay)
-            outs.append(jnp.where(finite, out, 0.0).astype(g.dtype))
+                # A finite gradient can still overflow a block's statistics or make a kernel
+                # fail: such a block is treated like a non-finite gradient (state kept, update
+                # zero, counted) instead of carrying Inf/NaN into every later step.
+                ok = finite & graft_ok & _finite_per_block((stats, cache, pre), lay.num_blocks)
+                (stats, cache) = jax.tree.map(lambda new, old: _where_blocks(ok, new, old, lay.num_blocks),
+                                              (stats, cache), (leaf.stats, leaf.cache))
+                failures = (failures + jnp.where(finite, fails, 0).astype(jnp.int32)
+                            + jnp.sum(finite & ~ok, dtype=jnp.int32))
+                out_blocks = jnp.where(ctx.precondition, pre, graft_blocks)
+                out = blocking.from_blocks(jnp.where(ok[:, None, None], out_blocks, 0.0), lay)
+            outs.append(jnp.where(finite & graft_ok, out, 0.0).astype(g.dtype))
             new_leaves.append(LeafState(stats, cache, acc))
         diagnostics = Diagnostics(state.diagnostics.skipped_steps + (~finite).astype(jnp.int32), failures)
         new_state = PreconditionerState(count, accepted, tuple(new_leaves), diagnostics)
         return jax.tree.unflatten(treedef, outs), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _all_finite(tree: Any) -> Any:
+    """One bool: every floating leaf of ``tree`` is finite."""
+    import jax
+    import jax.numpy as jnp
+
+    ok = jnp.array(True)
+    for x in jax.tree.leaves(tree):
+        if jnp.issubdtype(x.dtype, jnp.inexact):
+            ok &= jnp.all(jnp.isfinite(x))
+    return ok
+
+
+def _finite_per_block(tree: Any, num_blocks: int) -> Any:
+    """``(num_blocks,)`` bool: every floating leaf of ``tree`` is finite in that block. Leaves
+    without a leading block axis (a PRNG key, a scalar) count for every block."""
+    import jax
+    import jax.numpy as jnp
+
+    ok = jnp.ones((num_blocks,), bool)
+    for x in jax.tree.leaves(tree):
+        if not jnp.issubdtype(x.dtype, jnp.inexact):
+            continue
+        if x.ndim >= 1 and x.shape[0] == num_blocks:
+            ok &= jnp.all(jnp.isfinite(x.reshape(num_blocks, -1)), axis=1)
+        else:
+            ok &= jnp.all(jnp.isfinite(x))
+    return ok
+
+
+def _where_blocks(ok: Any, new: Any, old: Any, num_blocks: int) -> Any:
+    """``new`` in the blocks where ``ok``, ``old`` elsewhere (all or nothing for a leaf without a
+    leading block axis)."""
+    import jax.numpy as jnp
+
+    if new.ndim >= 1 and new.shape[0] == num_blocks:
+        return jnp.where(ok.reshape((num_blocks,) + (1,) * (new.ndim - 1)), new, old)
+    return jnp.where(jnp.all(ok), new, old)
 
 
 def compute_dtype(dtype: Any) -> Any:
