@@ -77,3 +77,17 @@ def require_symmetric(x: np.ndarray, name: str) -> None:
         raise ValueError(
             f"{name} must be symmetric: max|{name} - {name}^T| / max|{name}| = {worst:.3g} exceeds "
             f"{tol:.3g} (8 n eps for n={n}, dtype {np.dtype(x.dtype)})")
+
+
+def integer(value: Any, name: str, minimum: int | None = None) -> int:
+    """``value`` as an ``int``; ``ValueError`` naming ``name`` for a non-integral value (``2.7``
+    is not silently truncated) or one below ``minimum``."""
+    try:
+        as_int = int(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from err
+    if isinstance(value, bool) or as_int != value:
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and as_int < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {as_int}")
+    return as_int

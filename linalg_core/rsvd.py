@@ -14,11 +14,14 @@ import numpy as np
 
 from linalg_core import _jax
 from linalg_core import _validation as check
+from linalg_core._scaling import power_of_two_scale
 
 __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "randomized_svd"]
 
-#: Codes of ``RandomizedInfo.status``; any failure returns zeros.
-RSVD_STATUS = {"ok": 0, "non_finite_input": 1, "lapack_failure": 2}
+#: Codes of ``RandomizedInfo.status``; any failure returns zeros. ``non_symmetric`` (JAX path of
+#: :func:`randomized_eigh`; the NumPy path raises): ``a`` is not symmetric to
+#: :func:`linalg_core._validation.symmetry_tolerance`.
+RSVD_STATUS = {"ok": 0, "non_finite_input": 1, "lapack_failure": 2, "non_symmetric": 3}
 #: Codes of ``RandomizedInfo.method``.
 RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1, "nystrom": 2}
 
@@ -94,19 +97,34 @@ def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
     m, n = a.shape[-2:]
     if square and m != n:
         raise ValueError(f"a must be square (..., n, n) for randomized_eigh, got {tuple(a.shape)}")
-    k = int(k)
-    if not 1 <= k <= min(m, n):
+    k = check.integer(k, "k", 1)
+    if k > min(m, n):
         raise ValueError(f"k must satisfy 1 <= k <= min(m, n) = {min(m, n)}, got {k}")
-    if int(oversample) < 0 or int(power_iters) < 0 or int(probes) < 0:
-        raise ValueError("oversample, power_iters and probes must be >= 0")
-    l = min(k + int(oversample), m, n)
+    oversample = check.integer(oversample, "oversample", 0)
+    check.integer(power_iters, "power_iters", 0)
+    check.integer(probes, "probes", 0)
+    l = min(k + oversample, m, n)
     if warm_start is not None:
         if not _jax.is_jax_array(warm_start):
             warm_start = np.asarray(warm_start)
+            check.require_floating(warm_start, "warm_start")
         if warm_start.ndim < 2 or warm_start.shape[-2] != n or warm_start.shape[-1] > l:
             raise ValueError(f"warm_start must have shape (..., {n}, w) with w <= {l}, got {tuple(warm_start.shape)}")
+        if not jax_path:
+            check.require_finite(warm_start, "warm_start")
     dt = np.dtype(np.float64) if np.dtype(a.dtype) == np.float64 else np.dtype(np.float32)
     return a, k, l, dt, tuple(a.shape[:-2]), warm_start, jax_path
+
+
+def _finite_warm_start(status: Any, warm_start: Any, batch: tuple) -> Any:
+    """JAX path: ``non_finite_input`` where the warm start holds NaN/Inf (the kernel sees only
+    ``Omega``, whose non-finite columns it reports as a LAPACK failure)."""
+    import jax.numpy as jnp
+
+    if warm_start is None:
+        return status
+    bad = jnp.broadcast_to(~jnp.all(jnp.isfinite(warm_start), axis=(-2, -1)), batch)
+    return jnp.where(bad, RSVD_STATUS["non_finite_input"], status).astype(jnp.int32)
 
 
 def randomized_svd(
@@ -159,20 +177,30 @@ def randomized_svd(
 
         from linalg_core.portable import rsvd as portable
 
+        a = jnp.asarray(a, dt)
+        scale = power_of_two_scale(a, jnp)
         u, s, vt, err, status = _jax.call(
             "linalg_core_randomized_svd",
             [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32)],
-            jnp.asarray(a, dt), omega, probe, portable=portable.randomized_svd, k=np.int64(k),
+            a * scale[..., None, None], omega, probe, portable=portable.randomized_svd, k=np.int64(k),
             power_iters=np.int64(power_iters))
+        status = _finite_warm_start(status, warm_start, batch)
+        good = status == RSVD_STATUS["ok"]
+        u, vt = (jnp.where(good[..., None, None], x, 0.0) for x in (u, vt))
+        s, err = jnp.where(good[..., None], s, 0.0), jnp.where(good, err, 0.0)
         xp = jnp
     else:
         from linalg_core._native import cpu
 
         a = np.ascontiguousarray(a, dtype=dt)
+        scale = power_of_two_scale(a, np)
         # The kernel checks finiteness first (status 1, nothing computed): no second pass here.
-        u, s, vt, err, status = cpu.randomized_svd(a, omega, probe, k, int(power_iters))
+        u, s, vt, err, status = cpu.randomized_svd(a * scale[..., None, None], omega, probe, k, int(power_iters))
         _raise_on_non_finite(status)
         xp = np
+    # The kernel ran on c A with max|c A| in [1/2, 1) (c a power of two: exact), so its Gram
+    # products and error norms cannot overflow or underflow; singular values scale back by 1/c.
+    s, err = s / scale[..., None], err / scale
     info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0,
                           xp.full(batch, RSVD_METHODS["svd"], xp.int32), status)
     return u, s, vt, info
@@ -224,18 +252,33 @@ def randomized_eigh(
 
         from linalg_core.portable import rsvd as portable
 
+        a = jnp.asarray(a, dt)
+        scale = power_of_two_scale(a, jnp)
         w, v, err, status, used = _jax.call(
             "linalg_core_randomized_eigh",
             [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32)],
-            jnp.asarray(a, dt), omega, probe, portable=portable.randomized_eigh, k=np.int64(k),
+            a * scale[..., None, None], omega, probe, portable=portable.randomized_eigh, k=np.int64(k),
             power_iters=np.int64(power_iters), nystrom=np.int32(method == "nystrom"))
+        status = _finite_warm_start(status, warm_start, batch)
+        scaled = a * scale[..., None, None]
+        asym = jnp.max(jnp.abs(scaled - jnp.swapaxes(scaled, -1, -2)), axis=(-2, -1))
+        asym_bad = jnp.isfinite(asym) & (asym > check.symmetry_tolerance(dt, n) * jnp.max(jnp.abs(scaled), axis=(-2, -1)))
+        status = jnp.where(asym_bad & (status == RSVD_STATUS["ok"]), RSVD_STATUS["non_symmetric"], status)
+        good = status == RSVD_STATUS["ok"]
+        w, v, err = jnp.where(good[..., None], w, 0.0), jnp.where(good[..., None, None], v, 0.0), jnp.where(good, err, 0.0)
         xp = jnp
     else:
         from linalg_core._native import cpu
 
         a = np.ascontiguousarray(a, dtype=dt)
-        w, v, err, status, used = cpu.randomized_eigh(a, omega, probe, k, int(power_iters), method == "nystrom")
+        # NaN compares false, so a non-finite a passes here and is reported by the kernel.
+        check.require_symmetric(a, "a")
+        scale = power_of_two_scale(a, np)
+        w, v, err, status, used = cpu.randomized_eigh(a * scale[..., None, None], omega, probe, k,
+                                                      int(power_iters), method == "nystrom")
         _raise_on_non_finite(status)
         xp = np
+    # As in randomized_svd: the kernel ran on c A (c a power of two), eigenvalues scale by 1/c.
+    w, err = w / scale[..., None], err / scale
     info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0, used, status)
     return w, v, info

@@ -199,3 +199,84 @@ def test_nystrom_falls_back_on_indefinite_input(rng):
     assert int(info.method) == lc.RSVD_METHODS["rayleigh_ritz"] and bool(info.converged)
     # Two power iterations on the dominant pair (gap 0.5/4): Ritz values exact to ~(1/8)^5.
     np.testing.assert_allclose(w, [5.0, 4.0], rtol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Honesty: scale safety, the input contract on every argument
+
+
+def _paths(a, key):
+    """The NumPy path and the JAX path (FFI on this CPU, or portable under LINALG_CORE_PORTABLE)."""
+    return [(np.asarray(a), key), (jnp.asarray(a), jax.random.PRNGKey(key))]
+
+
+@given(exponent=st.sampled_from([-30, -20, 0, 20, 30]), dtype=st.sampled_from([np.float32, np.float64]),
+       big=st.booleans(), kind=st.sampled_from(["svd", "eigh"]))
+def test_scaled_input_gives_the_scaled_answer(exponent, dtype, big, kind):
+    # float64 is also tried at 1e+-200 (its squares overflow/underflow there, as float32's do at
+    # 1e+-20..30). The kernel works on 2^e A with max|2^e A| in [1/2, 1), an exact scaling, so the
+    # answer on c A is c times the answer on A up to the rounding of one run: singular values
+    # within 8 n eps sigma_1 (module docstring), and the error estimate the same to that
+    # relative accuracy times its own size.
+    if dtype == np.float64 and big:
+        exponent = int(np.sign(exponent)) * 200
+    c = 10.0 ** exponent
+    rng = np.random.default_rng(7)
+    s = np.geomspace(1.0, 1e-3, 30)
+    a = matrix_with_singular_values(rng, 30, 30, s)
+    if kind == "eigh":
+        q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+        a = (q * s) @ q.T
+    for x, key in _paths(a, 3):
+        ref_x, scaled_x = x.astype(dtype), (x * c).astype(dtype)
+        if kind == "svd":
+            _, s_ref, _, i_ref = lc.randomized_svd(ref_x, 5, key=key)
+            _, s_c, _, i_c = lc.randomized_svd(scaled_x, 5, key=key)
+        else:
+            s_ref, _, i_ref = lc.randomized_eigh(ref_x, 5, key=key)
+            s_c, _, i_c = lc.randomized_eigh(scaled_x, 5, key=key)
+        assert int(i_c.status) == 0 and bool(i_c.converged)
+        t = tol(dtype, 30, 1.0)
+        np.testing.assert_allclose(np.asarray(s_c, np.float64) / c, np.asarray(s_ref, np.float64), atol=t)
+        np.testing.assert_allclose(float(i_c.residual) / c, float(i_ref.residual),
+                                   rtol=100 * np.finfo(dtype).eps * 30, atol=t)
+        np.testing.assert_allclose(np.asarray(s_c, np.float64) / c, s[:5], atol=t + 2 * s[5])
+
+
+@pytest.mark.parametrize("kind", ["svd", "eigh"])
+def test_non_finite_warm_start(rng, kind):
+    a = np.eye(12) + 0.1 * rng.standard_normal((12, 12))
+    a = a + a.T
+    warm = np.full((12, 3), np.nan)
+    call = lc.randomized_svd if kind == "svd" else lc.randomized_eigh
+    with pytest.raises(ValueError, match="warm_start contains NaN"):
+        call(a, 4, key=0, warm_start=warm)
+    out = call(jnp.asarray(a), 4, key=jax.random.PRNGKey(0), warm_start=jnp.asarray(warm))
+    info = out[-1]
+    assert int(info.status) == lc.RSVD_STATUS["non_finite_input"] and not bool(info.converged)
+    assert all(bool(jnp.all(jnp.isfinite(o))) for o in out[:-1])
+
+
+@pytest.mark.parametrize("name,value", [("k", 2.7), ("oversample", 1.5), ("power_iters", 0.5),
+                                        ("probes", -1), ("k", "3")])
+def test_integer_arguments_are_not_truncated(rng, name, value):
+    a = rng.standard_normal((10, 8))
+    kwargs = dict(k=3, key=0)
+    kwargs[name] = value
+    k = kwargs.pop("k")
+    with pytest.raises(ValueError, match=name):
+        lc.randomized_svd(a, k, **kwargs)
+
+
+def test_non_symmetric_input_to_randomized_eigh(rng):
+    a = rng.standard_normal((20, 20))
+    with pytest.raises(ValueError, match="a must be symmetric"):
+        lc.randomized_eigh(a, 3, key=0)
+    w, v, info = lc.randomized_eigh(jnp.asarray(a), 3, key=jax.random.PRNGKey(0))
+    assert int(info.status) == lc.RSVD_STATUS["non_symmetric"] and not bool(info.converged)
+    assert bool(jnp.all(jnp.isfinite(w))) and bool(jnp.all(jnp.isfinite(v)))
+    # Rounding-level asymmetry (a product formed in another order) is within the tolerance.
+    g = rng.standard_normal((20, 20))
+    sym = g @ np.diag(np.linspace(1, 2, 20)) @ g.T
+    assert np.abs(sym - sym.T).max() > 0
+    lc.randomized_eigh(sym, 3, key=0)
