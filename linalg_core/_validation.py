@@ -46,7 +46,10 @@ def require_finite(x: np.ndarray, name: str) -> None:
 
 
 def positive_number(value: Any, name: str) -> float:
-    v = float(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}") from err
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v

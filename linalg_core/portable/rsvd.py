@@ -8,8 +8,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-_OK, _NON_FINITE, _FAILURE = 0, 1, 2
-_RAYLEIGH_RITZ, _NYSTROM = 1, 2
+from linalg_core.rsvd import RSVD_METHODS, RSVD_STATUS
+
+_OK, _NON_FINITE, _FAILURE = (RSVD_STATUS[name] for name in ("ok", "non_finite_input", "lapack_failure"))
+_RAYLEIGH_RITZ, _NYSTROM = RSVD_METHODS["rayleigh_ritz"], RSVD_METHODS["nystrom"]
 
 
 def _t(x):
