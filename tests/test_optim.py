@@ -519,3 +519,28 @@ def test_huge_finite_gradient_never_poisons_the_state(rng, factory, scale):
         assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state, params)))
     # The ordinary steps after the huge one still move the matrix parameter.
     assert float(jnp.abs(u["w"]).max()) > 0.0
+
+
+@pytest.mark.parametrize("factory,options", [("shampoo", "ShampooOptions"),
+                                             ("sketchy_shampoo", "SketchyShampooOptions"),
+                                             ("sketchy_adagrad", "SketchyAdagradOptions"),
+                                             ("shared_basis_adagrad", "SharedBasisAdagradOptions")])
+def test_one_options_object_serves_the_alias_and_the_preconditioner(rng, factory, options):
+    cls = getattr(optim, options)
+    opts = cls(block_size=4, momentum=0.5)
+    grads = [rng.standard_normal((6, 5)) for _ in range(3)]
+    # The options object, the same fields as keywords, and an object plus an override agree.
+    by_object, _ = _run(getattr(optim, factory)(0.1, opts), grads)
+    by_keywords, _ = _run(getattr(optim, factory)(0.1, block_size=4, momentum=0.5), grads)
+    by_override, _ = _run(getattr(optim, factory)(0.1, cls(block_size=4), momentum=0.5), grads)
+    for a, b, c in zip(by_object, by_keywords, by_override):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    pre, _ = _run(getattr(optim, "scale_by_" + factory)(opts), grads[:1])
+    assert np.all(np.isfinite(pre[0]))
+    with pytest.raises(TypeError, match="unexpected option"):
+        getattr(optim, factory)(0.1, bogus=1)
+    with pytest.raises(TypeError, match=options):
+        getattr(optim, factory)(0.1, optim.CommonOptions())
+    with pytest.raises(ValueError, match="block_size"):
+        cls(block_size=2.5)

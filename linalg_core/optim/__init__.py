@@ -6,24 +6,37 @@
 - :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023).
 
 Each returns an ``optax.GradientTransformation``; the ``scale_by_*`` forms are the preconditioners
-alone. :func:`state_bytes` and :func:`statistics_bytes` report memory.
+alone. Each optimizer has one options dataclass (``ShampooOptions``, ...; fields shared by all in
+:class:`CommonOptions`) that its ``scale_by_*`` form and its alias both take, positionally or as
+keyword overrides. :func:`state_bytes` and :func:`statistics_bytes` report memory.
 """
 
 from linalg_core.optim.blocking import BlockLayout, block_layout
 from linalg_core.optim.grafting import GRAFTS
 from linalg_core.optim.memory import state_bytes, statistics_bytes
-from linalg_core.optim.shampoo import scale_by_shampoo, shampoo
-from linalg_core.optim.shared_basis import scale_by_shared_basis_adagrad, shared_basis_adagrad
+from linalg_core.optim.shampoo import ShampooOptions, scale_by_shampoo, shampoo
+from linalg_core.optim.shared_basis import (
+    SharedBasisAdagradOptions,
+    scale_by_shared_basis_adagrad,
+    shared_basis_adagrad,
+)
 from linalg_core.optim.sketchy import (
+    SketchyAdagradOptions,
+    SketchyShampooOptions,
     scale_by_sketchy_adagrad,
     scale_by_sketchy_shampoo,
     sketchy_adagrad,
     sketchy_shampoo,
 )
-from linalg_core.optim.transform import Diagnostics, LeafState, PreconditionerState
+from linalg_core.optim.transform import CommonOptions, Diagnostics, LeafState, PreconditionerState
 
 __all__ = [
     "BlockLayout",
+    "CommonOptions",
+    "ShampooOptions",
+    "SharedBasisAdagradOptions",
+    "SketchyAdagradOptions",
+    "SketchyShampooOptions",
     "Diagnostics",
     "GRAFTS",
     "LeafState",

@@ -28,28 +28,51 @@ D. Morwani et al., "A new perspective on Shampoo's preconditioner", 2024.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
-
 
 from linalg_core.optim import blocking, distribute, transform
 
-__all__ = ["scale_by_shampoo", "shampoo"]
+__all__ = ["ShampooOptions", "scale_by_shampoo", "shampoo"]
 
 
-def _check_common(b2: float, eps: float, ridge: str, p: int, block_size: int, every: dict) -> None:
-    if not 0.0 < float(b2) <= 1.0:
-        raise ValueError(f"b2 must be in (0, 1], got {b2}")
-    if not float(eps) > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    if ridge not in ("relative", "absolute"):
-        raise ValueError(f"eps_mode must be 'relative' or 'absolute', got {ridge!r}")
-    if int(p) < 1:
-        raise ValueError(f"p must be a positive integer, got {p}")
-    if int(block_size) < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
-    for name, value in every.items():
-        if int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+@dataclasses.dataclass(frozen=True)
+class ShampooOptions(transform.CommonOptions):
+    """Options of :func:`shampoo` and :func:`scale_by_shampoo` (and those of
+    :class:`~linalg_core.optim.transform.CommonOptions`: blocking, grafting, momentum, ...).
+
+    Attributes
+    ----------
+    b2 : float in (0, 1]
+        Statistics decay; 1 accumulates (AdaGrad-style). Bias corrected when ``< 1``.
+    eps, eps_mode : float, {"relative", "absolute"}
+        Ridge of the inverse roots: ``eps * lambda_max(L)`` (relative, default) or ``eps``.
+    p : int
+        Root order: ``L^(-1/p)``, ``R^(-1/p)`` (4: Shampoo's ``-1/4`` per factor of a matrix).
+    statistics_every, precondition_every : int
+        Statistics updated on calls ``1, 1 + N, ...``; roots recomputed on calls
+        ``start, start + N, ...`` (kept in the state in between).
+    root_method : {"auto", "eigh", "newton", "newton3"}
+        Passed to :func:`linalg_core.inverse_root`.
+    kron_steps : int
+        Kronecker power iteration steps per statistics update (1 is Shampoo).
+    """
+
+    b2: float = 0.999
+    eps: float = 1e-6
+    eps_mode: str = "relative"
+    p: int = 4
+    statistics_every: int = 1
+    precondition_every: int = 1
+    root_method: str = "auto"
+    kron_steps: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        transform.check_statistics(self)
+        transform.check_positive_int(self, "p", "statistics_every", "precondition_every", "kron_steps")
+        if self.root_method not in ("auto", "eigh", "newton", "newton3"):
+            raise ValueError(f"root_method must be one of auto, eigh, newton, newton3, got {self.root_method!r}")
 
 
 def _normalised(s: Any) -> Any:
@@ -62,38 +85,19 @@ def _normalised(s: Any) -> Any:
     return jnp.where(mean > 0, s / jnp.where(mean > 0, mean, 1.0), eye)
 
 
-def scale_by_shampoo(
-    *,
-    b2: float = 0.999,
-    eps: float = 1e-6,
-    eps_mode: str = "relative",
-    p: int = 4,
-    block_size: int = 1024,
-    statistics_every: int = 1,
-    precondition_every: int = 1,
-    start_preconditioning_step: int = 1,
-    graft: str = "adagrad",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    root_method: str = "auto",
-    kron_steps: int = 1,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
+def scale_by_shampoo(options: ShampooOptions | None = None, /, **overrides: Any) -> Any:
     """Shampoo's preconditioner as a gradient transformation (no learning rate, no momentum).
 
-    Parameters are those of :func:`shampoo` less the learning rate, momentum and weight decay.
+    Takes a :class:`ShampooOptions` and/or its fields as keywords (module docstring for the rule).
     """
     import jax
     import jax.numpy as jnp
 
     from linalg_core import ROOT_METHODS, ROOT_STATUS, inverse_root
 
-    _check_common(b2, eps, eps_mode, p, block_size,
-                  dict(statistics_every=statistics_every, precondition_every=precondition_every,
-                       kron_steps=kron_steps))
-    b2, eps, p = float(b2), float(eps), int(p)
-    start = int(start_preconditioning_step)
+    o = transform.resolve_options(ShampooOptions, options, overrides)
+    b2, eps, p = float(o.b2), float(o.eps), int(o.p)
+    start = int(o.start_preconditioning_step)
 
     def init_leaf(lay, dtype):
         nb, (br, bc) = lay.num_blocks, lay.block
@@ -107,10 +111,10 @@ def scale_by_shampoo(
 
     def new_statistics(left, right, g):
         gt = jnp.swapaxes(g, -1, -2)
-        if kron_steps == 1:
+        if o.kron_steps == 1:
             return accumulate(left, g @ gt), accumulate(right, gt @ g)
         new_left, new_right = left, right
-        for _ in range(int(kron_steps) - 1):
+        for _ in range(int(o.kron_steps) - 1):
             new_left = accumulate(left, g @ _normalised(new_right) @ gt)
             new_right = accumulate(right, gt @ _normalised(new_left) @ g)
         return new_left, new_right
@@ -120,58 +124,35 @@ def scale_by_shampoo(
         of a non-zero statistic."""
         out, bad = [], jnp.zeros(left.shape[:1], jnp.int32)
         for stat, prev in ((left, prev_left), (right, prev_right)):
-            root, info = inverse_root(stat, p, eps=eps, ridge=eps_mode, method=root_method, prev=prev)
+            root, info = inverse_root(stat, p, eps=eps, ridge=o.eps_mode, method=o.root_method, prev=prev)
             failed = (info.status == ROOT_STATUS["failed"]) | (info.method == ROOT_METHODS["previous"])
             bad = bad + (failed & jnp.any(stat != 0, axis=(-2, -1))).astype(jnp.int32)
             out.append(root)
         return out[0], out[1], bad
 
     def block_step(stats, cache, g, lay, ctx):
-        do_stats = transform.every(ctx.count, int(statistics_every))
+        do_stats = transform.every(ctx.count, int(o.statistics_every))
         left, right = jax.lax.cond(do_stats, lambda st: new_statistics(*st, g), lambda st: st, tuple(stats))
         scale = transform.bias_correction(b2, ctx, g.dtype)
 
         def compute(operands):
-            root_l, root_r, bad = distribute.map_blocks(roots, *operands, mesh=mesh, axis=mesh_axis)
+            root_l, root_r, bad = distribute.map_blocks(roots, *operands, mesh=o.mesh, axis=o.mesh_axis)
             return root_l, root_r, jnp.sum(bad, dtype=jnp.int32)
 
         def keep(operands):
             return operands[2], operands[3], jnp.zeros((), jnp.int32)
 
-        do_root = transform.every(ctx.count, int(precondition_every), start)
+        do_root = transform.every(ctx.count, int(o.precondition_every), start)
         root_l, root_r, fails = jax.lax.cond(do_root, compute, keep,
                                              (left * scale, right * scale, *cache))
         return (left, right), (root_l, root_r), root_l @ g @ root_r, fails
 
     return transform.matrix_preconditioner(
-        layout=lambda shape: blocking.block_layout(shape, block_size),
-        init_leaf=init_leaf, block_step=block_step, graft=graft,
-        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
-        start_preconditioning_step=start)
+        o, layout=lambda shape: blocking.block_layout(shape, o.block_size),
+        init_leaf=init_leaf, block_step=block_step)
 
 
-def shampoo(
-    learning_rate: Any,
-    *,
-    b2: float = 0.999,
-    eps: float = 1e-6,
-    eps_mode: str = "relative",
-    p: int = 4,
-    block_size: int = 1024,
-    statistics_every: int = 1,
-    precondition_every: int = 1,
-    start_preconditioning_step: int = 1,
-    graft: str = "adagrad",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    root_method: str = "auto",
-    kron_steps: int = 1,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
+def shampoo(learning_rate: Any, options: ShampooOptions | None = None, /, **overrides: Any) -> Any:
     r"""Shampoo (full statistics, blocked) as an ``optax.GradientTransformation``.
 
     Update rule per block (module docstring): statistics ``L``, ``R`` (EMA with ``b2``, or sums
@@ -182,42 +163,21 @@ def shampoo(
     Parameters
     ----------
     learning_rate : float or optax schedule
-    b2 : float in (0, 1]
-        Statistics decay; 1 accumulates (AdaGrad-style). Bias corrected when ``< 1``.
-    eps, eps_mode : float, {"relative", "absolute"}
-        Ridge of the inverse roots: ``eps * lambda_max(L)`` (relative, default) or ``eps``.
-    p : int
-        Root order: ``L^(-1/p)``, ``R^(-1/p)`` (4: Shampoo's ``-1/4`` per factor of a matrix).
-    block_size : int
-        Largest block side (:mod:`linalg_core.optim.blocking`); vectors use the graft.
-    statistics_every, precondition_every : int
-        Statistics updated on calls ``1, 1 + N, ...``; roots recomputed on calls
-        ``start, start + N, ...`` (kept in the state in between).
-    start_preconditioning_step : int
-        Calls before it use the graft direction.
-    graft : {"adagrad", "sgd", "rmsprop_normalized", "none"}
-    graft_beta2, graft_eps : the graft's decay (default ``b2``; ``rmsprop_normalized`` only) and
-        epsilon.
-    root_method : {"auto", "eigh", "newton", "newton3"}
-        Passed to :func:`linalg_core.inverse_root`.
-    kron_steps : int
-        Kronecker power iteration steps per statistics update (1 is Shampoo).
-    momentum, nesterov : heavy-ball (or Nesterov) momentum on the preconditioned update.
-    weight_decay : decoupled weight decay, added to the preconditioned update.
-    mesh, mesh_axis : optional ``jax.sharding.Mesh`` and axis name: the inverse roots of each
-        parameter's blocks are spread over that axis (:mod:`linalg_core.optim.distribute`).
+    options : ShampooOptions, optional
+        Every option, documented there; any field can also be given as a keyword, overriding it.
 
     Returns
     -------
     optax.GradientTransformation
         Its state's first element is a
         :class:`~linalg_core.optim.transform.PreconditionerState` with ``diagnostics``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from linalg_core import optim
+    >>> opt = optim.shampoo(1e-3, optim.ShampooOptions(b2=0.99, block_size=256), momentum=0.9)
+    >>> state = opt.init({"w": jnp.zeros((8, 4))})
     """
-    pre = scale_by_shampoo(
-        b2=b2, eps=eps, eps_mode=eps_mode, p=p, block_size=block_size,
-        statistics_every=statistics_every, precondition_every=precondition_every,
-        start_preconditioning_step=start_preconditioning_step, graft=graft,
-        graft_beta2=graft_beta2, graft_eps=graft_eps, root_method=root_method,
-        kron_steps=kron_steps, mesh=mesh, mesh_axis=mesh_axis)
-    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
-                            nesterov=nesterov, weight_decay=weight_decay)
+    o = transform.resolve_options(ShampooOptions, options, overrides)
+    return transform.finish(scale_by_shampoo(o), learning_rate, o)

@@ -18,49 +18,66 @@ stochastic optimization", NeurIPS 2023.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from linalg_core.optim import blocking, distribute, transform
-from linalg_core.optim.grafting import check_graft
 
-__all__ = ["scale_by_shared_basis_adagrad", "shared_basis_adagrad"]
+__all__ = ["SharedBasisAdagradOptions", "scale_by_shared_basis_adagrad", "shared_basis_adagrad"]
 
 
-def scale_by_shared_basis_adagrad(
-    *,
-    rank: int = 32,
-    eps: float = 1e-6,
-    power_iters: int = 1,
-    oversample: int = 0,
-    block_size: int = 1024,
-    start_preconditioning_step: int = 1,
-    graft: str = "none",
-    graft_beta2: float = 0.999,
-    graft_eps: float = 1e-8,
-    seed: int = 0,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
-    """The shared-basis preconditioner alone; parameters as :func:`shared_basis_adagrad`."""
+@dataclasses.dataclass(frozen=True)
+class SharedBasisAdagradOptions(transform.CommonOptions):
+    """Options of :func:`shared_basis_adagrad` and :func:`scale_by_shared_basis_adagrad` (and those
+    of :class:`~linalg_core.optim.transform.CommonOptions`; the graft defaults to ``"none"``).
+
+    Attributes
+    ----------
+    rank : int
+        Shared basis size ``k`` (``min(k, br)`` per block).
+    eps : float
+        Absolute ridge added to the escaped mass.
+    power_iters, oversample : int
+        Randomized power steps per update (warm-started from the previous basis) and extra random
+        columns.
+    seed : int
+        Seed of the random starting columns (the state carries the PRNG key).
+    """
+
+    graft: str = "none"
+    rank: int = 32
+    eps: float = 1e-6
+    power_iters: int = 1
+    oversample: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        transform.check_positive_int(self, "rank")
+        if not float(self.eps) > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        for name in ("power_iters", "oversample"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or int(value) < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def scale_by_shared_basis_adagrad(options: SharedBasisAdagradOptions | None = None, /,
+                                  **overrides: Any) -> Any:
+    """The shared-basis preconditioner alone; options as :func:`shared_basis_adagrad`."""
     import jax
     import jax.numpy as jnp
 
     from linalg_core import shared_basis_init, shared_basis_update
 
-    check_graft(graft, graft_beta2)
-    rank, eps = int(rank), float(eps)
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1, got {rank}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    if int(power_iters) < 0 or int(oversample) < 0:
-        raise ValueError("power_iters and oversample must be >= 0")
+    o = transform.resolve_options(SharedBasisAdagradOptions, options, overrides)
+    rank, eps, power_iters, oversample = int(o.rank), float(o.eps), int(o.power_iters), int(o.oversample)
 
     def init_leaf(lay, dtype):
         nb, (br, bc) = lay.num_blocks, lay.block
         one = shared_basis_init(bc, br, min(rank, br), dtype=dtype, backend="jax")
         stats = jax.tree.map(lambda x: jnp.broadcast_to(x, (nb,) + x.shape), one)
-        return stats, jax.random.PRNGKey(int(seed))
+        return stats, jax.random.PRNGKey(int(o.seed))
 
     def block_step(stats, key, g, lay, ctx):
         nb = lay.num_blocks
@@ -68,41 +85,23 @@ def scale_by_shared_basis_adagrad(
 
         def one(state, grads, k):
             new, direction, info = shared_basis_update(
-                state, grads, key=k, eps=eps, power_iters=int(power_iters), oversample=int(oversample))
+                state, grads, key=k, eps=eps, power_iters=power_iters, oversample=oversample)
             return new, direction, info.converged
 
         # Every output keeps the block axis first, as map_blocks needs.
         new, direction, converged = distribute.map_blocks(
-            jax.vmap(one), stats, jnp.swapaxes(g, -1, -2), keys, mesh=mesh, axis=mesh_axis)
+            jax.vmap(one), stats, jnp.swapaxes(g, -1, -2), keys, mesh=o.mesh, axis=o.mesh_axis)
         fails = jnp.sum(~converged, dtype=jnp.int32)
         # The primitive returns the descent direction -P g; optax updates are +P g, scaled by -lr.
         return type(stats)(*new), key, -jnp.swapaxes(direction, -1, -2), fails
 
     return transform.matrix_preconditioner(
-        layout=lambda shape: blocking.block_layout(shape, block_size),
-        init_leaf=init_leaf, block_step=block_step, graft=graft, graft_beta2=float(graft_beta2),
-        graft_eps=graft_eps, start_preconditioning_step=start_preconditioning_step)
+        o, layout=lambda shape: blocking.block_layout(shape, o.block_size),
+        init_leaf=init_leaf, block_step=block_step)
 
 
-def shared_basis_adagrad(
-    learning_rate: Any,
-    *,
-    rank: int = 32,
-    eps: float = 1e-6,
-    power_iters: int = 1,
-    oversample: int = 0,
-    block_size: int = 1024,
-    start_preconditioning_step: int = 1,
-    graft: str = "none",
-    graft_beta2: float = 0.999,
-    graft_eps: float = 1e-8,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
+def shared_basis_adagrad(learning_rate: Any, options: SharedBasisAdagradOptions | None = None, /,
+                         **overrides: Any) -> Any:
     r"""Shared-basis block low-rank AdaGrad (Yen et al. 2023) as an ``optax.GradientTransformation``.
 
     Per block of each matrix parameter (module docstring) one step of their Algorithm 1, then
@@ -112,20 +111,8 @@ def shared_basis_adagrad(
     Parameters
     ----------
     learning_rate : float or optax schedule
-    rank : int
-        Shared basis size ``k`` (default 32; ``min(k, br)`` per block).
-    eps : float
-        Absolute ridge added to the escaped mass.
-    power_iters, oversample : int
-        Randomized power steps per update (default 1, warm-started from the previous basis) and
-        extra random columns.
-    block_size, start_preconditioning_step, graft, graft_beta2, graft_eps, momentum, nesterov,
-    weight_decay
-        As for :func:`~linalg_core.optim.shampoo`; the graft defaults to ``"none"``.
-    seed : int
-        Seed of the random starting columns (the state carries the PRNG key).
-    mesh, mesh_axis : optional ``jax.sharding.Mesh`` and axis name: each parameter's blocks are
-        spread over that axis (:mod:`linalg_core.optim.distribute`).
+    options : SharedBasisAdagradOptions, optional
+        Every option, documented there; any field can also be given as a keyword, overriding it.
 
     Returns
     -------
@@ -136,9 +123,5 @@ def shared_basis_adagrad(
     With ``rank >= br`` the basis spans everything, ``rho_i = 0`` and the method is full-matrix
     AdaGrad on every column of every block (block-diagonal AdaGrad).
     """
-    pre = scale_by_shared_basis_adagrad(
-        rank=rank, eps=eps, power_iters=power_iters, oversample=oversample, block_size=block_size,
-        start_preconditioning_step=start_preconditioning_step, graft=graft,
-        graft_beta2=graft_beta2, graft_eps=graft_eps, seed=seed, mesh=mesh, mesh_axis=mesh_axis)
-    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
-                            nesterov=nesterov, weight_decay=weight_decay)
+    o = transform.resolve_options(SharedBasisAdagradOptions, options, overrides)
+    return transform.finish(scale_by_shared_basis_adagrad(o), learning_rate, o)

@@ -26,12 +26,73 @@ regularization with Frequent Directions", NeurIPS 2023.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from linalg_core.optim import blocking, distribute, transform
-from linalg_core.optim.shampoo import _check_common
 
-__all__ = ["scale_by_sketchy_adagrad", "scale_by_sketchy_shampoo", "sketchy_adagrad", "sketchy_shampoo"]
+__all__ = ["SketchyAdagradOptions", "SketchyShampooOptions", "scale_by_sketchy_adagrad",
+           "scale_by_sketchy_shampoo", "sketchy_adagrad", "sketchy_shampoo"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SketchyShampooOptions(transform.CommonOptions):
+    """Options of :func:`sketchy_shampoo` and :func:`scale_by_sketchy_shampoo` (and those of
+    :class:`~linalg_core.optim.transform.CommonOptions`; ``mesh`` spreads the FD updates).
+
+    Attributes
+    ----------
+    rank : int
+        Sketch rank ``l`` per factor (``min(rank, side)`` per block).
+    b2 : float in (0, 1]
+        Decay of the EMA (1 sums); bias corrected when ``< 1``.
+    eps, eps_mode : ridge ``eps * (lambda_1 + rho)`` (relative) or ``eps`` (absolute), added to
+        the escaped mass.
+    p : int
+        Root order per factor (4: exponent ``-1/4``).
+    statistics_every : int
+        The sketches are updated on calls ``1, 1 + N, ...``. The sketch is its own
+        preconditioner: there is no root cache and so no ``precondition_every``.
+    """
+
+    rank: int = 256
+    b2: float = 0.999
+    eps: float = 1e-6
+    eps_mode: str = "relative"
+    p: int = 4
+    statistics_every: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        transform.check_statistics(self)
+        transform.check_positive_int(self, "rank", "p", "statistics_every")
+
+
+@dataclasses.dataclass(frozen=True)
+class SketchyAdagradOptions(transform.CommonOptions):
+    """Options of :func:`sketchy_adagrad` and :func:`scale_by_sketchy_adagrad` (and those of
+    :class:`~linalg_core.optim.transform.CommonOptions`; the graft defaults to ``"none"``, the
+    algorithm as published).
+
+    Attributes
+    ----------
+    rank : int
+        Sketch rank per block.
+    b2 : float in (0, 1]
+        1 (default) sums as AdaGrad; ``< 1`` is the EMA variant, bias corrected.
+    eps, eps_mode : ridge, absolute (default) or relative to ``lambda_1 + rho``.
+    """
+
+    graft: str = "none"
+    rank: int = 256
+    b2: float = 1.0
+    eps: float = 1e-6
+    eps_mode: str = "absolute"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        transform.check_statistics(self)
+        transform.check_positive_int(self, "rank")
 
 
 def _apply_root(state: Any, x: Any, *, p: int, eps: float, relative: bool, bias: Any) -> Any:
@@ -69,30 +130,15 @@ def _fd_step(states: tuple, factors: tuple, *, beta: float, mesh: Any, axis: Any
     return distribute.map_blocks(run, states, factors, mesh=mesh, axis=axis)
 
 
-def scale_by_sketchy_shampoo(
-    *,
-    rank: int = 256,
-    b2: float = 0.999,
-    eps: float = 1e-6,
-    eps_mode: str = "relative",
-    p: int = 4,
-    block_size: int = 1024,
-    statistics_every: int = 1,
-    start_preconditioning_step: int = 1,
-    graft: str = "adagrad",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
-    """Sketchy Shampoo's preconditioner alone; parameters as :func:`sketchy_shampoo`."""
+def scale_by_sketchy_shampoo(options: SketchyShampooOptions | None = None, /, **overrides: Any) -> Any:
+    """Sketchy Shampoo's preconditioner alone; options as :func:`sketchy_shampoo`."""
     import jax
     import jax.numpy as jnp
 
     from linalg_core import fd_init
 
-    _check_common(b2, eps, eps_mode, p, block_size, dict(statistics_every=statistics_every, rank=rank))
-    b2, eps, p, rank = float(b2), float(eps), int(p), int(rank)
+    o = transform.resolve_options(SketchyShampooOptions, options, overrides)
+    b2, eps, p, rank = float(o.b2), float(o.eps), int(o.p), int(o.rank)
     factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
 
     def init_leaf(lay, dtype):
@@ -105,47 +151,27 @@ def scale_by_sketchy_shampoo(
         def update(operands):
             sketches, g_ = operands
             factors = (factor_scale * g_, factor_scale * jnp.swapaxes(g_, -1, -2))
-            new, bad = _fd_step(sketches, factors, beta=b2, mesh=mesh, axis=mesh_axis)
+            new, bad = _fd_step(sketches, factors, beta=b2, mesh=o.mesh, axis=o.mesh_axis)
             return new, jnp.sum(bad, dtype=jnp.int32)
 
         def keep(operands):
             return operands[0], jnp.zeros((), jnp.int32)
 
-        do_stats = transform.every(ctx.count, int(statistics_every))
+        do_stats = transform.every(ctx.count, int(o.statistics_every))
         (left, right), fails = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
         bias = transform.bias_correction(b2, ctx, g.dtype)
-        opts = dict(p=p, eps=eps, relative=eps_mode == "relative", bias=bias)
+        opts = dict(p=p, eps=eps, relative=o.eps_mode == "relative", bias=bias)
         y = _apply_root(left, g, **opts)
         pre = jnp.swapaxes(_apply_root(right, jnp.swapaxes(y, -1, -2), **opts), -1, -2)
         return (left, right), cache, pre, fails
 
     return transform.matrix_preconditioner(
-        layout=lambda shape: blocking.block_layout(shape, block_size),
-        init_leaf=init_leaf, block_step=block_step, graft=graft,
-        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
-        start_preconditioning_step=start_preconditioning_step)
+        o, layout=lambda shape: blocking.block_layout(shape, o.block_size),
+        init_leaf=init_leaf, block_step=block_step)
 
 
-def sketchy_shampoo(
-    learning_rate: Any,
-    *,
-    rank: int = 256,
-    b2: float = 0.999,
-    eps: float = 1e-6,
-    eps_mode: str = "relative",
-    p: int = 4,
-    block_size: int = 1024,
-    statistics_every: int = 1,
-    start_preconditioning_step: int = 1,
-    graft: str = "adagrad",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
+def sketchy_shampoo(learning_rate: Any, options: SketchyShampooOptions | None = None, /,
+                    **overrides: Any) -> Any:
     r"""Sketchy Shampoo (Feinberg et al. 2023) as an ``optax.GradientTransformation``.
 
     Both Kronecker factors of every block are EMA Frequent Directions sketches of rank
@@ -157,17 +183,8 @@ def sketchy_shampoo(
     Parameters
     ----------
     learning_rate : float or optax schedule
-    rank : int
-        Sketch rank ``l`` per factor (default 256).
-    b2 : float in (0, 1]
-        Decay of the EMA (1 sums); bias corrected when ``< 1``.
-    eps, eps_mode : ridge ``eps * (lambda_1 + rho)`` (relative) or ``eps`` (absolute), added to
-        the escaped mass.
-    p : int
-        Root order per factor (default 4: exponent ``-1/4``).
-    block_size, statistics_every, start_preconditioning_step, graft, graft_beta2, graft_eps,
-    momentum, nesterov, weight_decay, mesh, mesh_axis
-        As for :func:`~linalg_core.optim.shampoo` (the FD updates are what ``mesh`` spreads).
+    options : SketchyShampooOptions, optional
+        Every option, documented there; any field can also be given as a keyword, overriding it.
 
     Returns
     -------
@@ -178,35 +195,18 @@ def sketchy_shampoo(
     Cost per block and statistics update: two FD updates (:func:`linalg_core.fd_update`, ``auto``
     method); per step two factored applies, ``4 l br bc`` flops each.
     """
-    pre = scale_by_sketchy_shampoo(
-        rank=rank, b2=b2, eps=eps, eps_mode=eps_mode, p=p, block_size=block_size,
-        statistics_every=statistics_every, start_preconditioning_step=start_preconditioning_step,
-        graft=graft, graft_beta2=graft_beta2, graft_eps=graft_eps, mesh=mesh, mesh_axis=mesh_axis)
-    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
-                            nesterov=nesterov, weight_decay=weight_decay)
+    o = transform.resolve_options(SketchyShampooOptions, options, overrides)
+    return transform.finish(scale_by_sketchy_shampoo(o), learning_rate, o)
 
 
-def scale_by_sketchy_adagrad(
-    *,
-    rank: int = 256,
-    b2: float = 1.0,
-    eps: float = 1e-6,
-    eps_mode: str = "absolute",
-    block_size: int = 1024,
-    start_preconditioning_step: int = 1,
-    graft: str = "none",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
-    """Sketchy AdaGrad's preconditioner alone; parameters as :func:`sketchy_adagrad`."""
+def scale_by_sketchy_adagrad(options: SketchyAdagradOptions | None = None, /, **overrides: Any) -> Any:
+    """Sketchy AdaGrad's preconditioner alone; options as :func:`sketchy_adagrad`."""
     import jax.numpy as jnp
 
     from linalg_core import fd_init
 
-    _check_common(b2, eps, eps_mode, 2, block_size, dict(rank=rank))
-    b2, eps, rank = float(b2), float(eps), int(rank)
+    o = transform.resolve_options(SketchyAdagradOptions, options, overrides)
+    b2, eps, rank = float(o.b2), float(o.eps), int(o.rank)
     factor_scale = 1.0 if b2 == 1.0 else (1.0 - b2) ** 0.5
 
     def init_leaf(lay, dtype):
@@ -214,36 +214,18 @@ def scale_by_sketchy_adagrad(
         return (fd_init(size, min(rank, size), dtype=dtype, batch_shape=(nb,), backend="jax"),), ()
 
     def block_step(stats, cache, g, lay, ctx):
-        (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=mesh, axis=mesh_axis)
-        pre = _apply_root(sketch, g, p=2, eps=eps, relative=eps_mode == "relative",
+        (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=o.mesh, axis=o.mesh_axis)
+        pre = _apply_root(sketch, g, p=2, eps=eps, relative=o.eps_mode == "relative",
                           bias=transform.bias_correction(b2, ctx, g.dtype))
         return (sketch,), cache, pre, jnp.sum(bad)
 
     return transform.matrix_preconditioner(
-        layout=lambda shape: blocking.flat_layout(shape, block_size),
-        init_leaf=init_leaf, block_step=block_step, graft=graft,
-        graft_beta2=b2 if graft_beta2 is None else float(graft_beta2), graft_eps=graft_eps,
-        start_preconditioning_step=start_preconditioning_step)
+        o, layout=lambda shape: blocking.flat_layout(shape, o.block_size),
+        init_leaf=init_leaf, block_step=block_step)
 
 
-def sketchy_adagrad(
-    learning_rate: Any,
-    *,
-    rank: int = 256,
-    b2: float = 1.0,
-    eps: float = 1e-6,
-    eps_mode: str = "absolute",
-    block_size: int = 1024,
-    start_preconditioning_step: int = 1,
-    graft: str = "none",
-    graft_beta2: float | None = None,
-    graft_eps: float = 1e-8,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-    weight_decay: float = 0.0,
-    mesh: Any = None,
-    mesh_axis: str | None = None,
-) -> Any:
+def sketchy_adagrad(learning_rate: Any, options: SketchyAdagradOptions | None = None, /,
+                    **overrides: Any) -> Any:
     r"""Sketchy AdaGrad (Feinberg et al. 2023, Alg. 2) as an ``optax.GradientTransformation``.
 
     Every parameter (scalars and vectors included) is flattened and cut into blocks of at most
@@ -258,23 +240,12 @@ def sketchy_adagrad(
     Parameters
     ----------
     learning_rate : float or optax schedule
-    rank : int
-        Sketch rank per block (default 256).
-    b2 : float in (0, 1]
-        1 (default) sums as AdaGrad; ``< 1`` is the EMA variant, bias corrected.
-    eps, eps_mode : ridge, absolute (default) or relative to ``lambda_1 + rho``.
-    block_size, start_preconditioning_step, graft, graft_beta2, graft_eps, momentum, nesterov,
-    weight_decay, mesh, mesh_axis
-        As for :func:`~linalg_core.optim.shampoo`; the graft defaults to ``"none"`` (the
-        algorithm as published).
+    options : SketchyAdagradOptions, optional
+        Every option, documented there; any field can also be given as a keyword, overriding it.
 
     Returns
     -------
     optax.GradientTransformation
     """
-    pre = scale_by_sketchy_adagrad(
-        rank=rank, b2=b2, eps=eps, eps_mode=eps_mode, block_size=block_size,
-        start_preconditioning_step=start_preconditioning_step, graft=graft,
-        graft_beta2=graft_beta2, graft_eps=graft_eps, mesh=mesh, mesh_axis=mesh_axis)
-    return transform.finish(pre, learning_rate=learning_rate, momentum=momentum,
-                            nesterov=nesterov, weight_decay=weight_decay)
+    o = transform.resolve_options(SketchyAdagradOptions, options, overrides)
+    return transform.finish(scale_by_sketchy_adagrad(o), learning_rate, o)

@@ -9,11 +9,109 @@ only thing a preconditioner defines; all its linear algebra comes from the publi
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import dataclasses
+from typing import Any, Callable, NamedTuple, TypeVar
 
 from linalg_core.optim import blocking, grafting
 
-__all__ = ["Context", "Diagnostics", "LeafState", "PreconditionerState", "matrix_preconditioner"]
+__all__ = ["CommonOptions", "Context", "Diagnostics", "LeafState", "PreconditionerState",
+           "check_positive_int", "check_statistics", "finish", "matrix_preconditioner",
+           "resolve_options"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonOptions:
+    """The options every matrix preconditioner of :mod:`linalg_core.optim` shares.
+
+    Each optimizer's options class extends this one with its statistics' options (and may change
+    a default); its ``scale_by_*`` form reads the preconditioner's fields, its full alias also
+    ``momentum``, ``nesterov`` and ``weight_decay``.
+
+    Attributes
+    ----------
+    block_size : int
+        Largest block side (:mod:`linalg_core.optim.blocking`).
+    start_preconditioning_step : int
+        Calls before it use the graft direction.
+    graft : {"adagrad", "sgd", "rmsprop_normalized", "none"}
+        Per-block norm the preconditioned direction is rescaled to (:mod:`.grafting`).
+    graft_beta2 : float or None
+        The graft's decay (``rmsprop_normalized``); ``None``: the statistics' ``b2`` where the
+        optimizer has one, else 0.999.
+    graft_eps : float
+        The graft's epsilon.
+    momentum : float in [0, 1)
+        Heavy-ball momentum on the preconditioned, grafted update (full alias only).
+    nesterov : bool
+        Nesterov instead of heavy-ball momentum.
+    weight_decay : float >= 0
+        Decoupled weight decay added to the update (full alias only).
+    mesh : jax.sharding.Mesh or None
+        Spreads each parameter's per-block work over ``mesh_axis`` (:mod:`.distribute`).
+    mesh_axis : str or None
+    """
+
+    block_size: int = 1024
+    start_preconditioning_step: int = 1
+    graft: str = "adagrad"
+    graft_beta2: float | None = None
+    graft_eps: float = 1e-8
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    mesh: Any = None
+    mesh_axis: str | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int(self, "block_size", "start_preconditioning_step")
+        grafting.check_graft(self.graft, self.resolved_graft_beta2)
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if float(self.weight_decay) < 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+    @property
+    def resolved_graft_beta2(self) -> float:
+        if self.graft_beta2 is not None:
+            return float(self.graft_beta2)
+        return float(getattr(self, "b2", 0.999))
+
+
+def check_statistics(options: Any) -> None:
+    """Validates the ``b2``, ``eps``, ``eps_mode`` fields of an optimizer's options."""
+    if not 0.0 < float(options.b2) <= 1.0:
+        raise ValueError(f"b2 must be in (0, 1], got {options.b2}")
+    if not float(options.eps) > 0:
+        raise ValueError(f"eps must be > 0, got {options.eps}")
+    if options.eps_mode not in ("relative", "absolute"):
+        raise ValueError(f"eps_mode must be 'relative' or 'absolute', got {options.eps_mode!r}")
+
+
+def check_positive_int(options: Any, *names: str) -> None:
+    """``ValueError`` unless each named field is an integer >= 1."""
+    for name in names:
+        value = getattr(options, name)
+        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+Options = TypeVar("Options", bound=CommonOptions)
+
+
+def resolve_options(cls: type[Options], options: Options | None, overrides: dict) -> Options:
+    """``options`` (or ``cls()``) with ``overrides`` applied and every field validated.
+
+    The one way each optimizer takes its configuration: ``shampoo(lr, opts)``,
+    ``shampoo(lr, b2=0.99)`` and ``shampoo(lr, opts, b2=0.99)`` all work."""
+    if options is None:
+        options = cls()
+    elif not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unexpected option(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    return dataclasses.replace(options, **overrides) if overrides else options
 
 
 class Diagnostics(NamedTuple):
@@ -64,16 +162,14 @@ class Context(NamedTuple):
 
 
 def matrix_preconditioner(
+    options: CommonOptions,
     *,
     layout: Callable[[tuple], blocking.BlockLayout],
     init_leaf: Callable[[blocking.BlockLayout, Any], tuple[Any, Any]],
     block_step: Callable[[Any, Any, Any, blocking.BlockLayout, Context], tuple[Any, Any, Any, Any]],
-    graft: str,
-    graft_beta2: float,
-    graft_eps: float,
-    start_preconditioning_step: int,
 ) -> Any:
-    """An ``optax.GradientTransformation`` from a block step.
+    """An ``optax.GradientTransformation`` from a block step; grafting and the start step from
+    ``options``.
 
     ``init_leaf(layout, dtype) -> (stats, cache)``; ``block_step(stats, cache, blocks, layout, ctx)
     -> (stats, cache, preconditioned_blocks, failures)`` with ``blocks`` the gradient blocks
@@ -85,10 +181,8 @@ def matrix_preconditioner(
     import jax.numpy as jnp
     import optax
 
-    grafting.check_graft(graft, graft_beta2)
-    start = int(start_preconditioning_step)
-    if start < 1:
-        raise ValueError(f"start_preconditioning_step must be >= 1, got {start}")
+    graft, graft_beta2, graft_eps = options.graft, options.resolved_graft_beta2, float(options.graft_eps)
+    start = int(options.start_preconditioning_step)
 
     def init_fn(params):
         leaves = []
@@ -204,8 +298,7 @@ def every(ctx_count: Any, period: int, offset: int = 1) -> Any:
     return (ctx_count >= offset) & ((ctx_count - offset) % period == 0)
 
 
-def finish(preconditioner: Any, *, learning_rate: Any, momentum: float, nesterov: bool,
-           weight_decay: float) -> Any:
+def finish(preconditioner: Any, learning_rate: Any, options: CommonOptions) -> Any:
     """``preconditioner`` -> decoupled weight decay -> momentum -> ``-learning_rate`` scaling.
 
     Momentum is applied to the preconditioned (grafted) update, as in Anil et al. 2020;
@@ -213,14 +306,10 @@ def finish(preconditioner: Any, *, learning_rate: Any, momentum: float, nesterov
     """
     import optax
 
-    if not 0.0 <= float(momentum) < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if float(weight_decay) < 0.0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     parts = [preconditioner]
-    if weight_decay:
-        parts.append(optax.add_decayed_weights(float(weight_decay)))
-    if momentum:
-        parts.append(optax.trace(decay=float(momentum), nesterov=bool(nesterov)))
+    if options.weight_decay:
+        parts.append(optax.add_decayed_weights(float(options.weight_decay)))
+    if options.momentum:
+        parts.append(optax.trace(decay=float(options.momentum), nesterov=bool(options.nesterov)))
     parts.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)
