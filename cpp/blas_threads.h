@@ -1,7 +1,8 @@
 // Per-thread BLAS threading, for batches that run one small problem per thread.
 //
 // Calling a threaded OpenBLAS from several threads at once makes them contend for its one thread
-// server (measured: 64 FD updates of d=128 ran 4x slower than with one BLAS thread per caller).
+// server, which makes batches of small problems several times slower than one BLAS thread per
+// caller (bench/bench_fd.py's batched case).
 // OpenBLAS >= 0.3.27 exports `openblas_set_num_threads_local`, which sets the count for the
 // calling thread only; every loaded copy (NumPy and SciPy each bundle one) is found once through
 // the dynamic loader. Without it, batches run serially and BLAS keeps its threads.
@@ -35,14 +36,13 @@ class ScopedBlasThreads {
 // Sets the BLAS thread count of a worker thread that ends before the thread that started it
 // leaves its own ScopedBlasThreads (parallel_for's workers). OpenBLAS 0.3.30 keeps the "local"
 // count in a process-wide variable, so a worker restoring its previous value after the caller
-// had restored its own left every later BLAS call of the process on one thread (measured: DGEMM
-// 8.3 -> 14.6 ms at n = 4000 after one batched call); workers therefore set and never restore,
-// and the caller restores once after joining them.
+// had restored its own would leave every later BLAS call of the process on one thread; workers
+// therefore set and never restore, and the caller's scope restores after joining them.
 void set_blas_threads_until_exit(int n);
 
 // One BLAS thread for LAPACK calls on matrices of at most 512 rows: below a few hundred rows
-// OpenBLAS's threads cost more than they give (syevd at n = 288: 3.5 ms on one thread, 8 ms on
-// two); larger problems keep the threaded BLAS.
+// OpenBLAS's threads cost more than they give (syevd on a few hundred rows runs faster on one
+// thread than on two); larger problems keep the threaded BLAS.
 class SmallProblemBlasThreads {
  public:
   explicit SmallProblemBlasThreads(int n) : guard_(n <= 512 ? 1 : 0) {}

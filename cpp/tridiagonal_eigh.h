@@ -5,9 +5,8 @@
 //
 // Why: ?ormtr applies Q as block reflectors of NB = 32 columns (ilaenv's choice, capped at 64),
 // so its 2 n^3 flops run as GEMMs with an inner dimension of 32 plus ?larfb's own serial copy
-// loops. Measured at n = 1024 float32 (two cores, OpenBLAS SkylakeX kernels): ssyevd 76 ms =
-// ssytrd 26 + sstedc 13 + sormtr 38, while one 1024^3 SGEMM (the same 2 n^3 flops) takes 10 ms.
-// This code, the same matrix in the eigh root: sytrd 16 + stedc 13 + back-transformation 10 ms.
+// loops, and at n ~ 1000 that takes several times one n^3 GEMM of the same flop count; blocks of
+// 128 give the GEMMs an inner dimension they run at full rate (bench/bench_roots.py times it).
 // Used by the eigh inverse root, the FD dense update and LOBPCG's dense path (the last two
 // back-transform only the top vectors they keep).
 //
