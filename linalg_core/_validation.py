@@ -77,3 +77,14 @@ def require_symmetric(x: np.ndarray, name: str) -> None:
         raise ValueError(
             f"{name} must be symmetric: max|{name} - {name}^T| / max|{name}| = {worst:.3g} exceeds "
             f"{tol:.3g} (8 n eps for n={n}, dtype {np.dtype(x.dtype)})")
+
+
+def integer(value: Any, name: str, minimum: int | None = None) -> int:
+    """``value`` as an ``int`` when it is one (Python or NumPy integer, not ``bool``); otherwise a
+    ``ValueError`` naming ``name``: a float such as 2.7 is never silently truncated."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"'{name}' must be an integer, got {value!r} ({type(value).__name__})")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"'{name}' must be >= {minimum}, got {v}")
+    return v

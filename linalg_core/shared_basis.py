@@ -16,7 +16,12 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _validation as check
 
-__all__ = ["SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
+__all__ = ["SHARED_BASIS_STATUS", "SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
+
+
+#: Status codes (shared with ``shared_basis::Status`` in cpp/shared_basis.h and the portable
+#: kernel). On every code but ``ok`` the state is returned unchanged and the direction is zero.
+SHARED_BASIS_STATUS = {"ok": 0, "failed": 1, "non_finite_input": 2, "invalid_state": 3, "out_of_range": 4}
 
 
 class SharedBasisState(NamedTuple):

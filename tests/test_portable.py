@@ -173,7 +173,8 @@ def test_kron_approx_and_cosine_match_cpu_kernel(rng, steps):
 
     samples = rng.standard_normal((2, 16, 5, 4)) * np.geomspace(1, 0.1, 4)
     want_l, want_r, info = lc.kron_approx(samples, steps=steps)
-    got_l, got_r, sigma, change = pkron.approx(jnp.asarray(samples), steps=steps)
+    got_l, got_r, sigma, change, status = pkron.approx(jnp.asarray(samples), steps=steps)
+    np.testing.assert_array_equal(np.asarray(status), info.status)
     # Same iteration in another association order (einsum vs SYRK of square-root factors): the
     # float64 rounding of a few m n N products, relative to the factors' norms.
     tol = 1e-12
