@@ -308,3 +308,73 @@ def test_kron_approx_non_finite_samples_on_jax_give_a_status(rng, backend):
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _power_iteration_oracle(g, steps):
+    """The iteration of kron_approx in float64 NumPy, on samples normalised by an exact power of
+    two (independent of the kernels): (left, right, sigma) of the normalised samples and the
+    exponent e (factors scale by 2^e, sigma by 2^(2e))."""
+    g = np.asarray(g, np.float64)
+    e = int(np.frexp(np.abs(g).max())[1]) if np.abs(g).max() > 0 else 0
+    g = np.ldexp(g, -e)
+    count, m, n = g.shape
+    left = np.einsum("imk,ilk->ml", g, g) / count
+    right = np.einsum("imk,iml->kl", g, g) / count
+    sigma = np.sqrt(np.linalg.norm(left) / np.sqrt(n) * np.linalg.norm(right) / np.sqrt(m))
+    left, right = left / np.linalg.norm(left), right / np.linalg.norm(right)
+    for _ in range(steps - 1):
+        left = np.einsum("imk,kl,ijl->mj", g, right, g) / count
+        left /= np.linalg.norm(left)
+        right = np.einsum("imk,ml,ilj->kj", g, left, g) / count
+        sigma = np.linalg.norm(right)
+        right /= sigma
+    return np.sqrt(sigma) * left, np.sqrt(sigma) * right, sigma, e
+
+
+@given(data=st.data())
+def test_honest_or_error(data):
+    """Whenever status is ok the factors and sigma match a float64 oracle to a derived accuracy
+    (out_of_range: the factors still do); otherwise the outputs are finite (zero for non-finite
+    input). Scales 1e+-30 (float32) and 1e+-200 (float64), batches, the three backends."""
+    backend = data.draw(st.sampled_from(sorted(KRON_BACKENDS)), label="backend")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    top = 30 if dtype == np.float32 else 200
+    exponent = data.draw(st.integers(-top, top), label="log10 scale")
+    steps = data.draw(st.sampled_from([1, 3]), label="steps")
+    if backend == "numpy":
+        shape = (data.draw(st.integers(1, 12)), data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
+        batch = data.draw(st.sampled_from([(), (2,)]), label="batch")
+    else:  # fixed shapes: one compilation per dtype and step count
+        shape, batch = (8, 3, 4), (2,)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    spread = rng.uniform(0, 2, size=shape[-1])  # columns of different sizes: a non-trivial optimum
+    x = (rng.standard_normal(batch + shape) * 10.0 ** (exponent - spread)).astype(dtype)
+    poisoned = backend != "numpy" and data.draw(st.booleans(), label="poison")
+    if poisoned:
+        x[(0,) * (x.ndim - 3) + (0, 0, 0)] = np.inf
+    left, right, info = KRON_BACKENDS[backend](x, steps)
+    for out in (left, right, info.sigma, info.residual):
+        assert np.isfinite(out).all()
+    count, m, n = shape
+    eps = np.finfo(dtype).eps
+    # The kernels and the oracle differ by rounding: N-term sums of products of length m or n per
+    # half-step, 2 steps - 1 half-steps, each relative to the factors' size: 64 (N + m + n) eps per
+    # step (the unit-norm iterates do not amplify it for these well-separated spectra).
+    tol = 64 * (count + m + n) * eps * steps
+    status = np.asarray(info.status).reshape(-1)
+    flat = x.reshape((-1,) + shape)
+    for i, code in enumerate(status):
+        li, ri = left.reshape((-1, m, m))[i], right.reshape((-1, n, n))[i]
+        if poisoned and i == 0:
+            assert code == lc.KRON_STATUS["non_finite_input"]
+            assert not li.any() and not ri.any()
+            continue
+        ol, orr, osigma, e = _power_iteration_oracle(flat[i], steps)
+        assert code in (lc.KRON_STATUS["ok"], lc.KRON_STATUS["out_of_range"]), code
+        np.testing.assert_allclose(np.ldexp(li.astype(np.float64), -e), ol, atol=tol * np.abs(ol).max())
+        np.testing.assert_allclose(np.ldexp(ri.astype(np.float64), -e), orr, atol=tol * np.abs(orr).max())
+        sigma = float(np.ldexp(osigma, 2 * e))
+        if code == lc.KRON_STATUS["ok"]:
+            assert float(info.sigma.reshape(-1)[i]) == pytest.approx(sigma, rel=tol)
+        else:  # honest: sigma is indeed outside the normal range
+            assert not float(np.finfo(dtype).tiny) <= sigma <= float(np.finfo(dtype).max)

@@ -334,3 +334,98 @@ def _state_with(field, value, m=2, b=4, k=2):
 def test_bad_input_is_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def _check_against_float64_oracle(state, g, new, u, info, eps, dtype):
+    """The defining equations of one update, in float64 from the inputs and the returned basis:
+    B orthonormal, R_i = B^T M_i B - lambda_min I, rho_i = rho_i(old) + step_i with step_i a
+    lower estimate of ||M_i - B R_i B^T||_2, u_i = -(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i."""
+    f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+    basis, coeffs, mass, g = f64(new.basis), f64(new.coeffs), f64(new.escaped_mass), f64(g)
+    m, b = g.shape
+    k = basis.shape[1]
+    ueps = np.finfo(dtype).eps
+    # Householder QR and the Ritz rotation: orthonormal to c (b + k) eps.
+    assert np.abs(basis.T @ basis - np.eye(k)).max() <= 64 * (b + k) * ueps
+    blocks = dense_blocks(lc.SharedBasisState(f64(state.basis), f64(state.coeffs), None), g)
+    for i in range(m):
+        size = np.abs(blocks[i]).max()
+        # GEMMs and a k x k eigensolver on data of size |M_i|, with B itself rounded to dtype:
+        # 256 b eps |M_i|.
+        tol = 256 * b * ueps * size
+        rt = basis.T @ blocks[i] @ basis
+        ref = rt - np.linalg.eigvalsh(rt)[0] * np.eye(k)
+        np.testing.assert_allclose(coeffs[i], ref, atol=tol)
+        true_norm = np.abs(np.linalg.eigvalsh(blocks[i] - basis @ coeffs[i] @ basis.T)).max()
+        step = float(info.step_escaped_mass[i])
+        assert 0 <= step <= true_norm + tol  # a power-iteration estimate never exceeds ||D||_2
+        assert mass[i] == pytest.approx(float(state.escaped_mass[i]) + step, rel=4 * ueps, abs=tol)
+        c = mass[i] + eps
+        precond = basis @ coeffs[i] @ basis.T + c * np.eye(b)
+        want = -inv_sqrt_apply(precond, g[i])
+        # The factored form's c^(-1/2) g_i term carries the rounding of everything: b eps c^(-1/2)
+        # |g_i| per product, 64 for the products and eigensolvers of both sides.
+        np.testing.assert_allclose(u[i], want, atol=64 * b * ueps * c ** -0.5 * np.abs(g[i]).max())
+
+
+@given(data=st.data())
+def test_honest_or_error(data):
+    """Whenever the status is ok the update satisfies its defining equations against a float64
+    oracle; whenever it is not, the state comes back unchanged and the direction is zero. Scales
+    1e+-30 (float32) and 1e+-200 (float64) of the gradients (the state scaled by their square),
+    the three backends, NaN/Inf and negative masses injected."""
+    backend = data.draw(st.sampled_from(sorted(SB_BACKENDS)), label="backend")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    top = 30 if dtype == np.float32 else 200
+    exponent = data.draw(st.integers(-top, top), label="log10 scale")
+    if backend == "numpy":
+        b = data.draw(st.integers(2, 10), label="b")
+        m, k = data.draw(st.integers(1, 5), label="m"), data.draw(st.integers(1, b), label="k")
+    else:  # fixed shapes: one compilation per dtype
+        m, b, k = 5, 10, 3
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    state, mix = _warm_state(rng, m, b, k, np.float64)
+    s = 10.0 ** exponent
+    with np.errstate(over="ignore"):  # a state of size s^2 may overflow dtype: non-finite input
+        state = lc.SharedBasisState(state.basis.astype(dtype), (state.coeffs * s * s).astype(dtype),
+                                    (state.escaped_mass * s * s).astype(dtype))
+    g = (rng.standard_normal((m, b)) @ mix.T * s).astype(dtype)
+    if not all(np.isfinite(x).all() for x in state):
+        if backend == "numpy":
+            return  # a ValueError naming the field (test_bad_input_is_named)
+        poison = "overflowed state"
+    else:
+        poison = data.draw(st.sampled_from(["none", "none", "grads", "coeffs", "mass"] if backend != "numpy" else ["none"]))
+    if poison == "grads":
+        g[0, 0] = np.nan
+    elif poison == "coeffs":
+        state.coeffs[0, 0, 0] = np.inf
+    elif poison == "mass":
+        state.escaped_mass[0] = -1.0
+    eps = 1e-3
+    new, u, info = SB_BACKENDS[backend](state, g, eps)
+    for x in (u, info.step_escaped_mass, info.residual):
+        assert np.isfinite(x).all()
+    status = int(info.status)
+    if poison in ("grads", "coeffs", "overflowed state"):
+        assert status == STATUS["non_finite_input"]
+    elif poison == "mass":
+        assert status == STATUS["invalid_state"]
+    if status == STATUS["ok"]:
+        assert poison == "none" and bool(info.converged)
+        assert all(np.isfinite(x).all() for x in new)
+        _check_against_float64_oracle(state, g, new, u, info, eps, dtype)
+    else:
+        assert not bool(info.converged)
+        for got, want in zip(new, state):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(u, 0)
+        np.testing.assert_array_equal(info.step_escaped_mass, 0)
+        # Not vacuous: a clean update fails only where the new state cannot be held.
+        with np.errstate(divide="ignore"):  # log10 of the state's size, which may be 0
+            log_size = max(np.log10(np.abs(state.coeffs.astype(np.float64)).max()),
+                           2 * np.log10(np.abs(g.astype(np.float64)).max()))
+        if poison == "none":
+            assert status == STATUS["out_of_range"]
+            finfo = np.finfo(dtype)
+            assert not np.log10(finfo.tiny) + 4 <= log_size <= np.log10(finfo.max) - 4, log_size
