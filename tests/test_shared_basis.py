@@ -246,15 +246,21 @@ def test_float32_tiny_gradients_give_a_finite_escaped_mass(rng, backend):
     """float32 gradients of size 1e-20 from a warm state of matching scale: ok and accurate, or
     an honest failure with the state unchanged (never a NaN escaped mass with converged=True)."""
     m, b, k = 3, 8, 2
-    state, mix = _warm_state(rng, m, b, k, np.float64)
+    unit, mix = _warm_state(rng, m, b, k, np.float64)
+    g1 = rng.standard_normal((m, b)) @ mix.T
     s = 1e-17
-    state = lc.SharedBasisState(state.basis.astype(np.float32), (state.coeffs * s * s).astype(np.float32),
-                                (state.escaped_mass * s * s).astype(np.float32))
-    g = (rng.standard_normal((m, b)) @ mix.T * s).astype(np.float32)
+    state = lc.SharedBasisState(unit.basis.astype(np.float32), (unit.coeffs * s * s).astype(np.float32),
+                                (unit.escaped_mass * s * s).astype(np.float32))
+    g = (g1 * s).astype(np.float32)
     new, u, info = SB_BACKENDS[backend](state, g, 1e-3 * s * s)
     assert np.isfinite(new.escaped_mass).all() and np.isfinite(u).all()
     assert int(info.status) == STATUS["ok"] and bool(info.converged)
     assert np.all(new.escaped_mass >= state.escaped_mass)
+    # The same update at unit scale in float64: masses within the power iteration's 1e-2
+    # (test_update_is_scale_safe), directions within half of that plus float32 rounding.
+    ref, ref_u, _ = lc.shared_basis_update(unit, g1, key=3, eps=1e-3)
+    np.testing.assert_allclose(new.escaped_mass / (s * s), ref.escaped_mass, rtol=1e-2)
+    np.testing.assert_allclose(u, ref_u, atol=1e-2 * np.abs(ref_u).max())
 
 
 @pytest.mark.parametrize("backend", ["ffi", "portable"])
