@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "blas_threads.h"
 #include "eigh_workspace.h"
+#include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
 
@@ -20,6 +22,32 @@ double frobenius(const T* x, size_t count) {
   double s = 0.0;
   for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
   return std::sqrt(s);
+}
+
+template <typename T>
+T max_abs(const T* x, size_t count) {
+  T m = T(0);
+  for (size_t i = 0; i < count; ++i) m = std::max(m, std::abs(x[i]));
+  return m;
+}
+
+// The exponent e with amax 2^-e in [1/2, 1) when amax (> 0) lies outside [2^-lim, 2^lim],
+// lim = max_exponent / 8 of T (16 for float, 128 for double), else 0 (no scaling). Inside that
+// range every product of up to four entries, the sums of N m n of them and their squares in the
+// double-precision norms stay normal and finite.
+template <typename T>
+int safe_exponent(T amax) {
+  if (!(amax > T(0))) return 0;
+  int e = 0;
+  std::frexp(amax, &e);
+  const int lim = std::numeric_limits<T>::max_exponent / 8;
+  return e >= -lim && e <= lim ? 0 : e;
+}
+
+// out = x 2^-e elementwise (exact unless the result is subnormal).
+template <typename T>
+void scaled_copy(const T* x, size_t count, int e, T* out) {
+  for (size_t i = 0; i < count; ++i) out[i] = std::ldexp(x[i], -e);
 }
 
 // Row-major GEMM: C (rows x cols) = alpha op(A) op(B) + beta C, via the column-major routine on
@@ -48,8 +76,9 @@ void gram_t(int cols, int inner, T scale, const T* w, T* out) {
   mirror_upper(cols, out);
 }
 
-// Sums over the N row-major (m x n) samples G_i stacked in s, each sample first multiplied by an
-// optional symmetric factor (right: n x n, or left: m x m; at most one):
+// Sums over the N row-major (m x n) samples G_i stacked in s, each sample first scaled by 2^-e
+// (when e != 0, into a per-worker copy) and multiplied by an optional symmetric factor (right:
+// n x n, or left: m x m; at most one):
 //   outer: out (m x m) = scale sum_i H_i H_i^T, H_i = G_i right   (or G_i)
 //   inner: out (n x n) = scale sum_i H_i^T H_i, H_i = left G_i    (or G_i)
 // One GEMM (when a factor is given) and one accumulating SYRK per sample, the samples split
@@ -58,7 +87,7 @@ void gram_t(int cols, int inner, T scale, const T* w, T* out) {
 // the first step at N = m = n = 256 float32 (strided SYRK, the 64 MB copy and its page faults);
 // this one 38 ms.
 template <typename T>
-void sample_grams(int m, int n, int count, T scale, const T* s, const T* right, const T* left,
+void sample_grams(int m, int n, int count, int e, T scale, const T* s, const T* right, const T* left,
                   bool outer, T* out) {
   const int dim = outer ? m : n;
   const int workers = count >= 8 && blas_threads_local_available() ? hardware_threads() : 1;
@@ -66,10 +95,14 @@ void sample_grams(int m, int n, int count, T scale, const T* s, const T* right, 
   const int chunk = (count + workers - 1) / workers;
   parallel_for(workers, workers, [&](int, int64_t wk) {
     const T one = T(1), zero = T(0);
-    std::vector<T> h(right != nullptr || left != nullptr ? sz(m, n) : 0);
+    std::vector<T> h(right != nullptr || left != nullptr ? sz(m, n) : 0), scaled(e != 0 ? sz(m, n) : 0);
     const int begin = static_cast<int>(wk) * chunk, end = std::min(count, begin + chunk);
     for (int i = begin; i < end; ++i) {
       const T* g = s + sz(i, sz(m, n));
+      if (e != 0) {
+        scaled_copy(g, sz(m, n), e, scaled.data());
+        g = scaled.data();
+      }
       const T* hi = g;
       if (right != nullptr) {
         gemm_rm<T>(false, false, m, n, n, one, g, n, right, n, zero, h.data(), n);
@@ -110,74 +143,115 @@ bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>&
   return true;
 }
 
+// One batch element: the iteration on the samples scaled by 2^-e, its a-posteriori check, the
+// results scaled back. Outputs are zero unless set below.
+template <typename T>
+Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T* change_out,
+                  std::vector<T>& work, std::vector<int>& iwork, std::vector<T>& vecs, std::vector<T>& w) {
+  const int N = static_cast<int>(s.samples), m = static_cast<int>(s.m), n = static_cast<int>(s.n);
+  const size_t count = sz(N, sz(m, n));
+  std::fill(left, left + sz(m, m), T(0));
+  std::fill(right, right + sz(n, n), T(0));
+  *sigma_out = T(0);
+  *change_out = T(0);
+  if (!all_finite(S, count)) return Status::kNonFiniteInput;
+  const T amax = max_abs(S, count);
+  if (amax == T(0)) return Status::kOk;  // H = 0: the zero factors are exact
+  const int e = safe_exponent(amax);
+  const T inv_n = T(1) / static_cast<T>(N);
+  std::vector<T> L(sz(m, m)), R(sz(n, n)), root(std::max(sz(m, m), sz(n, n)));
+  double sigma = 0.0, change = 0.0, trace_h = 0.0;
+  for (int step = 0; step < s.steps; ++step) {
+    std::vector<T> R_old = R;
+    double norm_l = 0.0, norm_r = 0.0;
+    if (step == 0) {
+      // From the identities: L = E[G G^T] = (1/N) sum_i G_i G_i^T, R = E[G^T G] =
+      // (1/N) sum_i G_i^T G_i (the unit-norm scalings 1/sqrt(n), 1/sqrt(m) drop out after
+      // normalisation).
+      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, nullptr, true, L.data());
+      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, nullptr, false, R.data());
+      for (int i = 0; i < m; ++i) trace_h += L[sz(i, m) + i];  // tr(H) = E ||G||_F^2
+      norm_l = frobenius(L.data(), L.size()) / std::sqrt(static_cast<double>(n));
+      norm_r = frobenius(R.data(), R.size()) / std::sqrt(static_cast<double>(m));
+    } else {
+      // L = (1/N) sum_i (G_i R^(1/2)) (G_i R^(1/2))^T.
+      if (!psd_sqrt(n, R.data(), root.data(), work, iwork, vecs, w)) return Status::kFailed;
+      sample_grams<T>(m, n, N, e, inv_n, S, root.data(), nullptr, true, L.data());
+      norm_l = frobenius(L.data(), L.size());
+      if (!(norm_l > 0) || !std::isfinite(norm_l)) return Status::kFailed;
+      for (T& v : L) v = static_cast<T>(v / norm_l);
+      // R = (1/N) sum_i (L^(1/2) G_i)^T (L^(1/2) G_i).
+      if (!psd_sqrt(m, L.data(), root.data(), work, iwork, vecs, w)) return Status::kFailed;
+      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, root.data(), false, R.data());
+      norm_r = frobenius(R.data(), R.size());
+    }
+    if (!(norm_l > 0 && norm_r > 0) || !std::isfinite(norm_l * norm_r)) return Status::kFailed;
+    // ||R(H)^T l|| for the unit l that produced R (geometric mean with ||R(H) r|| on the first,
+    // simultaneous step): tends to sigma_1.
+    sigma = step > 0 ? norm_r : std::sqrt(norm_l * norm_r);
+    const double rn = frobenius(R.data(), R.size());
+    const double ln = frobenius(L.data(), L.size());
+    double diff = 0.0;
+    for (size_t i = 0; i < R.size(); ++i) {
+      R[i] = static_cast<T>(R[i] / rn);
+      if (step > 0) diff += static_cast<double>(R[i] - R_old[i]) * (R[i] - R_old[i]);
+    }
+    if (step == 0) {
+      for (T& v : L) v = static_cast<T>(v / ln);
+      diff = 0.0;
+      const T id = T(1) / std::sqrt(static_cast<T>(n));
+      for (int i = 0; i < n; ++i) {
+        for (int j = 0; j < n; ++j) {
+          const double d0 = static_cast<double>(R[sz(i, n) + j]) - (i == j ? id : T(0));
+          diff += d0 * d0;
+        }
+      }
+    }
+    change = std::sqrt(diff);
+  }
+  // The bounds every estimate obeys (kron.h), with the rounding of N-term sums of products of
+  // length m or n: 32 (N + m + n) eps relative.
+  const double tol = 32.0 * (N + m + n) * std::numeric_limits<T>::epsilon();
+  const double lower = trace_h / std::sqrt(static_cast<double>(m) * n) * (1 - tol), upper = trace_h * (1 + tol);
+  if (!(sigma >= lower && sigma <= upper) || !std::isfinite(change)) return Status::kFailed;
+  Status status = Status::kOk;
+  // sqrt(sigma) 2^e in double (sigma = sigma_s 2^(2e)); the factors' entries are at most
+  // sqrt(sigma) in size, so only samples near T's largest value can overflow them.
+  const double root_scale = std::ldexp(std::sqrt(sigma), e);
+  bool factors_finite = true;
+  for (size_t i = 0; i < L.size(); ++i) {
+    left[i] = static_cast<T>(root_scale * L[i]);
+    factors_finite = factors_finite && std::isfinite(left[i]);
+  }
+  for (size_t i = 0; i < R.size(); ++i) {
+    right[i] = static_cast<T>(root_scale * R[i]);
+    factors_finite = factors_finite && std::isfinite(right[i]);
+  }
+  if (!factors_finite) {
+    std::fill(left, left + sz(m, m), T(0));
+    std::fill(right, right + sz(n, n), T(0));
+    status = Status::kOutOfRange;
+  }
+  const double sigma_full = std::ldexp(sigma, 2 * e);
+  const double lo = std::numeric_limits<T>::min(), hi = std::numeric_limits<T>::max();
+  if (!(sigma_full >= lo && sigma_full <= hi)) status = Status::kOutOfRange;
+  *sigma_out = static_cast<T>(std::min(std::max(sigma_full, lo), hi));
+  *change_out = static_cast<T>(change);
+  return status;
+}
+
 }  // namespace
 
 template <typename T>
 bool approx(const Shape& s, const Args<T>& a) {
   if (s.samples < 1 || s.m < 1 || s.n < 1 || s.steps < 1 || s.batch < 0) return false;
-  const int N = static_cast<int>(s.samples), m = static_cast<int>(s.m), n = static_cast<int>(s.n);
-  const T inv_n = T(1) / static_cast<T>(N);
+  const size_t per = sz(s.samples, sz(s.m, s.n));
   std::vector<T> work, vecs, w;
   std::vector<int> iwork;
   for (int64_t b = 0; b < s.batch; ++b) {
-    const T* S = a.samples + b * sz(N, sz(m, n));  // N m x n, row-major (vertical stack)
-    std::vector<T> L(sz(m, m)), R(sz(n, n)), root(std::max(sz(m, m), sz(n, n)));
-    double sigma = 0.0, change = 0.0;
-    for (int step = 0; step < s.steps; ++step) {
-      std::vector<T> R_old = R;
-      double norm_l = 0.0, norm_r = 0.0;
-      if (step == 0) {
-        // From the identities: L = E[G G^T] = (1/N) sum_i G_i G_i^T, R = E[G^T G] =
-        // (1/N) sum_i G_i^T G_i (the unit-norm scalings 1/sqrt(n), 1/sqrt(m) drop out after
-        // normalisation).
-        sample_grams<T>(m, n, N, inv_n, S, nullptr, nullptr, true, L.data());
-        sample_grams<T>(m, n, N, inv_n, S, nullptr, nullptr, false, R.data());
-        norm_l = frobenius(L.data(), L.size()) / std::sqrt(static_cast<double>(n));
-        norm_r = frobenius(R.data(), R.size()) / std::sqrt(static_cast<double>(m));
-      } else {
-        // L = (1/N) sum_i (G_i R^(1/2)) (G_i R^(1/2))^T.
-        if (!psd_sqrt(n, R.data(), root.data(), work, iwork, vecs, w)) break;
-        sample_grams<T>(m, n, N, inv_n, S, root.data(), nullptr, true, L.data());
-        norm_l = frobenius(L.data(), L.size());
-        if (!(norm_l > 0) || !std::isfinite(norm_l)) break;
-        for (T& v : L) v = static_cast<T>(v / norm_l);
-        // R = (1/N) sum_i (L^(1/2) G_i)^T (L^(1/2) G_i).
-        if (!psd_sqrt(m, L.data(), root.data(), work, iwork, vecs, w)) break;
-        sample_grams<T>(m, n, N, inv_n, S, nullptr, root.data(), false, R.data());
-        norm_r = frobenius(R.data(), R.size());
-      }
-      if (!(norm_l > 0 && norm_r > 0) || !std::isfinite(norm_l * norm_r)) {
-        sigma = 0.0;
-        break;
-      }
-      // ||R(H)^T l|| for the unit l that produced R (geometric mean with ||R(H) r|| on the first,
-      // simultaneous step): tends to sigma_1.
-      sigma = step > 0 ? norm_r : std::sqrt(norm_l * norm_r);
-      const double rn = frobenius(R.data(), R.size());
-      const double ln = frobenius(L.data(), L.size());
-      double diff = 0.0;
-      for (size_t i = 0; i < R.size(); ++i) {
-        R[i] = static_cast<T>(R[i] / rn);
-        if (step > 0) diff += static_cast<double>(R[i] - R_old[i]) * (R[i] - R_old[i]);
-      }
-      if (step == 0) {
-        for (T& v : L) v = static_cast<T>(v / ln);
-        diff = 0.0;
-        const T id = T(1) / std::sqrt(static_cast<T>(n));
-        for (int i = 0; i < n; ++i) {
-          for (int j = 0; j < n; ++j) {
-            const double d0 = static_cast<double>(R[sz(i, n) + j]) - (i == j ? id : T(0));
-            diff += d0 * d0;
-          }
-        }
-      }
-      change = std::sqrt(diff);
-    }
-    const T scale = static_cast<T>(std::sqrt(sigma));
-    for (size_t i = 0; i < L.size(); ++i) a.left[b * sz(m, m) + i] = scale * L[i];
-    for (size_t i = 0; i < R.size(); ++i) a.right[b * sz(n, n) + i] = scale * R[i];
-    a.sigma[b] = static_cast<T>(sigma);
-    a.change[b] = static_cast<T>(change);
+    a.status[b] = static_cast<int32_t>(approx_one<T>(s, a.samples + b * per, a.left + b * sz(s.m, s.m),
+                                                     a.right + b * sz(s.n, s.n), a.sigma + b, a.change + b,
+                                                     work, iwork, vecs, w));
   }
   return true;
 }
@@ -187,25 +261,46 @@ bool cosine(const Shape& s, const T* samples, const T* left, const T* right, T* 
   if (s.samples < 1 || s.m < 1 || s.n < 1) return false;
   const int N = static_cast<int>(s.samples), m = static_cast<int>(s.m), n = static_cast<int>(s.n);
   const int mn = m * n;
+  std::vector<T> lg(sz(m, n)), lgr(sz(m, n)), gram(sz(N, N)), Ls(sz(m, m)), Rs(sz(n, n)), Ss;
   for (int64_t b = 0; b < s.batch; ++b) {
     const T* S = samples + b * sz(N, mn);
     const T* L = left + b * sz(m, m);
     const T* R = right + b * sz(n, n);
+    if (!all_finite(S, sz(N, mn)) || !all_finite(L, sz(m, m)) || !all_finite(R, sz(n, n))) {
+      out[b] = std::numeric_limits<T>::quiet_NaN();
+      continue;
+    }
+    // The cosine is invariant under scaling of each argument: L and R are scaled to a largest
+    // entry in [1/2, 1) (small copies), the samples only outside safe_exponent's range.
+    const T amax_s = max_abs(S, sz(N, mn)), amax_l = max_abs(L, sz(m, m)), amax_r = max_abs(R, sz(n, n));
+    if (amax_s == T(0) || amax_l == T(0) || amax_r == T(0)) {
+      out[b] = T(0);
+      continue;
+    }
+    int el = 0, er = 0;
+    std::frexp(amax_l, &el);
+    std::frexp(amax_r, &er);
+    scaled_copy(L, sz(m, m), el, Ls.data());
+    scaled_copy(R, sz(n, n), er, Rs.data());
+    const int es = safe_exponent(amax_s);
+    if (es != 0) {
+      Ss.resize(sz(N, mn));
+      scaled_copy(S, sz(N, mn), es, Ss.data());
+      S = Ss.data();
+    }
     // tr(H (R (x) L)) = (1/N) sum_i <G_i, L G_i R>.
-    std::vector<T> lg(sz(m, n)), lgr(sz(m, n));
     double num = 0.0;
     for (int i = 0; i < N; ++i) {
       const T* G = S + sz(i, mn);
-      gemm_rm<T>(false, false, m, n, m, T(1), L, m, G, n, T(0), lg.data(), n);
-      gemm_rm<T>(false, false, m, n, n, T(1), lg.data(), n, R, n, T(0), lgr.data(), n);
+      gemm_rm<T>(false, false, m, n, m, T(1), Ls.data(), m, G, n, T(0), lg.data(), n);
+      gemm_rm<T>(false, false, m, n, n, T(1), lg.data(), n, Rs.data(), n, T(0), lgr.data(), n);
       for (int e = 0; e < mn; ++e) num += static_cast<double>(G[e]) * lgr[e];
     }
     num /= N;
     // ||H||_F = ||Gram||_F / N, Gram = F F^T with F the N x mn matrix of flattened samples.
-    std::vector<T> gram(sz(N, N));
     gemm_rm<T>(false, true, N, N, mn, T(1), S, mn, S, mn, T(0), gram.data(), N);
     const double norm_h = frobenius(gram.data(), gram.size()) / N;
-    const double norm_k = frobenius(L, sz(m, m)) * frobenius(R, sz(n, n));
+    const double norm_k = frobenius(Ls.data(), sz(m, m)) * frobenius(Rs.data(), sz(n, n));
     out[b] = static_cast<T>(norm_h > 0 && norm_k > 0 ? num / (norm_h * norm_k) : 0.0);
   }
   return true;

@@ -12,12 +12,28 @@
 //   L = (1/N) sum_i (G_i R^(1/2)) (G_i R^(1/2))^T,  R = (1/N) sum_i (L^(1/2) G_i)^T (L^(1/2) G_i),
 // one GEMM and one accumulating SYRK per sample (N m n (2 n + m) and N m n (2 m + n) flops), the
 // samples split across the cores on one BLAS thread each; the first step's sums need no GEMM.
+// Scale safety: each batch element's samples are scaled by a power of two (exact) to a largest
+// entry in [1/2, 1) when it lies outside [2^-e, 2^e], e = max_exponent / 4 of T (there every sum
+// of products stays inside T's range with full precision), and the results scaled back in double.
+// Before the status is kOk the answer is checked: finite factors, and sigma inside the bounds every
+// step of the iteration obeys, tr(H) / sqrt(m n) <= sigma <= tr(H) (sigma_1 >= <R(H), vec(I) vec(I)^T>
+// / sqrt(m n), the estimates never decrease, and sigma_1 <= ||H||_F <= tr(H) for PSD H).
 // Arrays are row-major and batch-major; no Python, no XLA types.
 #pragma once
 
 #include <cstdint>
 
 namespace linalg_core::kron {
+
+// Codes shared with KRON_STATUS in linalg_core/kron.py.
+enum class Status : int32_t {
+  kOk = 0,
+  kNonFiniteInput = 1,  // the samples held NaN/Inf: zero factors, sigma and change 0
+  // sigma (quadratic in the samples) lies outside T's normal range: it is clamped to it; the
+  // factors (linear in the samples) are accurate, or zero where they overflow T themselves.
+  kOutOfRange = 2,
+  kFailed = 3,  // an eigensolver failed or the a-posteriori check did not hold: zero outputs
+};
 
 struct Shape {
   int64_t batch = 1;
@@ -33,14 +49,18 @@ struct Args {
   T* right;          // batch x n x n: sqrt(sigma) R
   T* sigma;          // batch: the top-singular-value estimate after the last step
   T* change;         // batch: ||R_k - R_{k-1}||_F of the unit-norm iterates (last step)
+  int32_t* status;   // batch: Status
 };
 
+// False only for an invalid shape; value-dependent problems are reported in args.status.
 template <typename T>
 bool approx(const Shape& shape, const Args<T>& args);
 
 // tr(H (R (x) L)) / (||H||_F ||L||_F ||R||_F) for H = E[vec(G) vec(G)^T], from the samples:
 // tr(H (R (x) L)) = (1/N) sum_i <G_i, L G_i R>_F and ||H||_F^2 = ||Gram||_F^2 / N^2 with
-// Gram_ij = <G_i, G_j>_F. Writes batch values into `cosine`.
+// Gram_ij = <G_i, G_j>_F. Writes batch values into `cosine`. Invariant under scaling of each
+// argument (each is scaled by a power of two to a largest entry of order one first); NaN where an
+// argument holds NaN/Inf, 0 where one is zero.
 template <typename T>
 bool cosine(const Shape& shape, const T* samples, const T* left, const T* right, T* cosine);
 

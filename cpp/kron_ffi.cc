@@ -24,7 +24,8 @@ ffi::Error shape_of(const ffi::AnyBuffer& samples, int64_t steps, kron::Shape* s
 
 ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
                       ffi::Result<ffi::AnyBuffer> right, ffi::Result<ffi::AnyBuffer> sigma,
-                      ffi::Result<ffi::AnyBuffer> change, int64_t steps) {
+                      ffi::Result<ffi::AnyBuffer> change, ffi::Result<ffi::Buffer<ffi::S32>> status,
+                      int64_t steps) {
   kron::Shape s;
   ffi::Error e = shape_of(samples, steps, &s);
   if (e.failure()) return e;
@@ -32,7 +33,7 @@ ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
     using T = decltype(zero);
     kron::Args<T> a{static_cast<const T*>(samples.untyped_data()), static_cast<T*>(left->untyped_data()),
                     static_cast<T*>(right->untyped_data()), static_cast<T*>(sigma->untyped_data()),
-                    static_cast<T*>(change->untyped_data())};
+                    static_cast<T*>(change->untyped_data()), status->typed_data()};
     if (!kron::approx<T>(s, a)) return ffi::Error::InvalidArgument("kron_approx: empty samples or steps < 1");
     return ffi::Error::Success();
   };
@@ -61,16 +62,17 @@ ffi::Error CosineImpl(ffi::AnyBuffer samples, ffi::AnyBuffer left, ffi::AnyBuffe
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronApproxCpu, linalg_core::ApproxImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()        // samples
+                                  .Ret<ffi::AnyBuffer>()        // left
+                                  .Ret<ffi::AnyBuffer>()        // right
+                                  .Ret<ffi::AnyBuffer>()        // sigma
+                                  .Ret<ffi::AnyBuffer>()        // change
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // status
                                   .Attr<int64_t>("steps"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronCosineCpu, linalg_core::CosineImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>());
+                                  .Arg<ffi::AnyBuffer>()   // samples
+                                  .Arg<ffi::AnyBuffer>()   // left
+                                  .Arg<ffi::AnyBuffer>()   // right
+                                  .Ret<ffi::AnyBuffer>());  // cosine

@@ -8,6 +8,7 @@
 
 #include "blas_threads.h"
 #include "eigh_workspace.h"
+#include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
 #include "small_eigh.h"
@@ -118,13 +119,36 @@ struct BlockScratch {
   std::vector<int> iwork;
 };
 
-}  // namespace
+template <typename T>
+T max_abs(const T* x, size_t count) {
+  T v = T(0);
+  for (size_t i = 0; i < count; ++i) v = std::max(v, std::abs(x[i]));
+  return v;
+}
+
+// The exponent e with v 2^-e in [1/2, 1) when v (> 0) lies outside [2^-lim, 2^lim],
+// lim = max_exponent / 8 of T (16 for float, 128 for double), else 0: inside that range the
+// fourth powers in A = sum_i M_i M_i^T (b^2 m v^4 at most) and the squares in the double norms
+// stay normal and finite.
+template <typename T>
+int safe_exponent(double v) {
+  if (!(v > 0)) return 0;
+  int e = 0;
+  std::frexp(v, &e);
+  const int lim = std::numeric_limits<T>::max_exponent / 8;
+  return e >= -lim && e <= lim ? 0 : e;
+}
 
 template <typename T>
-bool update(const Shape& sh, const Args<T>& a) {
+void scale_by_power_of_two(T* x, size_t count, int e) {
+  for (size_t i = 0; i < count; ++i) x[i] = std::ldexp(x[i], e);
+}
+
+// Algorithm 1 on finite inputs of moderate scale (update() owns the checks and the scaling).
+template <typename T>
+bool update_core(const Shape& sh, const Args<T>& a) {
   const int m = static_cast<int>(sh.blocks), b = static_cast<int>(sh.dim), k = static_cast<int>(sh.rank),
             s = static_cast<int>(sh.sketch);
-  if (m < 1 || b < 1 || k < 1 || k > b || s < k || s > b || sh.power_iters < 0) return false;
   ScopedBlasThreads single(1);  // all threading is ours (see gemm above)
   const T one = T(1), zero = T(0);
   const int workers = batch_workers(m, k);  // per-block problems are k x k
@@ -366,7 +390,93 @@ bool update(const Shape& sh, const Args<T>& a) {
   return true;
 }
 
-template bool update<float>(const Shape&, const Args<float>&);
-template bool update<double>(const Shape&, const Args<double>&);
+// max |B^T B - I| for the row-major b x k basis (the column-major k x b B^T).
+template <typename T>
+double orthonormality_error(int b, int k, const T* basis) {
+  std::vector<T> gram(sz(k, k));
+  gemm<T>("N", "T", k, k, b, T(1), basis, k, basis, k, T(0), gram.data(), k);
+  double err = 0.0;
+  for (int c = 0; c < k; ++c) {
+    for (int r = 0; r < k; ++r) err = std::max(err, std::abs(static_cast<double>(gram[r + sz(c, k)]) - (r == c)));
+  }
+  return err;
+}
+
+}  // namespace
+
+template <typename T>
+Status update(const Shape& sh, const Args<T>& a) {
+  const int64_t m = sh.blocks, b = sh.dim, k = sh.rank, s = sh.sketch;
+  const size_t n_basis = sz(b, k), n_coeffs = sz(m, sz(k, k));
+  auto keep_state = [&](Status status) {
+    std::memcpy(a.basis_out, a.basis, n_basis * sizeof(T));
+    std::memcpy(a.coeffs_out, a.coeffs, n_coeffs * sizeof(T));
+    std::memcpy(a.escaped_out, a.escaped, sz(m) * sizeof(T));
+    std::fill(a.direction, a.direction + sz(m, b), T(0));
+    std::fill(a.step_mass, a.step_mass + sz(m), T(0));
+    return status;
+  };
+  if (m < 0 || b < 0 || k < 0) return Status::kFailed;  // no outputs to write
+  if (m < 1 || b < 1 || k < 1 || k > b || s < k || s > b || sh.power_iters < 0) return keep_state(Status::kFailed);
+  if (!all_finite(a.grads, sz(m, b)) || !all_finite(a.basis, n_basis) || !all_finite(a.coeffs, n_coeffs) ||
+      !all_finite(a.escaped, sz(m)) || !all_finite(a.y0, sz(b, s))) {
+    return keep_state(Status::kNonFiniteInput);
+  }
+  if (!std::all_of(a.escaped, a.escaped + m, [](T r) { return r >= T(0); })) return keep_state(Status::kInvalidState);
+
+  // Scaled copies of the gradients and the state where their size is outside the safe range.
+  const T rho_max = *std::max_element(a.escaped, a.escaped + m);
+  const double size = std::max({static_cast<double>(max_abs(a.grads, sz(m, b))),
+                                std::sqrt(static_cast<double>(max_abs(a.coeffs, n_coeffs))),
+                                std::sqrt(static_cast<double>(rho_max))});
+  const int e = safe_exponent<T>(size);
+  Args<T> scaled = a;
+  std::vector<T> grads, coeffs, escaped;
+  if (e != 0) {
+    grads.assign(a.grads, a.grads + sz(m, b));
+    coeffs.assign(a.coeffs, a.coeffs + n_coeffs);
+    escaped.assign(a.escaped, a.escaped + m);
+    scale_by_power_of_two(grads.data(), grads.size(), -e);
+    scale_by_power_of_two(coeffs.data(), coeffs.size(), -2 * e);
+    scale_by_power_of_two(escaped.data(), escaped.size(), -2 * e);
+    scaled.grads = grads.data();
+    scaled.coeffs = coeffs.data();
+    scaled.escaped = escaped.data();
+    scaled.eps = std::ldexp(a.eps, -2 * e);
+  }
+  if (!update_core<T>(sh, scaled)) return keep_state(Status::kFailed);
+
+  // The a-posteriori checks, on the scaled outputs, then on the state scaled back.
+  const T eps = std::numeric_limits<T>::epsilon();
+  if (!all_finite(a.basis_out, n_basis) || !all_finite(a.coeffs_out, n_coeffs) || !all_finite(a.escaped_out, sz(m)) ||
+      !all_finite(a.direction, sz(m, b)) || !all_finite(a.step_mass, sz(m)) ||
+      !(orthonormality_error(static_cast<int>(b), static_cast<int>(k), a.basis_out) <= 32.0 * (b + s) * eps)) {
+    return keep_state(Status::kFailed);
+  }
+  // The new state's size scaled back, in double (wide enough for float; for double ldexp gives
+  // Inf or 0/subnormal exactly where T cannot hold it): it must be a normal number of T, a test
+  // that also holds where subnormals are flushed to zero (XLA's CPU threads).
+  const T state_size = std::max(max_abs(a.coeffs_out, n_coeffs), max_abs(a.escaped_out, sz(m)));
+  const double full_size = std::ldexp(static_cast<double>(state_size), 2 * e);
+  if (state_size > T(0) && !(full_size >= std::numeric_limits<T>::min() && full_size <= std::numeric_limits<T>::max())) {
+    return keep_state(Status::kOutOfRange);
+  }
+  if (e != 0) {
+    scale_by_power_of_two(a.coeffs_out, n_coeffs, 2 * e);
+    scale_by_power_of_two(a.escaped_out, sz(m), 2 * e);
+    scale_by_power_of_two(a.step_mass, sz(m), 2 * e);
+    if (!all_finite(a.coeffs_out, n_coeffs) || !all_finite(a.escaped_out, sz(m)) || !all_finite(a.step_mass, sz(m))) {
+      return keep_state(Status::kOutOfRange);
+    }
+  }
+  for (int64_t i = 0; i < m; ++i) {
+    // rho_i + mass_i >= rho_i, up to the rounding of the sum.
+    if (!(a.escaped_out[i] >= a.escaped[i] * (1 - eps))) return keep_state(Status::kFailed);
+  }
+  return Status::kOk;
+}
+
+template Status update<float>(const Shape&, const Args<float>&);
+template Status update<double>(const Shape&, const Args<double>&);
 
 }  // namespace linalg_core::shared_basis

@@ -17,12 +17,29 @@
 //   4. direction: u_i = -(B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, in factored form
 //        u_i = -(B [(R_i + c I)^(-1/2) - c^(-1/2) I] B^T g_i + c^(-1/2) g_i)
 //      from the eigendecomposition of step 2.
+// Scale safety: the update is homogeneous (g -> s g, R_i, rho_i, eps -> s^2 (.) leaves B and u_i
+// unchanged and scales R_i, rho_i by s^2), so gradients and state are scaled by a power of two
+// (exact) to max(|g|, |R|^(1/2), rho^(1/2)) in [1/2, 1) when that lies outside [2^-e, 2^e],
+// e = max_exponent / 8 of T, and the new state scaled back.
+// Status ok is checked, not assumed: every output finite, B^T B = I to 32 (b + s) eps, rho_i not
+// decreasing, and the new state's largest entry a normal number of T (a state below T's normal
+// range has lost its precision). On any other status the input state is copied to the outputs,
+// the direction and the increments are zero.
 // Arrays are row-major; no Python, no XLA types.
 #pragma once
 
 #include <cstdint>
 
 namespace linalg_core::shared_basis {
+
+// Codes shared with SHARED_BASIS_STATUS in linalg_core/shared_basis.py.
+enum class Status : int32_t {
+  kOk = 0,
+  kFailed = 1,           // invalid shape, a QR/eigensolver failure or a failed a-posteriori check
+  kNonFiniteInput = 2,   // NaN/Inf in the gradients, the state or the starting block
+  kInvalidState = 3,     // a negative escaped mass
+  kOutOfRange = 4,       // the new state (scaling as |g|^2) leaves T's normal range
+};
 
 struct Shape {
   int64_t blocks = 0;  // m
@@ -49,6 +66,6 @@ struct Args {
 };
 
 template <typename T>
-bool update(const Shape& shape, const Args<T>& args);
+Status update(const Shape& shape, const Args<T>& args);
 
 }  // namespace linalg_core::shared_basis

@@ -52,7 +52,7 @@ ffi::Error UpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer coeffs, ffi::AnyBuffe
                               static_cast<T*>(escaped_out->untyped_data()) + e * m,
                               static_cast<T*>(direction->untyped_data()) + e * m * b,
                               static_cast<T*>(step->untyped_data()) + e * m};
-      status->typed_data()[e] = shared_basis::update<T>(s, a) ? 0 : 1;
+      status->typed_data()[e] = static_cast<int32_t>(shared_basis::update<T>(s, a));
     }
     return ffi::Error::Success();
   };
@@ -64,16 +64,16 @@ ffi::Error UpdateImpl(ffi::AnyBuffer basis, ffi::AnyBuffer coeffs, ffi::AnyBuffe
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcSharedBasisUpdateCpu, linalg_core::UpdateImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::AnyBuffer>()         // basis
+                                  .Arg<ffi::AnyBuffer>()         // coeffs
+                                  .Arg<ffi::AnyBuffer>()         // escaped
+                                  .Arg<ffi::AnyBuffer>()         // grads
+                                  .Arg<ffi::AnyBuffer>()         // y0
+                                  .Ret<ffi::AnyBuffer>()         // basis_out
+                                  .Ret<ffi::AnyBuffer>()         // coeffs_out
+                                  .Ret<ffi::AnyBuffer>()         // escaped_out
+                                  .Ret<ffi::AnyBuffer>()         // direction
+                                  .Ret<ffi::AnyBuffer>()         // step
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // status: shared_basis::Status
                                   .Attr<double>("eps")
                                   .Attr<int64_t>("power_iters"));

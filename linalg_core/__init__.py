@@ -57,3 +57,8 @@ __all__ = [
     "shared_basis_init",
     "shared_basis_update",
 ]
+
+from linalg_core.kron import KRON_STATUS  # noqa: E402
+from linalg_core.shared_basis import SHARED_BASIS_STATUS  # noqa: E402
+
+__all__ += ["KRON_STATUS", "SHARED_BASIS_STATUS"]

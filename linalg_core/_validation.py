@@ -83,14 +83,11 @@ def require_symmetric(x: np.ndarray, name: str) -> None:
 
 
 def integer(value: Any, name: str, minimum: int | None = None) -> int:
-    """``value`` as an ``int``; ``ValueError`` naming ``name`` for a non-integral value (``2.7``
-    is not silently truncated) or one below ``minimum``."""
-    try:
-        as_int = int(value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from err
-    if isinstance(value, bool) or as_int != value:
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and as_int < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {as_int}")
-    return as_int
+    """``value`` as an ``int`` when it is one (Python or NumPy integer, not ``bool``); otherwise a
+    ``ValueError`` naming ``name``: a float such as 2.7 is never silently truncated."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"'{name}' must be an integer, got {value!r} ({type(value).__name__})")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"'{name}' must be >= {minimum}, got {v}")
+    return v

@@ -18,7 +18,17 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _validation as check
 
-__all__ = ["KronInfo", "kron_approx", "kron_approx_dense", "kron_cosine"]
+__all__ = ["KRON_STATUS", "KronInfo", "kron_approx", "kron_approx_dense", "kron_cosine"]
+
+#: Status codes (shared with ``kron::Status`` in cpp/kron.h and the portable kernel):
+#: ``ok`` the answer passed its checks; ``non_finite_input`` NaN/Inf in the samples or ``h`` (JAX
+#: path; zero outputs); ``out_of_range`` ``sigma`` (quadratic in the samples) lies outside the
+#: dtype's normal range and is clamped to it, the factors are accurate (zero if they overflow
+#: themselves); ``failed`` an eigensolver failed or the a-posteriori check did not hold (zero
+#: outputs).
+KRON_STATUS = {"ok": 0, "non_finite_input": 1, "out_of_range": 2, "failed": 3}
+
+_CONVERGED_CHANGE = 1e-3
 
 
 class KronInfo(NamedTuple):
@@ -26,25 +36,30 @@ class KronInfo(NamedTuple):
 
     Attributes
     ----------
-    sigma : array
-        Estimate of the top singular value ``sigma_1`` of the rearranged ``H``
-        (``||H - right (x) left||_F^2 = ||H||_F^2 - sigma_1^2`` at the optimum).
+    status : array of int32
+        A :data:`KRON_STATUS` code. ``ok`` only when the outputs are finite and ``sigma`` lies in
+        the bounds every step of the iteration obeys, ``tr(H) / sqrt(m n) <= sigma <= tr(H)``.
+    converged : array of bool
+        Status ``ok`` and ``residual <= 1e-3`` (the factors' directions stopped moving), or the
+        dense SVD path with status ``ok``.
+    iterations : array of int32
+        Steps taken (0 for non-finite input).
     residual : array
         ``||R_k - R_{k-1}||_F`` of the unit-norm right factors over the last step (0 for the
         exact dense path): how far from a fixed point the iteration stopped.
-    iterations : array of int32
-        Steps taken.
-    converged : array of bool
-        ``residual <= 1e-3`` (the factors' directions stopped moving), or the dense SVD path.
     method : array of int32
         0 power iteration on samples, 1 exact SVD of the rearranged dense ``H``.
+    sigma : array
+        Estimate of the top singular value ``sigma_1`` of the rearranged ``H``
+        (``||H - right (x) left||_F^2 = ||H||_F^2 - sigma_1^2`` at the optimum).
     """
 
-    sigma: Any
-    residual: Any
-    iterations: Any
+    status: Any
     converged: Any
+    iterations: Any
+    residual: Any
     method: Any
+    sigma: Any
 
 
 def _samples(samples):
@@ -58,6 +73,13 @@ def _samples(samples):
         raise ValueError(f"samples must be non-empty, got shape {tuple(samples.shape)}")
     dt = np.dtype(np.float64) if np.dtype(samples.dtype) == np.float64 else np.dtype(np.float32)
     return samples, dt, jax_path
+
+
+def _info(status, change, sigma, steps, method, xp):
+    ok = status == KRON_STATUS["ok"]
+    iterations = xp.where(status == KRON_STATUS["non_finite_input"], 0, steps).astype(xp.int32)
+    return KronInfo(status, ok & (change <= _CONVERGED_CHANGE), iterations, change,
+                    xp.full(status.shape, method, xp.int32), sigma)
 
 
 def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
@@ -77,9 +99,14 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     the cores: ``3 N m n (m + n)`` flops a step (the textbook ``4 N m n (m + n)``) plus two
     symmetric eigendecompositions; the first step needs no products.
 
+    Scale safety: samples outside a safe range are scaled by a power of two first (exact), so
+    samples scaled by ``s`` give factors scaled by ``s`` and ``sigma`` by ``s^2`` wherever the
+    dtype can hold them (status ``out_of_range`` where ``sigma`` cannot).
+
     Parameters
     ----------
     samples : array, shape (..., N, m, n)
+        Finite (``ValueError`` on the NumPy path, status ``non_finite_input`` on the JAX path).
     steps : int
         ``1`` gives Shampoo's ``E[G G^T]``, ``E[G^T G]`` (up to scale).
 
@@ -94,9 +121,7 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     Shampoo's preconditioner", 2024, Sec. 3.
     """
     samples, dt, jax_path = _samples(samples)
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = check.integer(steps, "steps", minimum=1)
     n_, m, n = samples.shape[-3:]
     batch = tuple(samples.shape[:-3])
     if jax_path:
@@ -104,8 +129,9 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
 
         from linalg_core.portable import kron as portable
 
-        left, right, sigma, change = _jax.call(
-            "linalg_core_kron_approx", [(batch + (m, m), dt), (batch + (n, n), dt), (batch, dt), (batch, dt)],
+        left, right, sigma, change, status = _jax.call(
+            "linalg_core_kron_approx",
+            [(batch + (m, m), dt), (batch + (n, n), dt), (batch, dt), (batch, dt), (batch, np.int32)],
             jnp.asarray(samples, dt), portable=portable.approx, steps=np.int64(steps))
         xp = jnp
     else:
@@ -113,10 +139,9 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
 
         samples = np.ascontiguousarray(samples, dtype=dt)
         check.require_finite(samples, "samples")
-        left, right, sigma, change = cpu.kron_approx(samples, steps)
+        left, right, sigma, change, status = cpu.kron_approx(samples, steps)
         xp = np
-    info = KronInfo(sigma, change, xp.full(batch, steps, xp.int32), change <= 1e-3, xp.zeros(batch, xp.int32))
-    return left, right, info
+    return left, right, _info(status, change, sigma, steps, 0, xp)
 
 
 def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tuple[Any, Any, KronInfo]:
@@ -125,12 +150,16 @@ def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tu
     The rearrangement operator maps ``right (x) left`` to ``vec(right) vec(left)^T`` (n^2 x m^2);
     its top singular pair ``(sigma, u, v)`` gives ``right = sqrt(sigma) mat(u)``,
     ``left = sqrt(sigma) mat(v)`` (Van Loan and Pitsianis 1993), with signs chosen so that both
-    traces are nonnegative. For testing and small problems: ``O(m^2 n^2 min(m, n)^2)``.
+    traces are nonnegative. For testing and small problems: ``O(m^2 n^2 min(m, n)^2)``. ``H`` is
+    scaled by a power of two to a largest entry in ``[1/4, 1)`` before the SVD and the results
+    scaled back (exact).
 
     Parameters
     ----------
     h : array, shape (..., m n, m n)
-        Symmetric; column-major ``vec`` convention (module docstring).
+        Symmetric (:func:`linalg_core._validation.symmetry_tolerance`) and finite: ``ValueError``
+        on the NumPy path; on the JAX path non-finite slices get status ``non_finite_input`` and
+        zero outputs. Column-major ``vec`` convention (module docstring).
     m, n : int
     steps : None
         Reserved; the dense path is exact (an SVD).
@@ -144,25 +173,44 @@ def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tu
     else:
         h = np.asarray(h)
     check.require_floating(h, "h")
-    m, n = int(m), int(n)
+    m, n = check.integer(m, "m", minimum=1), check.integer(n, "n", minimum=1)
     if h.ndim < 2 or h.shape[-1] != m * n or h.shape[-2] != m * n:
         raise ValueError(f"h must have shape (..., {m * n}, {m * n}) for m={m}, n={n}, got {tuple(h.shape)}")
     batch = tuple(h.shape[:-2])
+    finite = xp.all(xp.isfinite(h), axis=(-2, -1))
+    if not jax_path:
+        check.require_finite(h, "h")
+        check.require_symmetric(h, "h")
+    else:
+        h = xp.where(finite[..., None, None], h, 0)  # an SVD of NaN/Inf may not return
+    # A power of two 2^e (e even, so that sqrt(2^e) is one too) with max|h| 2^-e in [1/4, 1).
+    amax = xp.max(xp.abs(h), axis=(-2, -1))
+    e = xp.frexp(amax)[1]
+    e = e + (e % 2)
+    h = xp.ldexp(h, -e[..., None, None])
     # Column-major vec: entry (i + m j, k + m l) of right (x) left is right[j, l] left[i, k].
     # As an array indexed [j, i, l, k] (h reshaped (n, m, n, m) in column-major order = the
     # row-major reshape of h^T ... written out explicitly): R(H)[(j, l), (i, k)] = H[i + m j, k + m l].
     h4 = h.reshape(batch + (n, m, n, m))  # row-major: h4[..., j, i, l, k] = H[j m + i, l m + k]
     rearranged = xp.moveaxis(h4, (-4, -3, -2, -1), (-4, -2, -3, -1)).reshape(batch + (n * n, m * m))
     u, s, vt = xp.linalg.svd(rearranged, full_matrices=False)
-    sigma = s[..., 0]
     right = u[..., :, 0].reshape(batch + (n, n))
     left = vt[..., 0, :].reshape(batch + (m, m))
     sign = xp.where(xp.trace(left, axis1=-2, axis2=-1) < 0, -1.0, 1.0).astype(h.dtype)[..., None, None]
-    root = xp.sqrt(sigma)[..., None, None]
+    root = xp.ldexp(xp.sqrt(s[..., 0]), e // 2)[..., None, None]
     left, right = sign * root * left, sign * root * right
-    info = KronInfo(sigma, xp.zeros(batch, h.dtype), xp.zeros(batch, xp.int32), xp.ones(batch, bool),
-                    xp.ones(batch, xp.int32))
-    return left, right, info
+    sigma = xp.ldexp(s[..., 0], e)
+    tiny, big = np.finfo(h.dtype).tiny, np.finfo(h.dtype).max
+    status = xp.where(finite, KRON_STATUS["ok"], KRON_STATUS["non_finite_input"])
+    in_range = (sigma <= big) & ((sigma >= tiny) | (amax == 0))
+    status = xp.where(finite & ~in_range, KRON_STATUS["out_of_range"], status)
+    fine = xp.all(xp.isfinite(left), axis=(-2, -1)) & xp.all(xp.isfinite(right), axis=(-2, -1))
+    status = xp.where(finite & ~fine, KRON_STATUS["failed"], status).astype(np.int32)
+    good = (status == KRON_STATUS["ok"]) | (status == KRON_STATUS["out_of_range"])
+    left = xp.where((good & fine)[..., None, None], left, 0)
+    right = xp.where((good & fine)[..., None, None], right, 0)
+    sigma = xp.where(finite, xp.clip(sigma, xp.where(amax > 0, tiny, 0), big), 0).astype(h.dtype)
+    return left, right, _info(status, xp.zeros(batch, h.dtype), sigma, 0, 1, xp)
 
 
 def kron_cosine(samples: Any, left: Any, right: Any) -> Any:
@@ -170,6 +218,9 @@ def kron_cosine(samples: Any, left: Any, right: Any) -> Any:
     ``K = right (x) left``, from the samples, never forming an ``mn x mn`` matrix:
     ``tr(H K) = (1/N) sum_i <G_i, left G_i right>_F``, ``||K||_F = ||left||_F ||right||_F``,
     ``||H||_F = ||Gram||_F / N`` with ``Gram_ij = <G_i, G_j>_F``.
+
+    Invariant under scaling of each argument (each is scaled by a power of two first). NaN/Inf
+    arguments: ``ValueError`` naming them on the NumPy path, a NaN cosine on the JAX path.
     """
     samples, dt, jax_path = _samples(samples)
     _, m, n = samples.shape[-3:]
@@ -187,5 +238,8 @@ def kron_cosine(samples: Any, left: Any, right: Any) -> Any:
         return out
     from linalg_core._native import cpu
 
+    left, right = np.asarray(left), np.asarray(right)
+    for name, x in (("samples", samples), ("left", left), ("right", right)):
+        check.require_finite(np.asarray(x), name)
     return cpu.kron_cosine(np.ascontiguousarray(samples, dtype=dt), np.ascontiguousarray(left, dtype=dt),
                            np.ascontiguousarray(right, dtype=dt))

@@ -16,7 +16,12 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _validation as check
 
-__all__ = ["SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
+__all__ = ["SHARED_BASIS_STATUS", "SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
+
+
+#: Status codes (shared with ``shared_basis::Status`` in cpp/shared_basis.h and the portable
+#: kernel). On every code but ``ok`` the state is returned unchanged and the direction is zero.
+SHARED_BASIS_STATUS = {"ok": 0, "failed": 1, "non_finite_input": 2, "invalid_state": 3, "out_of_range": 4}
 
 
 class SharedBasisState(NamedTuple):
@@ -29,23 +34,38 @@ class SharedBasisState(NamedTuple):
 
 
 class SharedBasisInfo(NamedTuple):
-    """Attributes: ``step_escaped_mass`` (m,) the increments ``||M_i - B R_i B^T||_2``;
-    ``residual`` (scalar) their largest value relative to ``max_i ||g_i||^2`` (0 for zero
-    gradients); ``iterations`` the power iterations; ``converged`` True when the kernel's
-    eigensolvers succeeded; ``method`` 0."""
+    """Attributes: ``status`` a :data:`SHARED_BASIS_STATUS` code (``ok`` only after the kernel
+    checked its outputs: finite, ``B`` orthonormal, ``rho_i`` not decreasing, the new state inside
+    the dtype's normal range; otherwise the state is returned unchanged and the direction is
+    zero); ``converged`` status ``ok``; ``iterations`` the power iterations; ``residual``
+    (scalar) the largest increment relative to ``max_i ||g_i||^2`` (0 for zero gradients or a
+    failed update); ``method`` 0; ``step_escaped_mass`` (m,) the increments
+    ``||M_i - B R_i B^T||_2``."""
 
-    step_escaped_mass: Any
-    residual: Any
-    iterations: Any
+    status: Any
     converged: Any
+    iterations: Any
+    residual: Any
     method: Any
+    step_escaped_mass: Any
+
+
+def _relative_increment(step, grads, status, xp):
+    """max_i step_i / max_i ||g_i||^2 without overflow or underflow: both are scaled by 2^-2e,
+    2^e of the order of max|g| (ldexp, which no compiler re-associates into a subnormal)."""
+    amax = xp.max(xp.abs(grads))
+    e = xp.frexp(amax)[1]
+    top = xp.max(xp.sum(xp.ldexp(grads, -e) ** 2, axis=1))
+    value = xp.ldexp(xp.max(step), -2 * e) / xp.where(top > 0, top, 1)
+    return xp.where((status == SHARED_BASIS_STATUS["ok"]) & (amax > 0), value, 0).astype(grads.dtype)
 
 
 def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np.float32,
                       backend: str = "numpy") -> SharedBasisState:
     """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation)."""
     dt = check.state_dtype(dtype)
-    blocks, block_dim, rank = int(blocks), int(block_dim), int(rank)
+    blocks, block_dim = check.integer(blocks, "blocks"), check.integer(block_dim, "block_dim")
+    rank = check.integer(rank, "rank")
     if blocks < 1 or block_dim < 1:
         raise ValueError(f"blocks and block_dim must be >= 1, got {blocks}, {block_dim}")
     if not 1 <= rank <= block_dim:
@@ -96,6 +116,21 @@ def shared_basis_update(
     Returns
     -------
     state : SharedBasisState, direction : (m, b), info : SharedBasisInfo
+        On any status but ``ok`` (``info.status``) the input state, a zero direction.
+
+    Raises
+    ------
+    ValueError
+        (NumPy path) NaN/Inf in ``grads`` or a state field, a negative escaped mass, non-symmetric
+        coefficients, wrong shapes, non-integer ``power_iters``/``oversample``. The JAX path
+        reports the value-dependent ones as a status instead.
+
+    Notes
+    -----
+    Scale safety: the update is homogeneous (``g -> s g`` with the state and ``eps`` scaled by
+    ``s^2`` gives the same basis and direction and the state scaled by ``s^2``); gradients and
+    state far from unit size are scaled by a power of two first. A state whose size leaves the
+    dtype's normal range cannot be stored at full precision: status ``out_of_range``.
 
     References
     ----------
@@ -118,9 +153,9 @@ def shared_basis_update(
     if tuple(grads.shape) != (m, b):
         raise ValueError(f"grads must have shape (m, b) = ({m}, {b}), got {tuple(grads.shape)}")
     eps = check.positive_number(eps, "eps")
-    if int(power_iters) < 0 or int(oversample) < 0:
-        raise ValueError("power_iters and oversample must be >= 0")
-    s = min(k + int(oversample), b)
+    power_iters = check.integer(power_iters, "power_iters", minimum=0)
+    oversample = check.integer(oversample, "oversample", minimum=0)
+    s = min(k + oversample, b)
     if jax_path:
         import jax
         import jax.numpy as jnp
@@ -140,9 +175,8 @@ def shared_basis_update(
             "linalg_core_shared_basis_update", results, basis, jnp.asarray(coeffs, dt),
             jnp.asarray(escaped, dt), jnp.asarray(grads, dt), y0, portable=portable.update,
             eps=np.float64(eps), power_iters=np.int64(power_iters))
-        scale = jnp.max(jnp.sum(jnp.asarray(grads, dt) ** 2, axis=1))
-        info = SharedBasisInfo(step, jnp.where(scale > 0, jnp.max(step) / scale, 0.0).astype(dt),
-                               jnp.int32(power_iters), status == 0, jnp.int32(0))
+        info = SharedBasisInfo(status, status == SHARED_BASIS_STATUS["ok"], jnp.int32(power_iters),
+                               _relative_increment(step, jnp.asarray(grads, dt), status, jnp), jnp.int32(0), step)
         return SharedBasisState(new_basis, new_coeffs, new_escaped), direction, info
     rng = key if isinstance(key, np.random.Generator) else np.random.default_rng(int(key))
     y0 = rng.standard_normal((b, s)).astype(dt)
@@ -150,14 +184,19 @@ def shared_basis_update(
         y0[:, :k] = basis
     grads = np.ascontiguousarray(grads, dtype=dt)
     check.require_finite(grads, "grads")
+    parts = []
+    for field, x in zip(SharedBasisState._fields, (basis, coeffs, escaped)):
+        x = np.ascontiguousarray(x, dt)
+        check.require_finite(x, f"state.{field}")
+        parts.append(x)
+    if (parts[2] < 0).any():
+        raise ValueError(f"state.escaped_mass must be >= 0, got min {parts[2].min()!r}")
+    check.require_symmetric(parts[1], "state.coeffs")
     from linalg_core._native import cpu
 
-    new_basis, new_coeffs, new_escaped, direction, step, ok = cpu.shared_basis_update(
-        np.ascontiguousarray(basis, dt), np.ascontiguousarray(coeffs, dt), np.ascontiguousarray(escaped, dt),
-        grads, np.ascontiguousarray(y0), eps, int(power_iters))
-    if not ok:
-        raise np.linalg.LinAlgError("shared_basis_update: an eigensolver failed")
-    scale = float((grads.astype(np.float64) ** 2).sum(axis=1).max())
-    info = SharedBasisInfo(step, np.asarray(step.max() / scale if scale > 0 else 0.0, dt),
-                           np.int32(power_iters), np.bool_(True), np.int32(0))
+    new_basis, new_coeffs, new_escaped, direction, step, status = cpu.shared_basis_update(
+        *parts, grads, np.ascontiguousarray(y0), eps, power_iters)
+    status = np.int32(status)
+    info = SharedBasisInfo(status, np.bool_(status == SHARED_BASIS_STATUS["ok"]), np.int32(power_iters),
+                           _relative_increment(step, grads, status, np), np.int32(0), step)
     return SharedBasisState(new_basis, new_coeffs, new_escaped), direction, info

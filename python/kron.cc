@@ -31,15 +31,16 @@ py::tuple approx_impl(const py::array& samples_in, int steps) {
   kron::Shape s = shape_of(samples, steps);
   carray<T> left(batch_shape(samples, 3, {s.m, s.m})), right(batch_shape(samples, 3, {s.n, s.n})),
       sigma(batch_shape(samples, 3, {})), change(batch_shape(samples, 3, {}));
+  py::array_t<int32_t> status(batch_shape(samples, 3, {}));
   kron::Args<T> a{samples.data(), left.mutable_data(), right.mutable_data(), sigma.mutable_data(),
-                  change.mutable_data()};
+                  change.mutable_data(), status.mutable_data()};
   bool ok;
   {
     py::gil_scoped_release release;
     ok = kron::approx<T>(s, a);
   }
   if (!ok) throw py::value_error("kron_approx: invalid shape for the kernel");
-  return py::make_tuple(left, right, sigma, change);
+  return py::make_tuple(left, right, sigma, change, status);
 }
 
 template <typename T>

@@ -29,12 +29,12 @@ py::tuple update_impl(const py::array& basis_in, const py::array& coeffs_in, con
   shared_basis::Args<T> a{basis.data(), coeffs.data(), escaped.data(), grads.data(), y0.data(), eps,
                           basis_out.mutable_data(), coeffs_out.mutable_data(), escaped_out.mutable_data(),
                           direction.mutable_data(), step.mutable_data()};
-  bool ok;
+  shared_basis::Status status;
   {
     py::gil_scoped_release release;
-    ok = shared_basis::update<T>(s, a);
+    status = shared_basis::update<T>(s, a);
   }
-  return py::make_tuple(basis_out, coeffs_out, escaped_out, direction, step, ok);
+  return py::make_tuple(basis_out, coeffs_out, escaped_out, direction, step, static_cast<int32_t>(status));
 }
 
 }  // namespace

@@ -133,3 +133,305 @@ def test_jax_path_matches_numpy(rng):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- Honest answers: status, scale safety, failures keep the state, the input contract ---------
+
+FIVE = ("status", "converged", "iterations", "residual", "method")
+STATUS = lc.SHARED_BASIS_STATUS
+
+
+def _warm_state(rng, m, b, k, dtype, steps=2):
+    state = lc.shared_basis_init(m, b, k, dtype=np.float64)
+    mix = rng.standard_normal((b, b)) * np.geomspace(1, 0.1, b)
+    for t in range(steps):
+        state, _, _ = lc.shared_basis_update(state, rng.standard_normal((m, b)) @ mix.T, key=t, eps=1e-3)
+    return lc.SharedBasisState(*(x.astype(dtype) for x in state)), mix
+
+
+def _sb_backends():
+    import jax
+    import jax.numpy as jnp
+
+    from linalg_core import _jax as lcjax
+
+    # One jitted function per (path, eps, power_iters): eps is a static attribute of the kernel,
+    # and compiling the portable kernel dominates these tests' time.
+    compiled = {}
+
+    def numpy_call(state, g, eps, key=3, power_iters=1):
+        return lc.shared_basis_update(state, g, key=key, eps=eps, power_iters=power_iters)
+
+    def jax_call(state, g, eps, key=3, power_iters=1):
+        name = (lcjax.FORCE_PORTABLE, float(eps), int(power_iters))
+        if name not in compiled:
+            compiled[name] = jax.jit(
+                lambda s, x, kk: lc.shared_basis_update(s, x, key=kk, eps=eps, power_iters=power_iters))
+        out = compiled[name](lc.SharedBasisState(*(jnp.asarray(x) for x in state)), jnp.asarray(g),
+                             jax.random.key(key))
+        return jax.tree.map(np.asarray, out)
+
+    def portable_call(*args, **kwargs):
+        old = lcjax.FORCE_PORTABLE
+        lcjax.FORCE_PORTABLE = True
+        try:
+            return jax_call(*args, **kwargs)
+        finally:
+            lcjax.FORCE_PORTABLE = old
+
+    return {"numpy": numpy_call, "ffi": jax_call, "portable": portable_call}
+
+
+SB_BACKENDS = _sb_backends()
+
+
+def test_info_starts_with_the_common_fields():
+    assert lc.SharedBasisInfo._fields[:5] == FIVE
+    assert STATUS["ok"] == 0 and {"non_finite_input", "invalid_state", "out_of_range", "failed"} <= set(STATUS)
+
+
+@pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
+@pytest.mark.parametrize("dtype,scales", [(np.float32, (1e-18, 1e15)), (np.float64, (1e-150, 1e150))])
+def test_update_is_scale_safe(rng, backend, dtype, scales):
+    """Gradients scaled by s, the state and eps by s^2: the same direction, the state scaled by
+    s^2 (the update is homogeneous), status ok while the scaled state fits the dtype."""
+    call = SB_BACKENDS[backend]
+    m, b, k = 5, 10, 3
+    state, mix = _warm_state(rng, m, b, k, dtype)
+    g = (rng.standard_normal((m, b)) @ mix.T).astype(dtype)
+    ref_state, ref_u, ref_info = call(state, g, 1e-3)
+    assert int(ref_info.status) == STATUS["ok"]
+    for s in scales:
+        scaled = lc.SharedBasisState(state.basis, (state.coeffs * (s * s)).astype(dtype),
+                                     (state.escaped_mass * (s * s)).astype(dtype))
+        new, u, info = call(scaled, (g.astype(np.float64) * s).astype(dtype), 1e-3 * s * s)
+        assert int(info.status) == STATUS["ok"] and bool(info.converged), s
+        for x in (*new, u, info.step_escaped_mass):
+            assert np.isfinite(x).all()
+        # The scaled inputs round once (one ulp), the kernels round on both sides: 64 b eps
+        # relative to each output's largest entry. The escaped-mass power iteration stops when
+        # consecutive estimates differ by 1e-3 (relative), from the start g_i + v (v fixed, not
+        # scaled with g): each run is within 1e-3 / (1 - q) of the limit for a convergence ratio
+        # q, so 1e-2 allows q <= 0.9; u_i, a function of (. + rho_i)^(-1/2), moves half as much.
+        tol = 64 * b * np.finfo(dtype).eps
+        np.testing.assert_allclose(u, ref_u, atol=(tol + 5e-3) * np.abs(ref_u).max())
+        np.testing.assert_allclose(new.coeffs / (s * s), ref_state.coeffs, atol=tol * np.abs(ref_state.coeffs).max())
+        np.testing.assert_allclose(new.escaped_mass / (s * s), ref_state.escaped_mass, rtol=1e-2)
+
+
+@pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
+@pytest.mark.parametrize("dtype,scale", [(np.float32, 1e-20), (np.float32, 1e20), (np.float32, 1e-25),
+                                         (np.float64, 1e-200), (np.float64, 1e200)])
+def test_state_out_of_the_dtype_range_is_an_honest_failure(rng, backend, dtype, scale):
+    """Gradients whose squares leave the dtype's normal range cannot give a state of full
+    precision: status out_of_range, the state unchanged, the direction zero. Never NaN with ok."""
+    m, b, k = 4, 8, 2
+    state = lc.shared_basis_init(m, b, k, dtype=dtype)
+    g = (rng.standard_normal((m, b)) * scale).astype(dtype)
+    new, u, info = SB_BACKENDS[backend](state, g, 1e-3)
+    for x in (*new, u, info.step_escaped_mass, info.residual):
+        assert np.isfinite(x).all()
+    if int(info.status) == STATUS["ok"]:
+        # Only where the new state is representable: its largest entry is a normal number.
+        assert np.abs(new.coeffs).max() >= np.finfo(dtype).tiny
+    else:
+        assert int(info.status) == STATUS["out_of_range"] and not bool(info.converged)
+        for got, want in zip(new, state):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(u, 0)
+
+
+@pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
+def test_float32_tiny_gradients_give_a_finite_escaped_mass(rng, backend):
+    """float32 gradients of size 1e-20 from a warm state of matching scale: ok and accurate, or
+    an honest failure with the state unchanged (never a NaN escaped mass with converged=True)."""
+    m, b, k = 3, 8, 2
+    unit, mix = _warm_state(rng, m, b, k, np.float64)
+    g1 = rng.standard_normal((m, b)) @ mix.T
+    s = 1e-17
+    state = lc.SharedBasisState(unit.basis.astype(np.float32), (unit.coeffs * s * s).astype(np.float32),
+                                (unit.escaped_mass * s * s).astype(np.float32))
+    g = (g1 * s).astype(np.float32)
+    new, u, info = SB_BACKENDS[backend](state, g, 1e-3 * s * s)
+    assert np.isfinite(new.escaped_mass).all() and np.isfinite(u).all()
+    assert int(info.status) == STATUS["ok"] and bool(info.converged)
+    assert np.all(new.escaped_mass >= state.escaped_mass)
+    # The same update at unit scale in float64: masses within the power iteration's 1e-2
+    # (test_update_is_scale_safe), directions within half of that plus float32 rounding.
+    ref, ref_u, _ = lc.shared_basis_update(unit, g1, key=3, eps=1e-3)
+    np.testing.assert_allclose(new.escaped_mass / (s * s), ref.escaped_mass, rtol=1e-2)
+    np.testing.assert_allclose(u, ref_u, atol=1e-2 * np.abs(ref_u).max())
+
+
+@pytest.mark.parametrize("backend", ["ffi", "portable"])
+@pytest.mark.parametrize("bad,code", [("nan_grads", "non_finite_input"), ("inf_coeffs", "non_finite_input"),
+                                      ("nan_basis", "non_finite_input"), ("nan_mass", "non_finite_input"),
+                                      ("negative_mass", "invalid_state"), ("huge_grads", "out_of_range")])
+def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
+    m, b, k = 5, 10, 3
+    state, mix = _warm_state(rng, m, b, k, np.float32)
+    g = (rng.standard_normal((m, b)) @ mix.T).astype(np.float32)
+    basis, coeffs, mass = (x.copy() for x in state)
+    if bad == "nan_grads":
+        g[2, 3] = np.nan
+    elif bad == "inf_coeffs":
+        coeffs[1, 0, 0] = np.inf
+    elif bad == "nan_basis":
+        basis[0, 0] = np.nan
+    elif bad == "nan_mass":
+        mass[4] = np.nan
+    elif bad == "negative_mass":
+        mass[0] = -1.0
+    elif bad == "huge_grads":
+        g = g * np.float32(1e20)  # squares of 1e40 overflow float32
+    bad_state = lc.SharedBasisState(basis, coeffs, mass)
+    new, u, info = SB_BACKENDS[backend](bad_state, g, 1e-3)
+    assert int(info.status) == STATUS[code] and not bool(info.converged)
+    for got, want in zip(new, bad_state):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(u, 0)
+    assert np.isfinite(info.step_escaped_mass).all() and np.isfinite(info.residual)
+
+
+def test_a_huge_finite_gradient_is_ok_on_every_backend(rng):
+    """1e9 float32 gradients (squares 1e18, inside the range) update the state like unit ones."""
+    m, b, k = 5, 10, 3
+    state, mix = _warm_state(rng, m, b, k, np.float32)
+    g = (rng.standard_normal((m, b)) @ mix.T).astype(np.float32) * np.float32(1e9)
+    for name, call in SB_BACKENDS.items():
+        new, u, info = call(state, g, 1e-3)
+        assert int(info.status) == STATUS["ok"], name
+        assert np.isfinite(new.coeffs).all() and np.isfinite(u).all()
+        assert np.abs(new.basis.T @ new.basis - np.eye(k)).max() <= 64 * b * np.finfo(np.float32).eps
+
+
+def _state_with(field, value, m=2, b=4, k=2):
+    state = lc.shared_basis_init(m, b, k, dtype=np.float64)
+    parts = state._asdict()
+    arr = parts[field].copy()
+    arr.flat[0] = value
+    parts[field] = arr
+    return lc.SharedBasisState(**parts)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: lc.shared_basis_init(2, 4, 2.7), "'rank'"),
+        (lambda: lc.shared_basis_init(2.0, 4, 2), "'blocks'"),
+        (lambda: lc.shared_basis_init(2, 4.5, 2), "'block_dim'"),
+        (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.ones((2, 4)), key=0, eps=1e-3,
+                                        power_iters=1.5), "'power_iters'"),
+        (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.ones((2, 4)), key=0, eps=1e-3,
+                                        oversample=0.5), "'oversample'"),
+        (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.full((2, 4), np.inf), key=0, eps=1e-3),
+         "grads contains NaN or Inf"),
+        (lambda: lc.shared_basis_update(_state_with("basis", np.nan), np.ones((2, 4)), key=0, eps=1e-3),
+         "state.basis contains NaN"),
+        (lambda: lc.shared_basis_update(_state_with("coeffs", np.inf), np.ones((2, 4)), key=0, eps=1e-3),
+         "state.coeffs contains NaN"),
+        (lambda: lc.shared_basis_update(_state_with("escaped_mass", np.nan), np.ones((2, 4)), key=0, eps=1e-3),
+         "state.escaped_mass contains NaN"),
+        (lambda: lc.shared_basis_update(_state_with("escaped_mass", -1.0), np.ones((2, 4)), key=0, eps=1e-3),
+         "state.escaped_mass must be >= 0"),
+        (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.ones((2, 4)), key=0, eps=np.inf), "eps"),
+    ],
+)
+def test_bad_input_is_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def _check_against_float64_oracle(state, g, new, u, info, eps, dtype):
+    """The defining equations of one update, in float64 from the inputs and the returned basis:
+    B orthonormal, R_i = B^T M_i B - lambda_min I, rho_i = rho_i(old) + step_i with step_i a
+    lower estimate of ||M_i - B R_i B^T||_2, u_i = -(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i."""
+    f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+    basis, coeffs, mass, g = f64(new.basis), f64(new.coeffs), f64(new.escaped_mass), f64(g)
+    m, b = g.shape
+    k = basis.shape[1]
+    ueps = np.finfo(dtype).eps
+    # Householder QR and the Ritz rotation: orthonormal to c (b + k) eps.
+    assert np.abs(basis.T @ basis - np.eye(k)).max() <= 64 * (b + k) * ueps
+    blocks = dense_blocks(lc.SharedBasisState(f64(state.basis), f64(state.coeffs), None), g)
+    for i in range(m):
+        size = np.abs(blocks[i]).max()
+        # GEMMs and a k x k eigensolver on data of size |M_i|, with B itself rounded to dtype:
+        # 256 b eps |M_i|.
+        tol = 256 * b * ueps * size
+        rt = basis.T @ blocks[i] @ basis
+        ref = rt - np.linalg.eigvalsh(rt)[0] * np.eye(k)
+        np.testing.assert_allclose(coeffs[i], ref, atol=tol)
+        true_norm = np.abs(np.linalg.eigvalsh(blocks[i] - basis @ coeffs[i] @ basis.T)).max()
+        step = float(info.step_escaped_mass[i])
+        assert 0 <= step <= true_norm + tol  # a power-iteration estimate never exceeds ||D||_2
+        assert mass[i] == pytest.approx(float(state.escaped_mass[i]) + step, rel=4 * ueps, abs=tol)
+        c = mass[i] + eps
+        precond = basis @ coeffs[i] @ basis.T + c * np.eye(b)
+        want = -inv_sqrt_apply(precond, g[i])
+        # The factored form's c^(-1/2) g_i term carries the rounding of everything: b eps c^(-1/2)
+        # |g_i| per product, 64 for the products and eigensolvers of both sides.
+        np.testing.assert_allclose(u[i], want, atol=64 * b * ueps * c ** -0.5 * np.abs(g[i]).max())
+
+
+@given(data=st.data())
+def test_honest_or_error(data):
+    """Whenever the status is ok the update satisfies its defining equations against a float64
+    oracle; whenever it is not, the state comes back unchanged and the direction is zero. Scales
+    1e+-30 (float32) and 1e+-200 (float64) of the gradients (the state scaled by their square),
+    the three backends, NaN/Inf and negative masses injected."""
+    backend = data.draw(st.sampled_from(sorted(SB_BACKENDS)), label="backend")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    top = 30 if dtype == np.float32 else 200
+    exponent = data.draw(st.integers(-top, top), label="log10 scale")
+    if backend == "numpy":
+        b = data.draw(st.integers(2, 10), label="b")
+        m, k = data.draw(st.integers(1, 5), label="m"), data.draw(st.integers(1, b), label="k")
+    else:  # fixed shapes: one compilation per dtype
+        m, b, k = 5, 10, 3
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    state, mix = _warm_state(rng, m, b, k, np.float64)
+    s = 10.0 ** exponent
+    with np.errstate(over="ignore"):  # a state of size s^2 may overflow dtype: non-finite input
+        state = lc.SharedBasisState(state.basis.astype(dtype), (state.coeffs * s * s).astype(dtype),
+                                    (state.escaped_mass * s * s).astype(dtype))
+    g = (rng.standard_normal((m, b)) @ mix.T * s).astype(dtype)
+    if not all(np.isfinite(x).all() for x in state):
+        if backend == "numpy":
+            return  # a ValueError naming the field (test_bad_input_is_named)
+        poison = "overflowed state"
+    else:
+        poison = data.draw(st.sampled_from(["none", "none", "grads", "coeffs", "mass"] if backend != "numpy" else ["none"]))
+    if poison == "grads":
+        g[0, 0] = np.nan
+    elif poison == "coeffs":
+        state.coeffs[0, 0, 0] = np.inf
+    elif poison == "mass":
+        state.escaped_mass[0] = -1.0
+    eps = 1e-3
+    new, u, info = SB_BACKENDS[backend](state, g, eps)
+    for x in (u, info.step_escaped_mass, info.residual):
+        assert np.isfinite(x).all()
+    status = int(info.status)
+    if poison in ("grads", "coeffs", "overflowed state"):
+        assert status == STATUS["non_finite_input"]
+    elif poison == "mass":
+        assert status == STATUS["invalid_state"]
+    if status == STATUS["ok"]:
+        assert poison == "none" and bool(info.converged)
+        assert all(np.isfinite(x).all() for x in new)
+        _check_against_float64_oracle(state, g, new, u, info, eps, dtype)
+    else:
+        assert not bool(info.converged)
+        for got, want in zip(new, state):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(u, 0)
+        np.testing.assert_array_equal(info.step_escaped_mass, 0)
+        # Not vacuous: a clean update fails only where the new state cannot be held.
+        with np.errstate(divide="ignore"):  # log10 of the state's size, which may be 0
+            log_size = max(np.log10(np.abs(state.coeffs.astype(np.float64)).max()),
+                           2 * np.log10(np.abs(g.astype(np.float64)).max()))
+        if poison == "none":
+            assert status == STATUS["out_of_range"]
+            finfo = np.finfo(dtype)
+            assert not np.log10(finfo.tiny) + 4 <= log_size <= np.log10(finfo.max) - 4, log_size

@@ -2,12 +2,16 @@
 ``linalg_core_shared_basis_update``; see :func:`linalg_core.shared_basis_update` for the math).
 Step for step the algorithm of cpp/shared_basis.cc: the expansion of ``A Y``, QR power steps,
 Rayleigh-Ritz, the projected coefficients, the escaped mass by power iteration on the factored
-difference (30 steps at most, 1e-3 relative), the factored direction."""
+difference (30 steps at most, 1e-3 relative), the factored direction; the same input checks,
+power-of-two scaling and a-posteriori checks (cpp/shared_basis.h), the same status codes."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from linalg_core.shared_basis import SHARED_BASIS_STATUS as STATUS
 
 MASS_ITERS = 30
 
@@ -16,7 +20,52 @@ def _sym(x):
     return 0.5 * (x + jnp.swapaxes(x, -1, -2))
 
 
+def _safe_exponent(size, dtype):
+    """cpp/shared_basis.cc's safe_exponent: e with size 2^-e in [1/2, 1) outside [2^-lim, 2^lim]."""
+    lim = np.finfo(dtype).maxexp // 8
+    e = jnp.frexp(size)[1]
+    return jnp.where((size > 0) & ((e < -lim) | (e > lim)), e, 0)
+
+
 def _update_one(basis, coeffs, escaped, grads, y0, eps, power_iters):
+    """Input checks, scaling, the algorithm, the a-posteriori checks; the input state on failure."""
+    dt = grads.dtype
+    b, k = basis.shape
+    s = y0.shape[1]
+    finite = (jnp.all(jnp.isfinite(grads)) & jnp.all(jnp.isfinite(basis)) & jnp.all(jnp.isfinite(coeffs))
+              & jnp.all(jnp.isfinite(escaped)) & jnp.all(jnp.isfinite(y0)))
+    valid = jnp.all(escaped >= 0)
+    clean = lambda x: jnp.where(finite & valid, x, jnp.zeros_like(x))  # noqa: E731
+    size = jnp.maximum(jnp.max(jnp.abs(clean(grads))),
+                       jnp.sqrt(jnp.maximum(jnp.max(jnp.abs(clean(coeffs))), jnp.max(clean(escaped)))))
+    e = _safe_exponent(size, dt)
+    outs = _algorithm(clean(basis), jnp.ldexp(clean(coeffs), -2 * e), jnp.ldexp(clean(escaped), -2 * e),
+                      jnp.ldexp(clean(grads), -e), jnp.where(finite & valid, y0, jnp.eye(b, s, dtype=dt)),
+                      jnp.ldexp(jnp.asarray(eps, dt), -2 * e), power_iters)
+    new_basis, new_coeffs, rho, direction, mass = outs
+    eps_dt = np.finfo(dt).eps
+    gram = new_basis.T @ new_basis
+    computed = (jnp.all(jnp.array([jnp.all(jnp.isfinite(o)) for o in outs]))
+                & (jnp.max(jnp.abs(gram - jnp.eye(k, dtype=dt))) <= 32.0 * (b + s) * eps_dt))
+    # The new state's size scaled back must be a normal number (tested on the scaled size, so
+    # that flushing subnormals to zero cannot hide an underflow).
+    state_size = jnp.maximum(jnp.max(jnp.abs(new_coeffs)), jnp.max(rho))
+    full_size = jnp.ldexp(state_size, 2 * e)
+    new_coeffs, rho, mass = (jnp.ldexp(x, 2 * e) for x in (new_coeffs, rho, mass))
+    in_range = (jnp.all(jnp.isfinite(new_coeffs)) & jnp.all(jnp.isfinite(rho)) & jnp.all(jnp.isfinite(mass))
+                & ((state_size == 0) | (full_size >= np.finfo(dt).tiny)))
+    grew = jnp.all(rho >= escaped * (1 - eps_dt))
+    status = jnp.where(in_range, jnp.where(grew, STATUS["ok"], STATUS["failed"]), STATUS["out_of_range"])
+    status = jnp.where(computed, status, STATUS["failed"])
+    status = jnp.where(valid, status, STATUS["invalid_state"])
+    status = jnp.where(finite, status, STATUS["non_finite_input"]).astype(jnp.int32)
+    ok = status == STATUS["ok"]
+    keep = (basis, coeffs, escaped, jnp.zeros_like(direction), jnp.zeros_like(mass))
+    outs = tuple(jnp.where(ok, o, kept) for o, kept in zip((new_basis, new_coeffs, rho, direction, mass), keep))
+    return outs + (status,)
+
+
+def _algorithm(basis, coeffs, escaped, grads, y0, eps, power_iters):
     b, k = basis.shape
     g = grads
     p = jnp.einsum("mij,mj->mi", coeffs, g @ basis) @ basis.T      # p_i = B R_i B^T g_i
@@ -57,11 +106,7 @@ def _update_one(basis, coeffs, escaped, grads, y0, eps, power_iters):
     c0 = c ** -0.5
     z = jnp.einsum("mji,mj->mi", vecs, h) * ((shifted + c[:, None]) ** -0.5 - c0[:, None])
     direction = -(c0[:, None] * g + jnp.einsum("mij,mj->mi", vecs, z) @ new_basis.T)
-    outs = (new_basis, new_coeffs, rho, direction, mass)
-    ok = jnp.all(jnp.array([jnp.all(jnp.isfinite(o)) for o in outs]))
-    keep = (basis, coeffs, escaped, jnp.zeros_like(direction), jnp.zeros_like(mass))
-    outs = tuple(jnp.where(ok, o, kept) for o, kept in zip(outs, keep))
-    return outs + (jnp.where(ok, 0, 1).astype(jnp.int32),)
+    return new_basis, new_coeffs, rho, direction, mass
 
 
 def update(basis, coeffs, escaped, grads, y0, *, eps, power_iters):
