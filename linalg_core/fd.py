@@ -40,7 +40,21 @@ __all__ = [
 #: is the thin stack's exact fallback (and its only form when ``l + r > d``).
 FD_METHODS = {"thin_stack": 0, "dense_eigh": 1, "thin_stack_householder": 2}
 #: Codes of ``FDInfo.status``. Any status but ``ok`` leaves the state unchanged.
-FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3}
+#:
+#: - ``non_finite_input``: NaN/Inf in the term, a state field or ``x``;
+#: - ``bad_beta``: ``beta`` outside ``(0, 1]``;
+#: - ``eigensolver_failure``: LAPACK reported failure, or the answer failed the a-posteriori check
+#:   (finite, ``lambda`` descending ``>= 0``, ``rho >= 0``);
+#: - ``invalid_state``: a finite state out of contract (``lambda`` negative or not descending,
+#:   ``rho < 0``);
+#: - ``non_symmetric_term``: ``max|M - M^T| > 8 d eps max|M|`` (:func:`~linalg_core._validation.symmetry_tolerance`);
+#: - ``indefinite_term``: a diagonal entry of ``M`` below ``-tau max|M|``, or an eigenvalue of
+#:   ``C = beta S + M`` below ``-tau ||C||``, ``tau = sqrt(eps) + 16 d eps`` (never clipped);
+#: - ``not_representable``: the new eigenvalues or escaped mass overflow the dtype, or the largest
+#:   eigenvalue of ``C`` is positive but below the dtype's smallest normal number.
+FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3,
+             "invalid_state": 4, "non_symmetric_term": 5, "indefinite_term": 6,
+             "not_representable": 7}
 _METHOD_REQUEST = {"auto": -1, **FD_METHODS}
 
 
@@ -285,6 +299,19 @@ def _broadcast_state(state: FDState, batch: tuple[int, ...], xp: Any) -> list:
     ]
 
 
+def _require_state_values(parts) -> None:
+    """``ValueError`` naming the field unless the (NumPy) state is finite, ``lambda`` descending
+    and ``>= 0`` and ``rho >= 0``: the invariants every update keeps."""
+    for field, a in zip(FDState._fields, parts):
+        check.require_finite(a, f"state.{field}")
+    _, eigvals, escaped = parts
+    if eigvals.size and not ((eigvals[..., -1] >= 0).all() and (np.diff(eigvals, axis=-1) <= 0).all()):
+        raise ValueError("state.eigvals must be descending and >= 0, got e.g. "
+                         f"{eigvals.reshape(-1, eigvals.shape[-1])[0][:6]}")
+    if not (escaped >= 0).all():
+        raise ValueError(f"state.escaped_mass must be >= 0, got min {escaped.min()}")
+
+
 def _info(step, residual, method, status, xp: Any) -> FDInfo:
     return FDInfo(step, residual, xp.zeros(status.shape, xp.int32), status == 0, method, status)
 
@@ -297,16 +324,25 @@ def _update_numpy(state, term, beta, batch, dt, name, flags) -> tuple[FDState, F
     if not ((beta > 0) & (beta <= 1)).all():
         raise ValueError(f"beta must lie in (0, 1], got {beta.ravel()[:4]}")
     check.require_finite(term, name)
-    for field, a in zip(FDState._fields, parts):
-        check.require_finite(a, f"state.{field}")
+    _require_state_values(parts)
+    if flags["term_is_matrix"]:
+        check.require_symmetric(term, "matrix")
     basis, eigvals, escaped, step, residual, method, status = _native().fd_update(
         *parts, term, beta, bool(flags["term_is_matrix"]), int(flags["method"])
     )
-    if (status == FD_STATUS["eigensolver_failure"]).any():
-        import warnings
+    if (status == FD_STATUS["indefinite_term"]).any():
+        raise ValueError(
+            "matrix is indefinite: a diagonal entry, or an eigenvalue of beta U diag(lambda) U^T + "
+            "matrix, lies below -(sqrt(eps) + 16 d eps) times its largest (FD needs a PSD term)")
+    for code, what in (("eigensolver_failure", "the LAPACK eigensolver failed or its answer failed "
+                        "the a-posteriori check"),
+                       ("not_representable", "the updated eigenvalues are not representable in "
+                        f"{np.dtype(dt)} (overflow, or all below its smallest normal number)")):
+        if (status == FD_STATUS[code]).any():
+            import warnings
 
-        warnings.warn("fd_update: LAPACK eigensolver failed; those sketches were left unchanged",
-                      RuntimeWarning, stacklevel=3)
+            warnings.warn(f"fd_update: {what}; those sketches were left unchanged",
+                          RuntimeWarning, stacklevel=3)
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, np)
 
 
@@ -335,17 +371,26 @@ def _update_jax(state, term, beta, batch, dt, flags) -> tuple[FDState, FDInfo]:
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, jnp)
 
 
-def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> Any:
+def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
+                          return_status: bool = False) -> Any:
     r"""Applies the escaped-mass compensated preconditioner of a sketch to ``x``.
 
     .. math::
-        y = (U \Lambda U^\top + (\rho + \epsilon) I)^{-1/p} x
-          = U\big[(\Lambda + \rho + \epsilon)^{-1/p} - (\rho + \epsilon)^{-1/p}\big]U^\top x
-            + (\rho + \epsilon)^{-1/p} x
+        y = (U \Lambda U^\top + f I)^{-1/p} x
+          = f^{-1/p} x + U \operatorname{diag}(\delta) U^\top x,
+        \quad \delta_j = (\lambda_j + f)^{-1/p} - f^{-1/p},\ f = \rho + \epsilon
 
     in factored form: two GEMMs of ``d x l`` by ``l x n``, never a ``d x d`` matrix
     (``4 d l n`` flops). ``rho`` compensates the mass the sketch dropped, which makes the
     preconditioner an upper bound of the full-matrix one (Feinberg et al. 2023, Lemma 10).
+
+    Accuracy. When ``lambda >> f`` (a sketch's first ``l`` steps, ``rho = 0``) and ``x`` lies
+    mostly in ``span(U)``, both terms are ``~ f^(-1/p) |x|`` while ``y ~ (lambda + f)^(-1/p) |x|``:
+    in float32 the sum loses up to 2%. So ``delta_j = f^(-1/p) expm1(-log1p(lambda_j / f) / p)``
+    is evaluated without cancellation and both GEMMs accumulate in float64 (float32 operands
+    widened exactly; the portable JAX kernel when x64 is enabled): the result is within one
+    rounding to the output dtype plus ``(d + l) eps64 f^(-1/p) |x|`` of the exact formula, a few
+    float32 ulps for ``(1 + lambda_1 / f)^(1/p)`` up to ``~1e7 / (d + l)``.
 
     Parameters
     ----------
@@ -357,10 +402,21 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> An
         Root order, ``> 0`` (2 for AdaGrad, 4 for Shampoo factors).
     eps : float
         Ridge ``> 0`` added to the escaped mass.
+    return_status : bool
+        Also return a status per batch element (:data:`FD_STATUS`: ``ok``, ``non_finite_input``
+        for NaN/Inf in ``x`` or the state, ``invalid_state``). On the JAX path such an element's
+        output is zero (finite); on the NumPy path bad input raises instead.
 
     Returns
     -------
-    array, shape (..., d, n), the state's dtype.
+    y : array, shape (..., d, n), the state's dtype.
+    status : array of int32, shape (...), only with ``return_status=True``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes or dtypes, NaN/Inf in ``x`` or a state field, ``lambda`` not descending or
+        negative, ``rho < 0`` (NumPy path; the message names the argument).
     """
     dim, rank, state_batch, dt = _state_parts(state)
     if not _jax.is_jax_array(x):
@@ -382,10 +438,15 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> An
 
         (y,) = _jax.call("linalg_core_fd_apply_inverse_root", [(out_shape, dt)], *parts, x,
                          portable=portable.apply_inverse_root, p=np.float64(p), eps=np.float64(eps))
-        return y
+        status = portable.state_status(*parts, x)
+        y = jnp.where((status == FD_STATUS["ok"])[..., None, None], y, jnp.zeros((), dt))
+        return (y, status) if return_status else y
     parts = [np.ascontiguousarray(a, dtype=dt) for a in _broadcast_state(state, batch, np)]
     x = np.ascontiguousarray(np.broadcast_to(np.asarray(x), out_shape), dtype=dt)
-    return _native().fd_apply_inverse_root(*parts, x, p, eps)
+    check.require_finite(x, "x")
+    _require_state_values(parts)
+    y = _native().fd_apply_inverse_root(*parts, x, p, eps)
+    return (y, np.zeros(batch, np.int32)) if return_status else y
 
 
 def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
