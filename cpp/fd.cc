@@ -211,7 +211,9 @@ class Updater {
     const T top = std::ldexp(res.top, E);
     const T rho_t = std::ldexp(res.rho_t, E);
     const T escaped = beta * rho + rho_t;
-    const bool underflow = res.top > T(0) && top < std::numeric_limits<T>::min();
+    // Below min / eps the smaller eigenvalues (and rho_t) fall under the smallest normal number,
+    // where XLA's flush-to-zero drops them: an error above eps relative to mu_1.
+    const bool underflow = res.top > T(0) && top < std::numeric_limits<T>::min() / eps();
     if (!std::isfinite(top) || !std::isfinite(escaped) || underflow) {
       return Status::kNotRepresentable;
     }

@@ -45,7 +45,8 @@ enum class Status : int32_t {
   kIndefiniteTerm = 6,  // matrix term with a diagonal entry, or C an eigenvalue, below
                         // -(sqrt(eps) + 16 d eps) times max|M| (resp. ||C||): never clipped
   kNotRepresentable = 7,  // the new eigenvalues or escaped mass overflow the dtype, or the largest
-                          // eigenvalue of C is positive but below its smallest normal number
+                          // eigenvalue of C is positive but below min / eps (the rest would be
+                          // subnormal, flushed to zero under XLA: more than eps relative error)
 };
 
 struct UpdateShape {

@@ -51,7 +51,8 @@ FD_METHODS = {"thin_stack": 0, "dense_eigh": 1, "thin_stack_householder": 2}
 #: - ``indefinite_term``: a diagonal entry of ``M`` below ``-tau max|M|``, or an eigenvalue of
 #:   ``C = beta S + M`` below ``-tau ||C||``, ``tau = sqrt(eps) + 16 d eps`` (never clipped);
 #: - ``not_representable``: the new eigenvalues or escaped mass overflow the dtype, or the largest
-#:   eigenvalue of ``C`` is positive but below the dtype's smallest normal number.
+#:   eigenvalue of ``C`` is positive but below ``tiny / eps`` (``tiny`` the smallest normal
+#:   number: the smaller eigenvalues would be subnormal, flushed to zero under XLA).
 FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3,
              "invalid_state": 4, "non_symmetric_term": 5, "indefinite_term": 6,
              "not_representable": 7}
@@ -337,7 +338,7 @@ def _update_numpy(state, term, beta, batch, dt, name, flags) -> tuple[FDState, F
     for code, what in (("eigensolver_failure", "the LAPACK eigensolver failed or its answer failed "
                         "the a-posteriori check"),
                        ("not_representable", "the updated eigenvalues are not representable in "
-                        f"{np.dtype(dt)} (overflow, or all below its smallest normal number)")):
+                        f"{np.dtype(dt)} (overflow, or the largest below tiny / eps)")):
         if (status == FD_STATUS[code]).any():
             import warnings
 

@@ -182,7 +182,7 @@ def update(basis, eigvals, escaped, term, beta, *, term_is_matrix, method):
     big_top = jnp.ldexp(top, e)
     big_rho_t = jnp.ldexp(rho_t, e)
     new_escaped = safe_beta * jnp.where(fine, escaped, 0) + big_rho_t
-    underflow = (top > 0) & (big_top < np.finfo(dtype).tiny)
+    underflow = (top > 0) & (big_top < float(np.finfo(dtype).tiny / np.finfo(dtype).eps))
     unrepresentable = ~jnp.isfinite(big_top) | ~jnp.isfinite(new_escaped) | underflow
     status = jnp.where((status == _OK) & unrepresentable, FD_STATUS["not_representable"], status)
     new_lam = jnp.ldexp(new_lam, e[..., None])
