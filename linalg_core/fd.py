@@ -233,9 +233,13 @@ def fd_update(
     ------
     ValueError
         Wrong shapes or dtypes (the message names the argument), both or neither of
-        ``factor``/``matrix``, ``beta`` outside ``(0, 1]``, or a non-finite term or state (NumPy
-        path; on the JAX path a non-finite input leaves that sketch unchanged and sets
-        ``status = non_finite_input``, so NaN never enters a state).
+        ``factor``/``matrix``, ``beta`` outside ``(0, 1]``, a non-finite term or state field,
+        ``state.eigvals`` negative or not descending, ``state.escaped_mass < 0``, a ``matrix``
+        that is not symmetric (:func:`~linalg_core._validation.symmetry_tolerance`) or indefinite
+        (see :data:`FD_STATUS`). NumPy path; on the JAX path each of these leaves that sketch
+        unchanged with its status code, so NaN never enters a state. Statuses the input cannot
+        predict (``not_representable``, ``eigensolver_failure``) are returned on both paths
+        (with a ``RuntimeWarning`` on the NumPy path).
 
     Notes
     -----
@@ -300,17 +304,18 @@ def _broadcast_state(state: FDState, batch: tuple[int, ...], xp: Any) -> list:
     ]
 
 
-def _require_state_values(parts) -> None:
+def _require_state_values(parts, name: str = "state") -> None:
     """``ValueError`` naming the field unless the (NumPy) state is finite, ``lambda`` descending
     and ``>= 0`` and ``rho >= 0``: the invariants every update keeps."""
+    parts = [np.asarray(a) for a in parts]
     for field, a in zip(FDState._fields, parts):
-        check.require_finite(a, f"state.{field}")
+        check.require_finite(a, f"{name}.{field}")
     _, eigvals, escaped = parts
     if eigvals.size and not ((eigvals[..., -1] >= 0).all() and (np.diff(eigvals, axis=-1) <= 0).all()):
-        raise ValueError("state.eigvals must be descending and >= 0, got e.g. "
+        raise ValueError(f"{name}.eigvals must be descending and >= 0, got e.g. "
                          f"{eigvals.reshape(-1, eigvals.shape[-1])[0][:6]}")
     if not (escaped >= 0).all():
-        raise ValueError(f"state.escaped_mass must be >= 0, got min {escaped.min()}")
+        raise ValueError(f"{name}.escaped_mass must be >= 0, got min {escaped.min()}")
 
 
 def _info(step, residual, method, status, xp: Any) -> FDInfo:
@@ -450,7 +455,7 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
     return (y, np.zeros(batch, np.int32)) if return_status else y
 
 
-def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
+def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bool = False) -> Any:
     r"""The FD sketch of the sum of several streams, from their sketches.
 
     With ``S_j = U_j diag(lambda_j) U_j^T`` the sketch of stream ``A_j`` (escaped mass ``rho_j``),
@@ -468,17 +473,25 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
         rank of ``states[0]``.
     method : str
         As in :func:`fd_update`.
+    return_info : bool
+        Also return the :class:`FDInfo` of the update. Where its status is not ``ok``, the
+        result is ``states[0]`` unchanged (the other masses are not added either).
 
     Returns
     -------
-    FDState
+    FDState, or (FDState, FDInfo) with ``return_info=True``.
     """
     states = list(states)
     if not states:
         raise ValueError("states must hold at least one FDState")
     dim, _, _, dt = _state_parts(states[0])
     if len(states) == 1:
-        return states[0]
+        if not return_info:
+            return states[0]
+        xp = np if not _jax.any_jax(*states[0]) else __import__("jax.numpy").numpy
+        zero = xp.zeros(states[0].escaped_mass.shape, dt)
+        status = xp.zeros(zero.shape, np.int32)
+        return states[0], _info(zero, zero, status, status, xp)
     jax_path = _jax.any_jax(*(a for s in states for a in s))
     if jax_path:
         import jax.numpy as xp
@@ -491,12 +504,17 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
             raise ValueError(
                 f"states[{i}] has d = {d_i}, dtype {dt_i}; states[0] has d = {dim}, dtype {dt}"
             )
+        if not jax_path:
+            _require_state_values(s, f"states[{i}]")
         factors.append(s.basis * xp.sqrt(xp.maximum(s.eigvals, 0))[..., None, :])
         masses.append(s.escaped_mass)
     batch = check.broadcast_batch({f"states[{i}]": tuple(s.escaped_mass.shape) for i, s in enumerate(states)})
     factors = [xp.broadcast_to(f, batch + tuple(f.shape[-2:])) for f in factors]
-    merged, _ = fd_update(states[0], factor=xp.concatenate(factors, axis=-1), beta=1.0, method=method)
-    return merged._replace(escaped_mass=merged.escaped_mass + sum(masses))
+    merged, info = fd_update(states[0], factor=xp.concatenate(factors, axis=-1), beta=1.0, method=method)
+    # A failed update returns states[0] unchanged: the other streams' masses are not added to it.
+    escaped = xp.where(info.status == FD_STATUS["ok"], merged.escaped_mass + sum(masses), merged.escaped_mass)
+    merged = merged._replace(escaped_mass=escaped)
+    return (merged, info) if return_info else merged
 
 
 def _native():

@@ -890,3 +890,17 @@ def test_fd_update_is_honest_or_errs(case):
             assert np.all(np.diff(ev) <= 0) and np.all(ev >= 0) and float(one.escaped_mass) >= 0
         # A not-ok element keeps its old state, whose invariant against the old total still holds.
         state = new
+
+
+def test_merge_checks_every_state_and_keeps_a_failed_merge_unchanged(rng):
+    a = random_state(rng, 16, 4, np.float64)
+    bad = a._replace(eigvals=a.eigvals[::-1].copy())
+    with pytest.raises(ValueError, match=r"states\[1\].eigvals"):
+        lc.fd_merge([a, bad])
+    huge = a._replace(eigvals=a.eigvals / a.eigvals[0] * 1e308, escaped_mass=np.float64(1.0))  # sum overflows
+    with pytest.warns(RuntimeWarning, match="not representable"):
+        merged, info = lc.fd_merge([a, huge, huge], return_info=True)
+    assert int(info.status) == lc.FD_STATUS["not_representable"]
+    assert_state_equal(merged, a)
+    single, info = lc.fd_merge([a], return_info=True)
+    assert single is a and int(info.status) == 0
