@@ -42,8 +42,9 @@ enum class Status : int32_t {
                         // check (finite, lambda descending >= 0, rho >= 0): state unchanged
   kInvalidState = 4,    // finite state out of contract (lambda negative or not descending, rho < 0)
   kNonSymmetricTerm = 5,  // matrix term with max|M - M^T| > 8 d eps max|M|
-  kIndefiniteTerm = 6,  // matrix term with a diagonal entry, or C an eigenvalue, below
-                        // -(sqrt(eps) + 16 d eps) times max|M| (resp. ||C||): never clipped
+  kIndefiniteTerm = 6,  // matrix term with a diagonal entry below -tau max|M|, or (dense method)
+                        // C with an eigenvalue below -tau ||C||, tau = sqrt(eps) + 16 d eps:
+                        // flagged, never clipped
   kNotRepresentable = 7,  // the new eigenvalues or escaped mass overflow the dtype, or the largest
                           // eigenvalue of C is positive but below min / eps (the rest would be
                           // subnormal, flushed to zero under XLA: more than eps relative error)
