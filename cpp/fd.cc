@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "blas_threads.h"
@@ -21,6 +22,8 @@ int lwork_from(double query) { return std::max(1, static_cast<int>(query) + 1); 
 template <typename T>
 struct Scratch {
   std::vector<T> a, b, c, e, f, g, w, y, tau, work;
+  std::vector<T> lam;     // lambda 2^-E
+  std::vector<T> factor;  // dense method, factor term: row-major G 2^-(E/2)
   std::vector<int> iwork;
 };
 
@@ -75,6 +78,8 @@ class Updater {
       sc.iwork.resize(liwork_);
     }
     sc.work.resize(lwork_);
+    sc.lam.resize(l);
+    if (method_ == Method::kDenseEigh && !s_.term_is_matrix) sc.factor.resize(sz<T>(d, r));
     return sc;
   }
 
@@ -89,34 +94,32 @@ class Updater {
     T* U_out = a.basis_out + b * dl;
     T* lam_out = a.eigvals_out + b * l_;
 
-    Status status = Status::kOk;
     Method used = method_;
-    if (!(beta > T(0) && beta <= T(1))) {
-      status = Status::kBadBeta;
-    } else if (!all_finite(term, term_size) || !all_finite(U, dl) || !all_finite(lam, l_) ||
-               !all_finite(&rho, 1)) {
-      status = Status::kNonFiniteInput;
-    } else {
+    Status status = check_input(U, lam, rho, term, term_size, beta);
+    if (status == Status::kOk) {
+      const int E = scale_exponent(lam, term, term_size, beta);
+      const T term_scale = std::ldexp(T(1), s_.term_is_matrix ? -E : -E / 2);
+      T* lam_scaled = sc.lam.data();
+      for (int j = 0; j < l_; ++j) lam_scaled[j] = std::ldexp(lam[j], -E);
       Result res;
       bool ok = false;
       if (method_ == Method::kDenseEigh) {
-        ok = dense(U, lam, term, beta, U_out, lam_out, &res, sc);
+        ok = dense(U, lam_scaled, term, term_scale, beta, U_out, lam_out, &res, sc);
       } else {
-        if (method_ == Method::kThinStack) ok = projected(U, lam, term, beta, U_out, lam_out, &res, sc);
+        if (method_ == Method::kThinStack) {
+          ok = projected(U, lam_scaled, term, term_scale, beta, U_out, lam_out, &res, sc);
+        }
         if (!ok) {
           used = Method::kThinStackHouseholder;
-          ok = householder(U, lam, term, beta, U_out, lam_out, &res, sc);
+          ok = householder(U, lam_scaled, term, term_scale, beta, U_out, lam_out, &res, sc);
         }
       }
-      if (ok) {
-        a.escaped_mass_out[b] = beta * rho + res.rho_t;
-        a.step_mass[b] = res.rho_t;
-        a.residual[b] = res.top > T(0) ? res.rho_t / res.top : T(0);
+      status = ok ? finish(res, E, rho, beta, U_out, lam_out, a, b) : Status::kLapackFailure;
+      if (status == Status::kOk) {
         a.method[b] = static_cast<int32_t>(used);
         a.status[b] = static_cast<int32_t>(Status::kOk);
         return;
       }
-      status = Status::kLapackFailure;
     }
     // Failure: the state passes through unchanged, so no NaN ever enters it.
     std::memcpy(U_out, U, dl * sizeof(T));
@@ -130,9 +133,100 @@ class Updater {
 
  private:
   struct Result {
-    T rho_t = T(0);  // mu_{l+1}
-    T top = T(0);    // mu_1
+    T rho_t = T(0);   // mu_{l+1}
+    T top = T(0);     // mu_1
+    T bottom = T(0);  // mu_d when the method computed it (dense), else 0
   };
+
+  static constexpr T eps() { return std::numeric_limits<T>::epsilon(); }
+
+  // The input contract, O(d r) or O(d^2): every check is a pass over data the update reads anyway.
+  Status check_input(const T* U, const T* lam, T rho, const T* term, size_t term_size,
+                     T beta) const {
+    if (!(beta > T(0) && beta <= T(1))) return Status::kBadBeta;
+    if (!all_finite(term, term_size) || !all_finite(U, sz<T>(d_, l_)) || !all_finite(lam, l_) ||
+        !all_finite(&rho, 1)) {
+      return Status::kNonFiniteInput;
+    }
+    if (!(rho >= T(0)) || !(lam[l_ - 1] >= T(0))) return Status::kInvalidState;
+    for (int j = 0; j + 1 < l_; ++j) {
+      if (!(lam[j] >= lam[j + 1])) return Status::kInvalidState;
+    }
+    if (!s_.term_is_matrix) return Status::kOk;
+    // Halves keep M_ij - M_ji from overflowing at the top of the range.
+    T largest = T(0), asymmetry = T(0), lowest_diagonal = T(0);
+    for (int i = 0; i < d_; ++i) {
+      const T* row = term + sz<T>(i, d_);
+      lowest_diagonal = std::min(lowest_diagonal, row[i]);
+      for (int j = 0; j < d_; ++j) {
+        largest = std::max(largest, std::abs(row[j]));
+        if (j > i) {
+          asymmetry = std::max(asymmetry, std::abs(T(0.5) * row[j] - T(0.5) * term[sz<T>(j, d_) + i]));
+        }
+      }
+    }
+    // A symmetric matrix formed in floating point differs from its transpose by ~n eps max|M|
+    // (the bound of linalg_core._validation.symmetry_tolerance: 8 n eps).
+    if (asymmetry > T(4) * T(d_) * eps() * largest) return Status::kNonSymmetricTerm;
+    if (lowest_diagonal < -indefinite_tolerance() * largest) return Status::kIndefiniteTerm;
+    return Status::kOk;
+  }
+
+  // Relative size of a negative eigenvalue that is more than rounding: a PSD matrix formed in
+  // floating point (G G^T, a sum of them) is PSD to ~n eps of its norm; sqrt(eps) says "clearly".
+  T indefinite_tolerance() const { return std::sqrt(eps()) + T(16) * T(d_) * eps(); }
+
+  // frexp's exponent: |x| 2^-e in [0.5, 1) for x != 0.
+  static int exponent_of(T x) {
+    int e = 0;
+    std::frexp(x, &e);
+    return e;
+  }
+
+  // E with max(beta lambda_1, max|M|, max|G|^2) 2^-E in [0.25, 1): even (the factor is scaled by
+  // 2^-(E/2)), within +-(max_exponent - 4) so that 2^-E, 2^-(E/2) and the symmetrisation's
+  // 2^-(E+1) are normal numbers (XLA runs handlers with denormals flushed to zero); the scaled
+  // magnitudes stay below 16. 0 when everything is zero. Only magnitudes are compared: no square
+  // of an input is formed.
+  int scale_exponent(const T* lam, const T* term, size_t term_size, T beta) const {
+    T largest = T(0);
+    for (size_t i = 0; i < term_size; ++i) largest = std::max(largest, std::abs(term[i]));
+    int E = std::numeric_limits<int>::min();
+    if (largest > T(0)) E = s_.term_is_matrix ? exponent_of(largest) : 2 * exponent_of(largest);
+    const T top = beta * lam[0];
+    if (top > T(0)) E = std::max(E, exponent_of(top));
+    if (E == std::numeric_limits<int>::min()) return 0;
+    if (E % 2 != 0) E += 1;
+    const int limit = std::numeric_limits<T>::max_exponent - 4;
+    return std::max(-limit, std::min(limit, E));
+  }
+
+  // Unscales a successful update, checks it a posteriori and writes the diagnostics. Returns kOk
+  // only for a finite answer that keeps the invariants (lambda descending >= 0, rho >= 0).
+  Status finish(const Result& res, int E, T rho, T beta, const T* U_out, T* lam_out,
+                const UpdateArgs<T>& a, int64_t b) const {
+    if (s_.term_is_matrix && res.bottom < -indefinite_tolerance() * res.top) {
+      return Status::kIndefiniteTerm;
+    }
+    const T top = std::ldexp(res.top, E);
+    const T rho_t = std::ldexp(res.rho_t, E);
+    const T escaped = beta * rho + rho_t;
+    // Below min / eps the smaller eigenvalues (and rho_t) fall under the smallest normal number,
+    // where XLA's flush-to-zero drops them: an error above eps relative to mu_1.
+    const bool underflow = res.top > T(0) && top < std::numeric_limits<T>::min() / eps();
+    if (!std::isfinite(top) || !std::isfinite(escaped) || underflow) {
+      return Status::kNotRepresentable;
+    }
+    for (int j = 0; j < l_; ++j) lam_out[j] = std::ldexp(lam_out[j], E);
+    bool valid = all_finite(U_out, sz<T>(d_, l_)) && all_finite(lam_out, l_) &&
+                 lam_out[l_ - 1] >= T(0) && rho_t >= T(0) && escaped >= T(0);
+    for (int j = 0; valid && j + 1 < l_; ++j) valid = lam_out[j] >= lam_out[j + 1];
+    if (!valid) return Status::kLapackFailure;
+    a.escaped_mass_out[b] = escaped;
+    a.step_mass[b] = rho_t;
+    a.residual[b] = res.top > T(0) ? res.rho_t / res.top : T(0);
+    return Status::kOk;
+  }
 
   void grow_work(T query) { lwork_ = std::max(lwork_, lwork_from(query)); }
 
@@ -239,8 +333,8 @@ class Updater {
 
   // Projected thin stack (see Method::kThinStack). Returns false when [U, Q2] is too far from
   // orthonormal for the Cholesky-QR correction; the caller then takes the Householder update.
-  bool projected(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out, Result* res,
-                 Scratch<T>& sc) const {
+  bool projected(const T* U, const T* lam, const T* G, T gscale, T beta, T* U_out, T* lam_out,
+                 Result* res, Scratch<T>& sc) const {
     const int d = d_, l = l_, r = r_, n = n_;
     const T one = T(1), zero = T(0), minus_one = T(-1);
     int info = 0;
@@ -253,7 +347,7 @@ class Updater {
     T* C2 = C + sz<T>(l, r);
     T* R2 = C2 + sz<T>(l, r);
     for (int j = 0; j < r; ++j) {
-      for (int i = 0; i < d; ++i) G1[i + sz<T>(j, d)] = G[sz<T>(i, r) + j];
+      for (int i = 0; i < d; ++i) G1[i + sz<T>(j, d)] = gscale * G[sz<T>(i, r) + j];
     }
     // Two classical Gram-Schmidt passes against U ("twice is enough"): C = U^T G, G1 = G - U C.
     Lapack<T>::gemm("N", "N", &l, &r, &d, &one, U, &l, G1, &d, &zero, C, &l);
@@ -317,7 +411,7 @@ class Updater {
 
   // Householder thin stack: Z = [sqrt(beta) U diag(lambda)^(1/2), G] = Q R, so Z Z^T = Q (R R^T) Q^T
   // and the eigenvectors of C are Q times those of R R^T (k x k, k = min(d, n)). Q stays implicit.
-  bool householder(const T* U, const T* lam, const T* G, T beta, T* U_out, T* lam_out,
+  bool householder(const T* U, const T* lam, const T* G, T gscale, T beta, T* U_out, T* lam_out,
                    Result* res, Scratch<T>& sc) const {
     const int d = d_, l = l_, r = r_, n = n_, k = k_;
     T* Z = sc.a.data();  // column-major d x n
@@ -328,7 +422,7 @@ class Updater {
     }
     for (int j = 0; j < r; ++j) {
       T* col = Z + sz<T>(l + j, d);
-      for (int i = 0; i < d; ++i) col[i] = G[sz<T>(i, r) + j];
+      for (int i = 0; i < d; ++i) col[i] = gscale * G[sz<T>(i, r) + j];
     }
     int info = 0;
     const int lwork = static_cast<int>(sc.work.size());
@@ -358,21 +452,28 @@ class Updater {
     return info == 0;
   }
 
-  // C = term + beta (U diag(lambda)^(1/2))(U diag(lambda)^(1/2))^T in the lower triangle.
-  void build_dense(const T* U, const T* lam, const T* term, T beta, Scratch<T>& sc) const {
+  // C = s term + beta (U diag(lambda)^(1/2))(U diag(lambda)^(1/2))^T in the lower triangle, with
+  // s = tscale for a matrix term and tscale^2 for a factor (tscale a power of two).
+  void build_dense(const T* U, const T* lam, const T* term, T tscale, T beta, Scratch<T>& sc) const {
     const int d = d_, l = l_, r = r_;
     const T one = T(1), zero = T(0);
     T* C = sc.a.data();
     if (s_.term_is_matrix) {
-      // Symmetrise while copying: C = (M + M^T) / 2.
+      // Symmetrise while copying: C = (M + M^T) / 2 (halves first: no overflow at the top).
+      const T half = T(0.5) * tscale;
       for (int j = 0; j < d; ++j) {
         for (int i = j; i < d; ++i) {
-          C[i + sz<T>(j, d)] = T(0.5) * (term[sz<T>(i, d) + j] + term[sz<T>(j, d) + i]);
+          C[i + sz<T>(j, d)] = half * term[sz<T>(i, d) + j] + half * term[sz<T>(j, d) + i];
         }
       }
     } else {
+      const T* g = term;
+      if (tscale != one) {
+        for (size_t i = 0; i < sz<T>(d, r); ++i) sc.factor[i] = tscale * term[i];
+        g = sc.factor.data();
+      }
       // Row-major G (d x r) is the column-major r x d matrix G^T: C = (G^T)^T G^T = G G^T.
-      Lapack<T>::syrk("L", "T", &d, &r, &one, term, &r, &zero, C, &d);
+      Lapack<T>::syrk("L", "T", &d, &r, &one, g, &r, &zero, C, &d);
     }
     T* S = sc.b.data();
     T* root = sc.w.data();
@@ -389,8 +490,8 @@ class Updater {
   // 36 ms for all 1024 vectors at d = 1024 float32, ours 10; FD (a) 45 -> 33 ms). MRRR (stemr) for
   // the m vectors alone measured 2-3x slower than stedc on sketch-plus-Wishart spectra at
   // d = 1024, and syevd would back-transform all d vectors. syevr is the fallback.
-  bool dense(const T* U, const T* lam, const T* term, T beta, T* U_out, T* lam_out, Result* res,
-             Scratch<T>& sc) const {
+  bool dense(const T* U, const T* lam, const T* term, T tscale, T beta, T* U_out, T* lam_out,
+             Result* res, Scratch<T>& sc) const {
     const int d = d_, l = l_, m = m_;
     const int lwork = static_cast<int>(sc.work.size());
     const int liwork = static_cast<int>(sc.iwork.size()) - 2 * m;
@@ -398,7 +499,7 @@ class Updater {
     T* V = sc.c.data();
     const T* w = sc.e.data();  // stedc leaves the eigenvalues, ascending, in the diagonal
     int info = 0;
-    build_dense(U, lam, term, beta, sc);
+    build_dense(U, lam, term, tscale, beta, sc);
     Lapack<T>::sytrd("L", &d, C, &d, sc.e.data(), sc.f.data(), sc.tau.data(), sc.work.data(),
                      &lwork, &info);
     bool ok = info == 0;
@@ -411,11 +512,12 @@ class Updater {
     if (ok) apply_sytrd_q(d, C, sc.tau.data(), top, m, sc.work.data());
     if (ok) {
       take_top(w + (d - m), m, lam_out, res);
+      res->bottom = w[0];
     } else {
       const T zero = T(0);
       const int il = d - m + 1, iu = d;
       int found = 0;
-      build_dense(U, lam, term, beta, sc);
+      build_dense(U, lam, term, tscale, beta, sc);
       Lapack<T>::syevr("V", "I", "L", &d, C, &d, &zero, &zero, &il, &iu, &zero, &found,
                        sc.w.data(), top, &d, sc.iwork.data() + liwork, sc.work.data(), &lwork,
                        sc.iwork.data(), &liwork, &info);
@@ -475,32 +577,58 @@ bool update(const UpdateShape& shape, const UpdateArgs<T>& args, Method requeste
 template <typename T>
 void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
                         const T* escaped_mass, const T* x, double p, double eps, T* y) {
+  constexpr bool in_double = std::is_same_v<T, double>;
   const int d = static_cast<int>(s.dim), l = static_cast<int>(s.rank),
             n = static_cast<int>(s.columns);
+  const size_t dl = static_cast<size_t>(d) * l, dn = static_cast<size_t>(d) * n;
   const int workers = batch_workers(s.batch, s.dim);
-  std::vector<std::vector<T>> scratch(std::min<int64_t>(workers, std::max<int64_t>(s.batch, 1)),
-                                      std::vector<T>(static_cast<size_t>(l) * n));
+  // Per worker: a = x^T U (n x l), and for float32 U^T and x^T (then y^T) in double.
+  struct Buffers {
+    std::vector<double> a, basis, rhs;
+  };
+  std::vector<Buffers> scratch(std::min<int64_t>(workers, std::max<int64_t>(s.batch, 1)));
+  for (auto& buf : scratch) {
+    buf.a.resize(static_cast<size_t>(l) * n);
+    if (!in_double) {
+      buf.basis.resize(dl);
+      buf.rhs.resize(dn);
+    }
+  }
   parallel_for(s.batch, workers, [&](int worker, int64_t b) {
-    const T* U = basis + b * static_cast<int64_t>(d) * l;  // column-major U^T (l x d)
+    Buffers& buf = scratch[worker];
+    const T* Ub = basis + b * static_cast<int64_t>(dl);  // column-major U^T (l x d)
     const T* lam = eigvals + b * l;
-    const T* xb = x + b * static_cast<int64_t>(d) * n;  // column-major x^T (n x d)
-    T* yb = y + b * static_cast<int64_t>(d) * n;
+    const T* xb = x + b * static_cast<int64_t>(dn);  // column-major x^T (n x d)
+    T* yb = y + b * static_cast<int64_t>(dn);
+    const double* U;
+    double* r;  // x^T, then y^T
+    if constexpr (in_double) {
+      U = Ub;
+      r = yb;
+      std::memcpy(r, xb, dn * sizeof(double));
+    } else {
+      for (size_t i = 0; i < dl; ++i) buf.basis[i] = Ub[i];
+      for (size_t i = 0; i < dn; ++i) buf.rhs[i] = xb[i];
+      U = buf.basis.data();
+      r = buf.rhs.data();
+    }
     const double floor = static_cast<double>(escaped_mass[b]) + eps;
     const double c0 = std::pow(floor, -1.0 / p);
-    T* Tt = scratch[worker].data();  // column-major (U^T x)^T = x^T U (n x l)
-    const T one = T(1), zero = T(0);
-    Lapack<T>::gemm("N", "T", &n, &l, &d, &one, xb, &n, U, &l, &zero, Tt, &n);
+    double* A = buf.a.data();
+    const double one = 1.0, zero = 0.0;
+    Lapack<double>::gemm("N", "T", &n, &l, &d, &one, r, &n, U, &l, &zero, A, &n);  // a^T = x^T U
     for (int j = 0; j < l; ++j) {
-      const double lj = std::max(static_cast<double>(lam[j]), 0.0);
-      const T c = static_cast<T>(std::pow(lj + floor, -1.0 / p) - c0);
-      T* col = Tt + static_cast<size_t>(j) * n;
-      for (int i = 0; i < n; ++i) col[i] *= c;
+      // c_j - c0 = c0 ((1 + lambda_j / f)^(-1/p) - 1), free of cancellation for every lambda_j.
+      const double ratio = std::max(static_cast<double>(lam[j]), 0.0) / floor;
+      const double delta = c0 * std::expm1(-std::log1p(ratio) / p);
+      double* col = A + static_cast<size_t>(j) * n;
+      for (int i = 0; i < n; ++i) col[i] *= delta;
     }
-    const T c0t = static_cast<T>(c0);
-    const size_t dn = static_cast<size_t>(d) * n;
-    for (size_t i = 0; i < dn; ++i) yb[i] = c0t * xb[i];
-    // y^T += (x^T U diag(c)) U^T
-    Lapack<T>::gemm("N", "N", &n, &d, &l, &one, Tt, &n, U, &l, &one, yb, &n);
+    for (size_t i = 0; i < dn; ++i) r[i] *= c0;
+    Lapack<double>::gemm("N", "N", &n, &d, &l, &one, A, &n, U, &l, &one, r, &n);  // + U (delta a)
+    if constexpr (!in_double) {
+      for (size_t i = 0; i < dn; ++i) yb[i] = static_cast<T>(r[i]);
+    }
   });
 }
 

@@ -38,7 +38,16 @@ enum class Status : int32_t {
   kOk = 0,
   kNonFiniteInput = 1,  // the term or the state held NaN/Inf: the state is passed through unchanged
   kBadBeta = 2,         // beta outside (0, 1]: the state is passed through unchanged
-  kLapackFailure = 3,   // an eigensolver reported failure: the state is passed through unchanged
+  kLapackFailure = 3,   // an eigensolver reported failure, or its answer failed the a-posteriori
+                        // check (finite, lambda descending >= 0, rho >= 0): state unchanged
+  kInvalidState = 4,    // finite state out of contract (lambda negative or not descending, rho < 0)
+  kNonSymmetricTerm = 5,  // matrix term with max|M - M^T| > 8 d eps max|M|
+  kIndefiniteTerm = 6,  // matrix term with a diagonal entry below -tau max|M|, or (dense method)
+                        // C with an eigenvalue below -tau ||C||, tau = sqrt(eps) + 16 d eps:
+                        // flagged, never clipped
+  kNotRepresentable = 7,  // the new eigenvalues or escaped mass overflow the dtype, or the largest
+                          // eigenvalue of C is positive but below min / eps (the rest would be
+                          // subnormal, flushed to zero under XLA: more than eps relative error)
 };
 
 struct UpdateShape {
@@ -69,6 +78,10 @@ struct UpdateArgs {
 Method choose_method(const UpdateShape& shape);
 
 // One FD update per batch element. `requested` = kAuto picks by regime (choose_method).
+// Scale safety: lambda and a matrix term are multiplied by 2^-E, a factor by 2^-(E/2) (E even,
+// from the largest magnitudes, so no square of an input is ever formed unscaled), the update runs
+// on O(1) numbers and its eigenvalues are multiplied back by 2^E; the answer is the same up to
+// the scale for any representable input, and kNotRepresentable when it is not.
 // Returns false only for an invalid shape or a method that cannot serve it; per-element failures
 // are reported in args.status.
 template <typename T>
@@ -81,8 +94,13 @@ struct ApplyShape {
   int64_t columns = 0;  // n, columns of x
 };
 
-// y = (U diag(lambda) U^T + (rho + eps) I)^(-1/p) x in factored form, never forming d x d:
-//   y = U [diag((lambda + rho + eps)^(-1/p)) - (rho + eps)^(-1/p) I] U^T x + (rho + eps)^(-1/p) x.
+// y = (U diag(lambda) U^T + f I)^(-1/p) x, f = rho + eps, in factored form, never forming d x d:
+//   y = c0 x + U (delta .* (U^T x)),  c0 = f^(-1/p),  delta_j = c0 expm1(-log1p(lambda_j / f) / p)
+// (delta_j = (lambda_j + f)^(-1/p) - c0 without cancellation). When lambda >> f and x lies mostly
+// in span(U) the sum cancels: c0 x ~ -U delta U^T x, both ~c0 |x| while y ~ c_1 |x|. So both
+// dtypes accumulate in double (two DGEMMs, float32 operands widened exactly): the error is one
+// rounding of y to T plus (d + l) eps64 c0 |x|, below one float32 ulp of y for
+// c0 / c_1 = (1 + lambda_1 / f)^(1/p) up to ~1e7 / (d + l).
 // x and y are batch x d x n; requires rho + eps > 0 (checked by the caller).
 template <typename T>
 void apply_inverse_root(const ApplyShape& shape, const T* basis, const T* eigvals,

@@ -40,7 +40,22 @@ __all__ = [
 #: is the thin stack's exact fallback (and its only form when ``l + r > d``).
 FD_METHODS = {"thin_stack": 0, "dense_eigh": 1, "thin_stack_householder": 2}
 #: Codes of ``FDInfo.status``. Any status but ``ok`` leaves the state unchanged.
-FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3}
+#:
+#: - ``non_finite_input``: NaN/Inf in the term, a state field or ``x``;
+#: - ``bad_beta``: ``beta`` outside ``(0, 1]``;
+#: - ``eigensolver_failure``: LAPACK reported failure, or the answer failed the a-posteriori check
+#:   (finite, ``lambda`` descending ``>= 0``, ``rho >= 0``);
+#: - ``invalid_state``: a finite state out of contract (``lambda`` negative or not descending,
+#:   ``rho < 0``);
+#: - ``non_symmetric_term``: ``max|M - M^T| > 8 d eps max|M|`` (:func:`~linalg_core._validation.symmetry_tolerance`);
+#: - ``indefinite_term``: a diagonal entry of ``M`` below ``-tau max|M|``, or an eigenvalue of
+#:   ``C = beta S + M`` below ``-tau ||C||``, ``tau = sqrt(eps) + 16 d eps`` (never clipped);
+#: - ``not_representable``: the new eigenvalues or escaped mass overflow the dtype, or the largest
+#:   eigenvalue of ``C`` is positive but below ``tiny / eps`` (``tiny`` the smallest normal
+#:   number: the smaller eigenvalues would be subnormal, flushed to zero under XLA).
+FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3,
+             "invalid_state": 4, "non_symmetric_term": 5, "indefinite_term": 6,
+             "not_representable": 7}
 _METHOD_REQUEST = {"auto": -1, **FD_METHODS}
 
 
@@ -218,9 +233,13 @@ def fd_update(
     ------
     ValueError
         Wrong shapes or dtypes (the message names the argument), both or neither of
-        ``factor``/``matrix``, ``beta`` outside ``(0, 1]``, or a non-finite term or state (NumPy
-        path; on the JAX path a non-finite input leaves that sketch unchanged and sets
-        ``status = non_finite_input``, so NaN never enters a state).
+        ``factor``/``matrix``, ``beta`` outside ``(0, 1]``, a non-finite term or state field,
+        ``state.eigvals`` negative or not descending, ``state.escaped_mass < 0``, a ``matrix``
+        that is not symmetric (:func:`~linalg_core._validation.symmetry_tolerance`) or indefinite
+        (see :data:`FD_STATUS`). NumPy path; on the JAX path each of these leaves that sketch
+        unchanged with its status code, so NaN never enters a state. Statuses the input cannot
+        predict (``not_representable``, ``eigensolver_failure``) are returned on both paths
+        (with a ``RuntimeWarning`` on the NumPy path).
 
     Notes
     -----
@@ -285,6 +304,20 @@ def _broadcast_state(state: FDState, batch: tuple[int, ...], xp: Any) -> list:
     ]
 
 
+def _require_state_values(parts, name: str = "state") -> None:
+    """``ValueError`` naming the field unless the (NumPy) state is finite, ``lambda`` descending
+    and ``>= 0`` and ``rho >= 0``: the invariants every update keeps."""
+    parts = [np.asarray(a) for a in parts]
+    for field, a in zip(FDState._fields, parts):
+        check.require_finite(a, f"{name}.{field}")
+    _, eigvals, escaped = parts
+    if eigvals.size and not ((eigvals[..., -1] >= 0).all() and (np.diff(eigvals, axis=-1) <= 0).all()):
+        raise ValueError(f"{name}.eigvals must be descending and >= 0, got e.g. "
+                         f"{eigvals.reshape(-1, eigvals.shape[-1])[0][:6]}")
+    if not (escaped >= 0).all():
+        raise ValueError(f"{name}.escaped_mass must be >= 0, got min {escaped.min()}")
+
+
 def _info(step, residual, method, status, xp: Any) -> FDInfo:
     return FDInfo(step, residual, xp.zeros(status.shape, xp.int32), status == 0, method, status)
 
@@ -297,16 +330,25 @@ def _update_numpy(state, term, beta, batch, dt, name, flags) -> tuple[FDState, F
     if not ((beta > 0) & (beta <= 1)).all():
         raise ValueError(f"beta must lie in (0, 1], got {beta.ravel()[:4]}")
     check.require_finite(term, name)
-    for field, a in zip(FDState._fields, parts):
-        check.require_finite(a, f"state.{field}")
+    _require_state_values(parts)
+    if flags["term_is_matrix"]:
+        check.require_symmetric(term, "matrix")
     basis, eigvals, escaped, step, residual, method, status = _native().fd_update(
         *parts, term, beta, bool(flags["term_is_matrix"]), int(flags["method"])
     )
-    if (status == FD_STATUS["eigensolver_failure"]).any():
-        import warnings
+    if (status == FD_STATUS["indefinite_term"]).any():
+        raise ValueError(
+            "matrix is indefinite: a diagonal entry, or an eigenvalue of beta U diag(lambda) U^T + "
+            "matrix, lies below -(sqrt(eps) + 16 d eps) times its largest (FD needs a PSD term)")
+    for code, what in (("eigensolver_failure", "the LAPACK eigensolver failed or its answer failed "
+                        "the a-posteriori check"),
+                       ("not_representable", "the updated eigenvalues are not representable in "
+                        f"{np.dtype(dt)} (overflow, or the largest below tiny / eps)")):
+        if (status == FD_STATUS[code]).any():
+            import warnings
 
-        warnings.warn("fd_update: LAPACK eigensolver failed; those sketches were left unchanged",
-                      RuntimeWarning, stacklevel=3)
+            warnings.warn(f"fd_update: {what}; those sketches were left unchanged",
+                          RuntimeWarning, stacklevel=3)
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, np)
 
 
@@ -335,17 +377,26 @@ def _update_jax(state, term, beta, batch, dt, flags) -> tuple[FDState, FDInfo]:
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, jnp)
 
 
-def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> Any:
+def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
+                          return_status: bool = False) -> Any:
     r"""Applies the escaped-mass compensated preconditioner of a sketch to ``x``.
 
     .. math::
-        y = (U \Lambda U^\top + (\rho + \epsilon) I)^{-1/p} x
-          = U\big[(\Lambda + \rho + \epsilon)^{-1/p} - (\rho + \epsilon)^{-1/p}\big]U^\top x
-            + (\rho + \epsilon)^{-1/p} x
+        y = (U \Lambda U^\top + f I)^{-1/p} x
+          = f^{-1/p} x + U \operatorname{diag}(\delta) U^\top x,
+        \quad \delta_j = (\lambda_j + f)^{-1/p} - f^{-1/p},\ f = \rho + \epsilon
 
     in factored form: two GEMMs of ``d x l`` by ``l x n``, never a ``d x d`` matrix
     (``4 d l n`` flops). ``rho`` compensates the mass the sketch dropped, which makes the
     preconditioner an upper bound of the full-matrix one (Feinberg et al. 2023, Lemma 10).
+
+    Accuracy. When ``lambda >> f`` (a sketch's first ``l`` steps, ``rho = 0``) and ``x`` lies
+    mostly in ``span(U)``, both terms are ``~ f^(-1/p) |x|`` while ``y ~ (lambda + f)^(-1/p) |x|``:
+    in float32 the sum loses up to 2%. So ``delta_j = f^(-1/p) expm1(-log1p(lambda_j / f) / p)``
+    is evaluated without cancellation and both GEMMs accumulate in float64 (float32 operands
+    widened exactly; the portable JAX kernel when x64 is enabled): the result is within one
+    rounding to the output dtype plus ``(d + l) eps64 f^(-1/p) |x|`` of the exact formula, a few
+    float32 ulps for ``(1 + lambda_1 / f)^(1/p)`` up to ``~1e7 / (d + l)``.
 
     Parameters
     ----------
@@ -357,10 +408,21 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> An
         Root order, ``> 0`` (2 for AdaGrad, 4 for Shampoo factors).
     eps : float
         Ridge ``> 0`` added to the escaped mass.
+    return_status : bool
+        Also return a status per batch element (:data:`FD_STATUS`: ``ok``, ``non_finite_input``
+        for NaN/Inf in ``x`` or the state, ``invalid_state``). On the JAX path such an element's
+        output is zero (finite); on the NumPy path bad input raises instead.
 
     Returns
     -------
-    array, shape (..., d, n), the state's dtype.
+    y : array, shape (..., d, n), the state's dtype.
+    status : array of int32, shape (...), only with ``return_status=True``.
+
+    Raises
+    ------
+    ValueError
+        Wrong shapes or dtypes, NaN/Inf in ``x`` or a state field, ``lambda`` not descending or
+        negative, ``rho < 0`` (NumPy path; the message names the argument).
     """
     dim, rank, state_batch, dt = _state_parts(state)
     if not _jax.is_jax_array(x):
@@ -382,13 +444,18 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float) -> An
 
         (y,) = _jax.call("linalg_core_fd_apply_inverse_root", [(out_shape, dt)], *parts, x,
                          portable=portable.apply_inverse_root, p=np.float64(p), eps=np.float64(eps))
-        return y
+        status = portable.state_status(*parts, x)
+        y = jnp.where((status == FD_STATUS["ok"])[..., None, None], y, jnp.zeros((), dt))
+        return (y, status) if return_status else y
     parts = [np.ascontiguousarray(a, dtype=dt) for a in _broadcast_state(state, batch, np)]
     x = np.ascontiguousarray(np.broadcast_to(np.asarray(x), out_shape), dtype=dt)
-    return _native().fd_apply_inverse_root(*parts, x, p, eps)
+    check.require_finite(x, "x")
+    _require_state_values(parts)
+    y = _native().fd_apply_inverse_root(*parts, x, p, eps)
+    return (y, np.zeros(batch, np.int32)) if return_status else y
 
 
-def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
+def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bool = False) -> Any:
     r"""The FD sketch of the sum of several streams, from their sketches.
 
     With ``S_j = U_j diag(lambda_j) U_j^T`` the sketch of stream ``A_j`` (escaped mass ``rho_j``),
@@ -406,17 +473,25 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
         rank of ``states[0]``.
     method : str
         As in :func:`fd_update`.
+    return_info : bool
+        Also return the :class:`FDInfo` of the update. Where its status is not ``ok``, the
+        result is ``states[0]`` unchanged (the other masses are not added either).
 
     Returns
     -------
-    FDState
+    FDState, or (FDState, FDInfo) with ``return_info=True``.
     """
     states = list(states)
     if not states:
         raise ValueError("states must hold at least one FDState")
     dim, _, _, dt = _state_parts(states[0])
     if len(states) == 1:
-        return states[0]
+        if not return_info:
+            return states[0]
+        xp = np if not _jax.any_jax(*states[0]) else __import__("jax.numpy").numpy
+        zero = xp.zeros(states[0].escaped_mass.shape, dt)
+        status = xp.zeros(zero.shape, np.int32)
+        return states[0], _info(zero, zero, status, status, xp)
     jax_path = _jax.any_jax(*(a for s in states for a in s))
     if jax_path:
         import jax.numpy as xp
@@ -429,12 +504,17 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto") -> FDState:
             raise ValueError(
                 f"states[{i}] has d = {d_i}, dtype {dt_i}; states[0] has d = {dim}, dtype {dt}"
             )
+        if not jax_path:
+            _require_state_values(s, f"states[{i}]")
         factors.append(s.basis * xp.sqrt(xp.maximum(s.eigvals, 0))[..., None, :])
         masses.append(s.escaped_mass)
     batch = check.broadcast_batch({f"states[{i}]": tuple(s.escaped_mass.shape) for i, s in enumerate(states)})
     factors = [xp.broadcast_to(f, batch + tuple(f.shape[-2:])) for f in factors]
-    merged, _ = fd_update(states[0], factor=xp.concatenate(factors, axis=-1), beta=1.0, method=method)
-    return merged._replace(escaped_mass=merged.escaped_mass + sum(masses))
+    merged, info = fd_update(states[0], factor=xp.concatenate(factors, axis=-1), beta=1.0, method=method)
+    # A failed update returns states[0] unchanged: the other streams' masses are not added to it.
+    escaped = xp.where(info.status == FD_STATUS["ok"], merged.escaped_mass + sum(masses), merged.escaped_mass)
+    merged = merged._replace(escaped_mass=escaped)
+    return (merged, info) if return_info else merged
 
 
 def _native():

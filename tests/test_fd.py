@@ -482,3 +482,425 @@ def test_jax_shape_errors_at_trace_time():
     state = lc.fd_init(4, 2, backend="jax")
     with pytest.raises(ValueError, match="factor"):
         jax.jit(lambda g: lc.fd_update(state, factor=g))(jnp.ones((5, 1), jnp.float32))
+
+
+# --------------------------------------------------------------------------- honest answers
+#
+# "Status ok is a promise": an ok update meets the sandwich invariant against a float64 oracle,
+# any other status leaves the state unchanged, and the outputs are finite on every path.
+
+BACKENDS = ["numpy", "jax", "portable"]
+
+
+_JITTED: dict = {}
+
+
+def _jitted_update(backend, form, method):
+    """One jitted fd_update per backend: FORCE_PORTABLE is read when a function is traced, so the
+    two JAX backends never share a trace."""
+    key = (backend, form, method)
+    if key not in _JITTED:
+        _JITTED[key] = jax.jit(lambda s, t, b: lc.fd_update(s, beta=b, method=method, **{form: t}))
+    return _JITTED[key]
+
+
+def call_update(backend, state, **kwargs):
+    """fd_update on one backend: NumPy (pybind11), JAX (XLA FFI) or the portable JAX kernel."""
+    if backend == "numpy":
+        return lc.fd_update(state, **kwargs)
+    from linalg_core import _jax
+
+    forced = _jax.FORCE_PORTABLE
+    _jax.FORCE_PORTABLE = backend == "portable"
+    try:
+        jstate = lc.FDState(*map(jnp.asarray, state))
+        form = "factor" if "factor" in kwargs else "matrix"
+        fn = _jitted_update(backend, form, kwargs.get("method", "auto"))
+        out, info = fn(jstate, jnp.asarray(kwargs[form]), jnp.asarray(kwargs.get("beta", 1.0)))
+    finally:
+        _jax.FORCE_PORTABLE = forced
+    return lc.FDState(*map(np.asarray, out)), type(info)(*map(np.asarray, info))
+
+
+def call_apply(backend, state, x, **kwargs):
+    if backend == "numpy":
+        return lc.fd_apply_inverse_root(state, x, **kwargs)
+    from linalg_core import _jax
+
+    forced = _jax.FORCE_PORTABLE
+    _jax.FORCE_PORTABLE = backend == "portable"
+    try:
+        y = lc.fd_apply_inverse_root(lc.FDState(*map(jnp.asarray, state)), jnp.asarray(x), **kwargs)
+    finally:
+        _jax.FORCE_PORTABLE = forced
+    return np.asarray(y)
+
+
+def assert_state_equal(a, b):
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def scaled_state(state, s):
+    return lc.FDState(state.basis, (state.eigvals * s).astype(state.eigvals.dtype),
+                      (state.escaped_mass * s).astype(state.eigvals.dtype))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype,factor_scale", [(np.float32, 1e20), (np.float32, 1e-25),
+                                                (np.float64, 1e170), (np.float64, 1e-170)])
+@pytest.mark.parametrize("method", ["thin_stack", "dense_eigh", "thin_stack_householder"])
+def test_unrepresentable_update_is_not_ok(rng, backend, dtype, factor_scale, method):
+    """A finite factor whose G G^T overflows the dtype (or lies below tiny / eps, where the smaller eigenvalues
+    would be subnormal): the answer is not representable, so the status is not ok and the state passes
+    through unchanged."""
+    d, rank = 16, 4
+    # A warm O(1) state would keep the top eigenvalue representable: underflow needs an empty one.
+    state = random_state(rng, d, rank, dtype) if factor_scale > 1 else lc.fd_init(d, rank, dtype=dtype)
+    g = (factor_scale * rng.standard_normal((d, 3))).astype(dtype)
+    assert np.isfinite(g).all() and np.abs(g).min() > 0
+    new, info = call_update(backend, state, factor=g, method=method)
+    assert int(info.status) == lc.FD_STATUS["not_representable"] and not bool(info.converged)
+    assert_state_equal(new, state)
+    assert np.isfinite(info.step_escaped_mass) and np.isfinite(info.residual)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("form", ["factor", "matrix"])
+@pytest.mark.parametrize("dtype,mass_scale", [(np.float32, 2e30), (np.float32, 1e-30),
+                                              (np.float64, 1e200), (np.float64, 1e-200),
+                                              (np.float32, "near_max")])
+def test_scaled_update_gives_the_scaled_answer(rng, backend, form, dtype, mass_scale):
+    """State eigenvalues and term scaled by s (a factor by sqrt(s)): eigenvalues and escaped mass
+    times s, the same basis. The kernels prescale by a power of two, so only the rounding of s
+    itself (the terms are cast after scaling) separates the two runs: eigenvalues agree to the
+    eigensolver's backward error of the unscaled problem, eig_tol relative to ||C||."""
+    d, rank = 24, 5
+    base = random_state(rng, d, rank, np.float64)
+    g = rng.standard_normal((d, 4)) * np.geomspace(1, 1e-2, d)[:, None]
+    term = {"factor": g} if form == "factor" else {"matrix": g @ g.T}
+    if mass_scale == "near_max":  # the largest eigenvalue of C at a tenth of the dtype's max
+        c = (base.basis * base.eigvals) @ base.basis.T * 0.9 + g @ g.T
+        mass_scale = 0.1 * float(np.finfo(dtype).max) / np.linalg.norm(c, 2)
+    root = np.sqrt(mass_scale)
+    plain_state = lc.FDState(*(a.astype(dtype) for a in base))
+    big_state = scaled_state(base, mass_scale)
+    big_state = lc.FDState(*(a.astype(dtype) for a in big_state))
+    plain_term = {k: v.astype(dtype) for k, v in term.items()}
+    big_term = {k: (v * (root if k == "factor" else mass_scale)).astype(dtype) for k, v in term.items()}
+    ref, ref_info = call_update(backend, plain_state, beta=0.9, **plain_term)
+    out, info = call_update(backend, big_state, beta=0.9, **big_term)
+    assert int(ref_info.status) == 0 and int(info.status) == 0
+    for a in out:
+        assert np.isfinite(np.asarray(a)).all()
+    norm_c = float(ref.eigvals[0]) + float(ref_info.step_escaped_mass)
+    # Both runs are backward stable for inputs that differ by the rounding of the scaling (one
+    # eps each), so eigenvalues agree to twice the eigensolver's bound plus that rounding.
+    tol = 2 * eig_tol(dtype, d, norm_c) + 4 * np.finfo(dtype).eps * norm_c
+    np.testing.assert_allclose(np.asarray(out.eigvals, np.float64) / mass_scale, ref.eigvals, rtol=0, atol=tol)
+    assert abs(float(out.escaped_mass) / mass_scale - float(ref.escaped_mass)) <= tol
+    assert np.abs(sketch_matrix(lc.FDState(out.basis, np.asarray(out.eigvals, np.float64) / mass_scale, 0))
+                  - sketch_matrix(ref)).max() <= 2 * sketch_tol(dtype, d, norm_c)
+
+
+# The initial basis of every sketch: e_1..e_l, lambda = 1e4, rho = 0 (a sketch's first l steps).
+def _early_state(dtype, d=16, rank=4, lam=1e4, rotate=None):
+    basis = np.eye(d, rank) if rotate is None else np.linalg.qr(rotate.standard_normal((d, rank)))[0]
+    eigvals = np.geomspace(lam, lam / 10, rank)
+    return lc.FDState(basis.astype(dtype), eigvals.astype(dtype), np.zeros((), dtype))
+
+
+def exact_apply(state, x, p, eps):
+    """The factored formula in float64 on the given (rounded) U: c0 x + U (c - c0) U^T x, with
+    the coefficient c - c0 = c0 ((1 + lambda / f)^(-1/p) - 1) evaluated without cancellation."""
+    u = np.asarray(state.basis, np.float64)
+    lam = np.asarray(state.eigvals, np.float64)
+    f = float(state.escaped_mass) + eps
+    c0 = f ** (-1.0 / p)
+    diff = c0 * np.expm1(-np.log1p(lam / f) / p)
+    xd = np.asarray(x, np.float64)
+    return c0 * xd + u @ (diff[:, None] * (u.T @ xd))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2, 4])
+@pytest.mark.parametrize("rotated", [False, True])
+def test_apply_inverse_root_is_cancellation_free(backend, dtype, p, rotated):
+    """lambda = 1e4 >> rho + eps = 1e-6: the answer's part in span(U) is (lambda + f)^(-1/p) a,
+    up to 1e10 times smaller than f^(-1/p) |x|. The float32 kernels accumulate in float64 and
+    split x = U a + (x - U a) so neither part is a difference of large terms: the error is one
+    rounding of the output (eps |y|) plus the float64 rounding of the two GEMMs amplified by at
+    most f^(-1/p) / (lambda + f)^(-1/p) (<= 1e10 here), (d + l) eps64 c0 |x|."""
+    d, rank, eps = 16, 4, 1e-6
+    rng = np.random.default_rng(p + 10 * rotated)
+    state = _early_state(dtype, d, rank, rotate=rng if rotated else None)
+    u = np.asarray(state.basis, np.float64)
+    # Columns: in span(U), mostly in span(U), generic, orthogonal to U.
+    x = np.stack([u[:, 0], u[:, 1] + 1e-3 * rng.standard_normal(d), rng.standard_normal(d),
+                  (np.eye(d) - u @ u.T) @ rng.standard_normal(d)], axis=1).astype(dtype)
+    y = np.asarray(call_apply(backend, state, x, p=p, eps=eps), np.float64)
+    ref = exact_apply(state, x, p, eps)
+    c0 = eps ** (-1.0 / p)
+    col = np.linalg.norm(ref, axis=0)
+    amplified = (d + rank) * np.finfo(np.float64).eps * c0 * np.linalg.norm(np.asarray(x, np.float64), axis=0)
+    work = np.finfo(dtype).eps if dtype == np.float32 else 0.0
+    if dtype == np.float64:
+        # float64 in float64: the GEMMs' rounding (d + l) eps |x| amplified by c0 is the bound.
+        tol = 4 * np.finfo(dtype).eps * col + 4 * amplified
+    else:
+        tol = 4 * work * col + 4 * amplified
+    err = np.linalg.norm(y - ref, axis=0)
+    assert (err <= tol).all(), (err / col, tol / col)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_root_times_is_cancellation_free(backend):
+    """root_times applies a sketched side through fd_apply_inverse_root (both sides here)."""
+    d, eps, p = 12, 1e-6, 2
+    state = _early_state(np.float32, d, 3, rotate=np.random.default_rng(3))
+    g = np.asarray(state.basis[:, :2] @ state.basis[:, :2].T, np.float32)  # in span(U) on both sides
+    if backend == "numpy":
+        y = lc.root_times(g, state, state, p=p, eps=eps)
+    else:
+        from linalg_core import _jax
+
+        forced, _jax.FORCE_PORTABLE = _jax.FORCE_PORTABLE, backend == "portable"
+        try:
+            js = lc.FDState(*map(jnp.asarray, state))
+            y = np.asarray(lc.root_times(jnp.asarray(g), js, js, p=p, eps=eps))
+        finally:
+            _jax.FORCE_PORTABLE = forced
+    # The right side acts on the float32 output of the left one (one rounding, amplified by up to
+    # c0 / c_1 like any rounding of its input): the oracle applies the exact formula to that.
+    left = call_apply(backend, state, g, p=p, eps=eps)
+    np.testing.assert_allclose(np.asarray(left, np.float64), exact_apply(state, g, p, eps),
+                               rtol=0, atol=4 * np.finfo(np.float32).eps * np.abs(exact_apply(state, g, p, eps)).max())
+    ref = exact_apply(state, np.asarray(left).T, p, eps).T
+    # One application: one float32 rounding of each entry (relative to the largest) plus the
+    # float64 GEMMs' (d + l) eps64 c0 |x|.
+    tol = 4 * np.finfo(np.float32).eps * np.abs(ref).max() + 4 * (d + 3) * np.finfo(np.float64).eps * eps ** (-1 / p) * np.abs(left).max()
+    assert np.abs(np.asarray(y, np.float64) - ref).max() <= tol
+
+
+def _bad_states():
+    """(field, state) pairs breaking one field's contract each."""
+    good = _early_state(np.float64, 8, 3, lam=2.0)
+    out = []
+    for field, value in [
+        ("basis", np.nan), ("basis", np.inf),
+        ("eigvals", np.nan), ("eigvals", -np.inf), ("eigvals", -1.0),
+        ("escaped_mass", np.nan), ("escaped_mass", np.inf), ("escaped_mass", -1e-3),
+    ]:
+        arr = np.array(getattr(good, field))
+        if field == "escaped_mass":
+            arr = np.asarray(value, np.float64)
+        elif field == "basis":
+            arr[1, 2] = value
+        else:
+            arr[2] = value
+        out.append((field, good._replace(**{field: arr})))
+    ascending = good._replace(eigvals=np.array([1.0, 2.0, 0.5]))
+    out.append(("eigvals", ascending))
+    return out
+
+
+BAD_STATES = _bad_states()
+
+
+@pytest.mark.parametrize("field,state", BAD_STATES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_STATES)])
+def test_numpy_rejects_out_of_contract_state(field, state):
+    with pytest.raises(ValueError, match=f"state.{field}"):
+        lc.fd_update(state, factor=np.ones((8, 1)))
+    with pytest.raises(ValueError, match=f"state.{field}"):
+        lc.fd_apply_inverse_root(state, np.ones((8, 2)), p=2, eps=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["jax", "portable"])
+@pytest.mark.parametrize("field,state", BAD_STATES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_STATES)])
+def test_jax_out_of_contract_state_is_a_status(backend, field, state):
+    new, info = call_update(backend, state, factor=np.ones((8, 1)))
+    finite = np.isfinite(np.asarray(state[FDState_index(field)])).all()
+    want = "invalid_state" if finite else "non_finite_input"
+    assert int(info.status) == lc.FD_STATUS[want]
+    assert_state_equal(new, state)
+    assert np.isfinite(info.step_escaped_mass) and np.isfinite(info.residual)
+
+
+def FDState_index(field):
+    return lc.FDState._fields.index(field)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_x_is_rejected_or_flagged(value):
+    state = _early_state(np.float64, 8, 3, lam=2.0)
+    x = np.ones((8, 2))
+    x[3, 1] = value
+    with pytest.raises(ValueError, match="x"):
+        lc.fd_apply_inverse_root(state, x, p=2, eps=1e-3)
+    for backend in ("jax", "portable"):
+        from linalg_core import _jax
+
+        forced, _jax.FORCE_PORTABLE = _jax.FORCE_PORTABLE, backend == "portable"
+        try:
+            y, status = lc.fd_apply_inverse_root(lc.FDState(*map(jnp.asarray, state)), jnp.asarray(x),
+                                                 p=2, eps=1e-3, return_status=True)
+        finally:
+            _jax.FORCE_PORTABLE = forced
+        assert int(status) == lc.FD_STATUS["non_finite_input"]
+        assert np.isfinite(np.asarray(y)).all()
+
+
+@pytest.mark.parametrize("backend", ["jax", "portable"])
+def test_jax_apply_status_on_a_batch(backend):
+    """One bad element of a batch is flagged (output zero), the others are computed."""
+    good = _early_state(np.float64, 8, 3, lam=2.0)
+    states = lc.FDState(*(np.stack([a, a, a]) for a in good))
+    states.eigvals[1, 0] = -1.0
+    x = np.ones((3, 8, 2))
+    x[2, 0, 0] = np.nan
+    from linalg_core import _jax
+
+    forced, _jax.FORCE_PORTABLE = _jax.FORCE_PORTABLE, backend == "portable"
+    try:
+        y, status = lc.fd_apply_inverse_root(lc.FDState(*map(jnp.asarray, states)), jnp.asarray(x),
+                                             p=2, eps=1e-3, return_status=True)
+    finally:
+        _jax.FORCE_PORTABLE = forced
+    assert np.asarray(status).tolist() == [lc.FD_STATUS[s] for s in ("ok", "invalid_state", "non_finite_input")]
+    np.testing.assert_allclose(np.asarray(y[0]), lc.fd_apply_inverse_root(good, x[0], p=2, eps=1e-3), rtol=1e-14)
+    assert np.all(np.asarray(y[1:]) == 0)
+
+
+def _indefinite_cases(rng, dtype):
+    """A warm state with U = e_1..e_3 and three matrices: non-symmetric, indefinite along a
+    direction orthogonal to U (so C = beta S + M keeps the -0.5 eigenvalue; the diagonal of M
+    stays >= 0.7, so only the eigenvalue test can see it), and a negative diagonal entry."""
+    d = 8
+    state = lc.FDState(np.eye(d, 3, dtype=dtype), np.array([3.0, 2.0, 1.0], dtype), np.asarray(0.5, dtype))
+    g = rng.standard_normal((d, d))
+    skew = g @ g.T
+    skew[0, 1] += 1e-3 * np.abs(skew).max()
+    v = np.r_[np.zeros(3), rng.uniform(0.8, 1.2, d - 3)]
+    v /= np.linalg.norm(v)
+    indefinite = np.eye(d) - 1.5 * np.outer(v, v)
+    negative_diag = np.diag(np.r_[np.ones(7), -1.0])
+    return state, skew.astype(dtype), indefinite.astype(dtype), negative_diag.astype(dtype), (g @ g.T).astype(dtype)
+
+
+def test_numpy_rejects_non_symmetric_and_indefinite_matrix(rng):
+    state, skew, indefinite, negative_diag, _ = _indefinite_cases(rng, np.float64)
+    with pytest.raises(ValueError, match="matrix must be symmetric"):
+        lc.fd_update(state, matrix=skew)
+    with pytest.raises(ValueError, match="matrix.*indefinite"):
+        lc.fd_update(state, matrix=indefinite)
+    with pytest.raises(ValueError, match="matrix.*indefinite"):
+        lc.fd_update(state, matrix=negative_diag)
+
+
+@pytest.mark.parametrize("backend", ["jax", "portable"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jax_non_symmetric_and_indefinite_matrix_are_statuses(rng, backend, dtype):
+    state, skew, indefinite, negative_diag, psd = _indefinite_cases(rng, dtype)
+    for m, want in [(skew, "non_symmetric_term"), (indefinite, "indefinite_term"),
+                    (negative_diag, "indefinite_term"), (psd, "ok")]:
+        new, info = call_update(backend, state, matrix=m)
+        assert int(info.status) == lc.FD_STATUS[want], want
+        if want != "ok":
+            assert_state_equal(new, state)
+        assert all(np.isfinite(np.asarray(a)).all() for a in new)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_beta_is_rejected_or_flagged(rng, backend):
+    state = random_state(rng, 8, 3, np.float64)
+    for beta in (0.0, -0.5, 1.5, np.nan):
+        if backend == "numpy":
+            with pytest.raises(ValueError, match="beta"):
+                lc.fd_update(state, factor=np.ones((8, 1)), beta=beta)
+            continue
+        new, info = call_update(backend, state, factor=np.ones((8, 1)), beta=np.float64(beta))
+        assert int(info.status) == lc.FD_STATUS["bad_beta"]
+        assert_state_equal(new, state)
+
+
+@st.composite
+def honest_cases(draw):
+    # Few distinct shapes, so the JAX backends compile each once per run.
+    dtype = draw(lct.dtypes())
+    d = draw(st.sampled_from([3, 9]))
+    rank = draw(st.sampled_from([1, d // 2 + 1, d]))
+    beta = draw(st.sampled_from([1.0, 0.9, 0.5]))
+    form = draw(st.sampled_from(["factor", "matrix"]))
+    stream = draw(lct.fd_streams(d, steps=st.integers(1, 3), term_rank=st.sampled_from([1, d // 2 + 1]),
+                                 dtype=np.float64, form=form))
+    big = 1e30 if dtype == np.float32 else 1e200
+    # Mass scales from the representable extremes to overflow/underflow of the dtype.
+    mass = draw(st.sampled_from([1.0, big, 1 / big, big**1.5, big**-1.5]))
+    batch = draw(st.sampled_from([(), (2,)]))
+    backend = draw(st.sampled_from(BACKENDS))
+    method = draw(st.sampled_from(["auto", "thin_stack", "dense_eigh", "thin_stack_householder"])
+                  if form == "factor" else st.just("auto"))
+    return dtype, d, rank, beta, stream, mass, batch, backend, method
+
+
+@given(honest_cases())
+def test_fd_update_is_honest_or_errs(case):
+    """Whenever status is ok, 0 <= A_T - S <= rho I against a float64 oracle (per batch element)
+    and every output is finite; whenever not, that element's state is unchanged and finite."""
+    dtype, d, rank, beta, stream, mass, batch, backend, method = case
+    state = lc.fd_init(d, rank, dtype=dtype, batch_shape=batch)
+    total = np.zeros(batch + (d, d))
+    peak = np.zeros(batch)
+    for i, term in enumerate(stream.terms):
+        # Batch element j sees the term scaled by (j + 1): different elements, one stream each.
+        weights = np.arange(1, int(np.prod(batch)) + 1, dtype=np.float64).reshape(batch)
+        s = mass * weights[..., None, None]
+        big = term * (np.sqrt(s) if stream.form == "factor" else s)
+        with np.errstate(over="ignore", under="ignore"):
+            cast = big.astype(dtype)
+        if not np.isfinite(cast).all():
+            return  # the term itself is not representable: fd_update's input contract
+        tiny = np.finfo(dtype).tiny
+        if stream.form == "matrix" and ((cast != 0) & (np.abs(cast) < tiny)).any():
+            return  # subnormal entries: the rounded matrix is no longer PSD (out of contract)
+        kwargs = {stream.form: cast, "beta": beta}
+        if stream.form == "factor":
+            kwargs["method"] = method
+        new, info = call_update(backend, state, **kwargs)
+        status = np.asarray(info.status)
+        for a in new:
+            assert np.isfinite(np.asarray(a)).all()
+        exact = np.asarray(cast, np.float64)
+        exact = exact @ np.swapaxes(exact, -1, -2) if stream.form == "factor" else exact
+        ok = status == 0
+        for idx in np.ndindex(*batch):
+            if not ok[idx]:
+                assert status[idx] in (lc.FD_STATUS["not_representable"],), status[idx]
+                for a, b in zip(new, state):
+                    np.testing.assert_array_equal(np.asarray(a)[idx], np.asarray(b)[idx])
+                continue
+            total[idx] = beta * total[idx] + exact[idx]
+            peak[idx] = max(peak[idx], np.linalg.norm(total[idx], 2))
+            one = lc.FDState(*(np.asarray(a)[idx] for a in new))
+            tol = (i + 1) * sketch_tol(dtype, d, peak[idx])
+            gap = np.linalg.eigvalsh(total[idx] - sketch_matrix(one))
+            assert gap[0] >= -tol and gap[-1] <= float(one.escaped_mass) + tol
+            ev = np.asarray(one.eigvals)
+            assert np.all(np.diff(ev) <= 0) and np.all(ev >= 0) and float(one.escaped_mass) >= 0
+        # A not-ok element keeps its old state, whose invariant against the old total still holds.
+        state = new
+
+
+def test_merge_checks_every_state_and_keeps_a_failed_merge_unchanged(rng):
+    a = random_state(rng, 16, 4, np.float64)
+    bad = a._replace(eigvals=a.eigvals[::-1].copy())
+    with pytest.raises(ValueError, match=r"states\[1\].eigvals"):
+        lc.fd_merge([a, bad])
+    huge = a._replace(eigvals=a.eigvals / a.eigvals[0] * 1e308, escaped_mass=np.float64(1.0))  # sum overflows
+    with pytest.warns(RuntimeWarning, match="not representable"):
+        merged, info = lc.fd_merge([a, huge, huge], return_info=True)
+    assert int(info.status) == lc.FD_STATUS["not_representable"]
+    assert_state_equal(merged, a)
+    single, info = lc.fd_merge([a], return_info=True)
+    assert single is a and int(info.status) == 0

@@ -350,3 +350,112 @@ def test_shared_basis_status_and_scaling_match_cpu_kernel(rng, case):
     np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * ueps * np.abs(op_want).max())
     np.testing.assert_allclose(got[2], want[2], rtol=2e-3)
     np.testing.assert_allclose(got[3], want[3], atol=2e-3 * np.abs(want[3]).max())
+# --------------------------------------------------------------------------- FD parity, fixed cases
+#
+# The C++ kernel (through its NumPy binding, which does no validation of its own) and the portable
+# kernel on the same operands: the same status and method per batch element, and answers within
+# the eigensolvers' backward error.
+
+
+def _fd_case(rng, name, dtype):
+    """(state parts, term, beta, term_is_matrix, method) for one named case."""
+    d, l = 16, 4
+    state = lc.fd_init(d, l, dtype=dtype)
+    for _ in range(2):
+        state, _ = lc.fd_update(state, factor=(rng.standard_normal((d, 3)) * np.geomspace(1, 0.1, d)[:, None]).astype(dtype))
+    basis, eigvals, escaped = (np.array(a) for a in state)
+    g = rng.standard_normal((d, 3))
+    term, matrix, method, beta = g, False, -1, 0.9
+    big = 1e20 if dtype == np.float32 else 1e170
+    if name == "thin_stack":
+        method = 0
+    elif name == "householder":
+        method = 2
+    elif name == "dense_factor":
+        method = 1
+    elif name == "wide_factor":  # l + r > d: only the Householder form applies
+        term, method = rng.standard_normal((d, 14)), 0
+    elif name == "inside_span":  # G's part orthogonal to U is zero: the thin stack falls back
+        basis, eigvals, escaped = (np.array(a) for a in lc.fd_init(d, l, dtype=dtype))
+        term = np.zeros((d, 2))
+        term[:l] = rng.standard_normal((l, 2))
+        method = 0
+    elif name == "matrix":
+        term, matrix = g @ g.T, True
+    elif name == "scaled_up":
+        eigvals = eigvals * np.asarray(1e30 if dtype == np.float32 else 1e200, dtype)
+        term = g * (1e15 if dtype == np.float32 else 1e100)
+    elif name == "overflow":
+        term = g * big
+    elif name == "nan":
+        term = g.copy()
+        term[3, 1] = np.nan
+    elif name == "bad_beta":
+        beta = 1.5
+    elif name == "invalid_state":
+        eigvals = eigvals[::-1].copy()
+    elif name == "non_symmetric":
+        term, matrix = g @ g.T, True
+        term[0, 1] += 0.1
+    elif name == "indefinite":
+        term, matrix = -np.eye(d), True
+    return ([basis, eigvals, escaped], np.asarray(term, dtype), np.asarray(beta, dtype), matrix, method)
+
+
+FD_CASES = {
+    "thin_stack": ("ok", "thin_stack"), "householder": ("ok", "thin_stack_householder"),
+    "dense_factor": ("ok", "dense_eigh"), "wide_factor": ("ok", "thin_stack_householder"),
+    "inside_span": ("ok", "thin_stack_householder"), "matrix": ("ok", "dense_eigh"),
+    "scaled_up": ("ok", "thin_stack"), "overflow": ("not_representable", None),
+    "nan": ("non_finite_input", None), "bad_beta": ("bad_beta", None),
+    "invalid_state": ("invalid_state", None), "non_symmetric": ("non_symmetric_term", None),
+    "indefinite": ("indefinite_term", None),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(FD_CASES))
+def test_fd_update_parity_with_cpu_kernel(rng, dtype, name):
+    parts, term, beta, matrix, method = _fd_case(rng, name, dtype)
+    want = lc._native.cpu.fd_update(*(np.ascontiguousarray(a, dtype) for a in parts), term, beta, matrix, method)
+    got = [np.asarray(a) for a in pfd.update(*(jnp.asarray(a, dtype) for a in parts), jnp.asarray(term),
+                                              jnp.asarray(beta), term_is_matrix=int(matrix), method=method)]
+    status, used = FD_CASES[name]
+    assert int(want[6]) == int(got[6]) == lc.FD_STATUS[status]
+    if used is not None:
+        assert int(want[5]) == int(got[5]) == lc.FD_METHODS[used]
+    if status != "ok":  # both pass the state through unchanged, outputs finite
+        for a, b in zip(got[:3], parts):
+            np.testing.assert_array_equal(a, np.asarray(b, dtype))
+        for a in want[:3]:
+            assert np.isfinite(a).all()
+        return
+    # Both compute the top eigenpairs of the same C to the eigensolvers' backward error
+    # (eig_tol = 4 d eps ||C|| each, tests/test_fd.py), and the sketches U diag(lambda) U^T to
+    # (2 + log2 d) times that; rho to the same bound plus one rounding.
+    eps = np.finfo(dtype).eps
+    d = parts[0].shape[0]
+    norm_c = float(want[1][0]) + float(want[3])
+    tol = 2 * 4 * d * eps * norm_c
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=tol)
+    np.testing.assert_allclose(float(got[3]), float(want[3]), rtol=0, atol=tol)
+    np.testing.assert_allclose(float(got[2]), float(want[2]), rtol=0, atol=tol + 4 * eps * float(want[2]))
+    sk = (2 + np.log2(d)) * tol
+    np.testing.assert_allclose(_sketch(got[:3]), _sketch(want[:3]), rtol=0, atol=sk)
+    np.testing.assert_allclose(float(got[4]), float(want[4]), rtol=0, atol=tol / norm_c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fd_apply_parity_with_cpu_kernel(rng, dtype):
+    """Both accumulate in float64 (x64 is on in the tests): within two roundings to the dtype plus
+    the float64 GEMMs' error amplified by c0 / c_1 (here lambda / f <= 1e10, p = 2)."""
+    d, l = 16, 4
+    basis = np.linalg.qr(rng.standard_normal((d, l)))[0].astype(dtype)
+    eigvals = np.geomspace(1e4, 1e1, l).astype(dtype)
+    escaped = np.zeros((), dtype)
+    x = np.concatenate([basis[:, :2], rng.standard_normal((d, 2)).astype(dtype)], axis=1)
+    want = lc._native.cpu.fd_apply_inverse_root(basis, eigvals, escaped, x, 2.0, 1e-6)
+    (got,) = pfd.apply_inverse_root(*(jnp.asarray(a) for a in (basis, eigvals, escaped, x)), p=2.0, eps=1e-6)
+    scale = np.abs(want).max(axis=0)
+    amplified = (d + l) * np.finfo(np.float64).eps * 1e3 * np.abs(x).max(axis=0)
+    assert (np.abs(np.asarray(got, np.float64) - want).max(axis=0) <= 2 * np.finfo(dtype).eps * scale + 4 * amplified).all()
