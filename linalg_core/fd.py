@@ -410,8 +410,9 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
         Ridge ``> 0`` added to the escaped mass.
     return_status : bool
         Also return a status per batch element (:data:`FD_STATUS`: ``ok``, ``non_finite_input``
-        for NaN/Inf in ``x`` or the state, ``invalid_state``). On the JAX path such an element's
-        output is zero (finite); on the NumPy path bad input raises instead.
+        for NaN/Inf in ``x`` or the state, ``invalid_state``, ``not_representable`` when ``y``
+        overflows the dtype). Such an element's output is zero (finite); on the NumPy path bad
+        input raises instead, and an overflowing ``y`` raises unless ``return_status``.
 
     Returns
     -------
@@ -445,6 +446,9 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
         (y,) = _jax.call("linalg_core_fd_apply_inverse_root", [(out_shape, dt)], *parts, x,
                          portable=portable.apply_inverse_root, p=np.float64(p), eps=np.float64(eps))
         status = portable.state_status(*parts, x)
+        # A finite x can still give a y beyond the dtype's range (x near its max, f^(-1/p) > 1).
+        overflow = (status == FD_STATUS["ok"]) & ~jnp.all(jnp.isfinite(y), axis=(-2, -1))
+        status = jnp.where(overflow, FD_STATUS["not_representable"], status).astype(jnp.int32)
         y = jnp.where((status == FD_STATUS["ok"])[..., None, None], y, jnp.zeros((), dt))
         return (y, status) if return_status else y
     parts = [np.ascontiguousarray(a, dtype=dt) for a in _broadcast_state(state, batch, np)]
@@ -452,7 +456,14 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
     check.require_finite(x, "x")
     _require_state_values(parts)
     y = _native().fd_apply_inverse_root(*parts, x, p, eps)
-    return (y, np.zeros(batch, np.int32)) if return_status else y
+    overflow = ~np.all(np.isfinite(y), axis=(-2, -1))
+    if np.any(overflow):
+        if not return_status:
+            raise ValueError(f"fd_apply_inverse_root: the result is not representable in {dt} (x times "
+                             f"(rho + eps)^(-1/p) overflows); pass return_status=True for a status instead")
+        y[overflow] = 0
+    status = np.where(overflow, FD_STATUS["not_representable"], FD_STATUS["ok"]).astype(np.int32)
+    return (y, status) if return_status else y
 
 
 def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bool = False) -> Any:

@@ -15,7 +15,7 @@ import numpy as np
 
 from linalg_core import _jax
 from linalg_core import _validation as check
-from linalg_core.fd import FDState, fd_apply_inverse_root
+from linalg_core.fd import FD_STATUS, FDState, fd_apply_inverse_root
 
 __all__ = ["root_times"]
 
@@ -35,7 +35,7 @@ def _check_side(factor: Any, name: str, dim: int, p: Any, eps: Any) -> None:
 
 
 def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None = None,
-               eps: float | None = None) -> Any:
+               eps: float | None = None, return_status: bool = False) -> Any:
     r"""``left_root @ G @ right_root`` for roots given densely, as FD sketches, or not at all.
 
     .. math:: Y = \mathcal{L}(G)\,,\quad \mathcal{L}(X) = X_L X,\quad
@@ -53,10 +53,21 @@ def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None =
     right : array (..., n, n), FDState of dimension n, or None
     p, eps : float
         Root order and ridge of the sketched sides (required when a side is an FDState).
+    return_status : bool
+        Also return an :data:`~linalg_core.FD_STATUS` code per batch element: ``non_finite_input``
+        (NaN/Inf in ``g`` or a dense side; the JAX path), a sketched side's own status, or
+        ``not_representable`` when the product overflows. Such an element's output is zero.
 
     Returns
     -------
-    array, shape (..., m, n): batch axes broadcast with those of the factors.
+    y : array, shape (..., m, n): batch axes broadcast with those of the factors.
+    status : array of int32, shape (...), only with ``return_status=True``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or dtypes; NaN/Inf in ``g`` or a dense side (NumPy path); a product that
+        overflows the dtype (NumPy path, unless ``return_status``).
 
     Notes
     -----
@@ -76,13 +87,32 @@ def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None =
         import jax.numpy as xp
     else:
         xp = np
+        check.require_finite(g, "g")
+        for name, f in (("left", left), ("right", right)):
+            if f is not None and not isinstance(f, FDState):
+                check.require_finite(np.asarray(f), name)
+    ok_code, bad_input = FD_STATUS["ok"], FD_STATUS["non_finite_input"]
+    status = xp.where(xp.all(xp.isfinite(g), axis=(-2, -1)), ok_code, bad_input)
     y = g
     if isinstance(left, FDState):
-        y = fd_apply_inverse_root(left, y, p=p, eps=eps)
+        y, st = fd_apply_inverse_root(left, y, p=p, eps=eps, return_status=True)
+        status = xp.where(status == ok_code, st, status)
     elif left is not None:
+        status = xp.where(xp.all(xp.isfinite(left), axis=(-2, -1)) | (status != ok_code), status, bad_input)
         y = xp.matmul(left, y)
     if isinstance(right, FDState):
-        y = xp.swapaxes(fd_apply_inverse_root(right, xp.swapaxes(y, -1, -2), p=p, eps=eps), -1, -2)
+        yt, st = fd_apply_inverse_root(right, xp.swapaxes(y, -1, -2), p=p, eps=eps, return_status=True)
+        y = xp.swapaxes(yt, -1, -2)
+        status = xp.where(status == ok_code, st, status)
     elif right is not None:
+        status = xp.where(xp.all(xp.isfinite(right), axis=(-2, -1)) | (status != ok_code), status, bad_input)
         y = xp.matmul(y, right)
-    return y
+    # Finite inputs can still give a product beyond the dtype's range.
+    status = xp.broadcast_to(status, y.shape[:-2])
+    overflow = (status == ok_code) & ~xp.all(xp.isfinite(y), axis=(-2, -1))
+    status = xp.where(overflow, FD_STATUS["not_representable"], status).astype(xp.int32)
+    if xp is np and np.any(status != ok_code) and not return_status:
+        raise ValueError("root_times: the result is not representable in the dtype (overflow); "
+                         "pass return_status=True for a status instead")
+    y = xp.where((status == ok_code)[..., None, None], y, xp.zeros((), y.dtype))
+    return (y, status) if return_status else y
