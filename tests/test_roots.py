@@ -290,3 +290,219 @@ def test_root_times_batched_and_errors(rng):
         lc.root_times(g, right=lc.fd_init(4, 2))
     with pytest.raises(ValueError, match="sketches d = 6"):
         lc.root_times(g, right=lc.fd_init(6, 2), p=2, eps=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Honest answers: the true residual, unrepresentable conditions, the input contract, scale safety
+
+
+def _geometric_spd(seed: int, n: int, kappa: float, dtype) -> np.ndarray:
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    a = (q * np.geomspace(1.0, 1.0 / kappa, n)) @ q.T
+    return ((a + a.T) / 2).astype(dtype)
+
+
+def true_residual64(x, a, ridge: float, p: int) -> float:
+    """||X^p (A + ridge I) - I||_inf evaluated in float64 from the returned root."""
+    n = a.shape[-1]
+    s = np.asarray(a, np.float64) + ridge * np.eye(n)
+    e = np.linalg.matrix_power(np.asarray(x, np.float64), p) @ s - np.eye(n)
+    return float(np.abs(e).sum(axis=-1).max())
+
+
+def condition64(a, ridge: float) -> float:
+    w = np.linalg.eigvalsh(np.asarray(a, np.float64))
+    return float((w[-1] + ridge) / (max(w[0], 0.0) + ridge))
+
+
+def _call(backend, a, p, **kw):
+    """inverse_root on the NumPy path, the JAX-FFI path or the portable JAX path."""
+    from linalg_core import _jax
+
+    if backend == "numpy":
+        return lc.inverse_root(a, p, **kw)
+    kw = {k: (jnp.asarray(v) if k == "prev" else v) for k, v in kw.items()}
+    forced = _jax.FORCE_PORTABLE
+    _jax.FORCE_PORTABLE = backend == "portable"
+    try:
+        x, info = lc.inverse_root(jnp.asarray(a), p, **kw)
+    finally:
+        _jax.FORCE_PORTABLE = forced
+    return np.asarray(x), type(info)(*(np.asarray(f) for f in info))
+
+
+BACKENDS = ["numpy", "jax", "portable"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(4))
+def test_newton_status_ok_means_the_true_residual_is_small(seed, backend):
+    """16 x 16 float32, kappa = 1e6, p = 4: the coupled iterate M drifts from X^p (A + eps I) in
+    float32, so ||M - I|| says nothing about the returned root. The reported residual is the true
+    one, and a root whose true residual exceeds `accept` is not returned as the iteration's."""
+    n, p = 16, 4
+    a = _geometric_spd(seed, n, 1e6, np.float32)
+    x, info = _call(backend, a, p, method="newton")
+    assert bool(info.converged)
+    r = float(info.ridge)
+    r64 = true_residual64(x, a, r, p)
+    kappa = condition64(a, r)
+    eps = np.finfo(np.float32).eps
+    # The dtype's evaluation of X^p S differs from float64's by its rounding, ~ n eps ||X^p|| ||S||
+    # = n eps kappa in the 2-norm; 2x for the inf-norm's row sums.
+    floor = 2 * n * eps * kappa
+    if int(info.method) in (lc.ROOT_METHODS["newton"], lc.ROOT_METHODS["newton3"]):
+        assert abs(float(info.residual) - r64) <= floor, (float(info.residual), r64)
+        # Accepted iterates: residual <= accept <= 0.5 (default accept, see inverse_root).
+        assert r64 <= 0.5 + floor
+    # Whatever produced the root: the documented accuracy against the float64 oracle.
+    err = spectral_rel_error(x, oracle_root(a, p, r))
+    assert err <= rel_error_bound(np.float32, n, kappa, p, max(float(info.residual), 0.0)), err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method,accumulate", [("eigh", False), ("eigh", True), ("newton", False),
+                                               ("newton3", False)])
+def test_unrepresentable_condition_is_flagged(backend, method, accumulate):
+    """kappa = 1e9 in float32 without a ridge: lambda_min is below the n eps lambda_max that float32
+    resolves, so no root is certified (status ill_conditioned, converged False, output finite)."""
+    if backend == "portable" and accumulate:
+        pytest.skip("the portable kernel has no float64 link")
+    a = _geometric_spd(0, 16, 1e9, np.float32)
+    x, info = _call(backend, a, 2, eps=0.0, method=method, accumulate_float64=accumulate)
+    assert int(info.status) == lc.ROOT_STATUS["ill_conditioned"], info
+    assert not bool(info.converged)
+    assert np.all(np.isfinite(x))
+
+
+def test_ridge_makes_the_same_matrix_representable():
+    a = _geometric_spd(0, 16, 1e9, np.float32)
+    x, info = lc.inverse_root(a, 2, eps=1e-4)
+    assert int(info.status) == lc.ROOT_STATUS["ok"]
+
+
+def _indefinite(n=12, negative=-0.1):
+    q, _ = np.linalg.qr(np.random.default_rng(7).standard_normal((n, n)))
+    lam = np.r_[np.geomspace(1.0, 1e-2, n - 1), negative]
+    return (q * lam) @ q.T
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax", "portable"])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("negative,eps", [(-0.1, 1e-6), (-1e-3, 1e-2)])
+def test_indefinite_input_is_flagged_not_clipped(backend, method, negative, eps):
+    """A clearly negative eigenvalue (below -16 n eps lambda_max): status indefinite, the previous
+    root returned (method previous), whichever method was asked for -- also when the ridge
+    (1e-2 lambda_max) would make A + ridge I positive definite."""
+    a = _indefinite(negative=negative)
+    prev = 3.0 * np.eye(12)
+    x, info = _call(backend, a, 2, eps=eps, method=method, prev=prev)
+    assert int(info.status) == lc.ROOT_STATUS["indefinite"], info
+    assert int(info.method) == lc.ROOT_METHODS["previous"] and not bool(info.converged)
+    np.testing.assert_array_equal(x, prev)
+
+
+def test_rounding_level_negative_eigenvalues_are_not_indefinite(rng):
+    """A PSD matrix formed in float32 (G G^T of rank 4) has eigenvalues ~ -n eps lambda_max: those
+    are rounding, not indefiniteness."""
+    g = rng.standard_normal((32, 4)).astype(np.float32)
+    a = g @ g.T
+    for method in METHODS:
+        x, info = lc.inverse_root(a, 2, eps=1e-3, method=method)
+        assert int(info.status) in (lc.ROOT_STATUS["ok"], lc.ROOT_STATUS["fell_back"]), (method, info)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_symmetric_input(rng, method):
+    """eigh reads one triangle, the iterations the whole matrix: a non-symmetric `a` has no single
+    answer. NumPy: ValueError naming 'a'; JAX: status not_symmetric with prev (or zeros)."""
+    a = _geometric_spd(1, 8, 10.0, np.float64)
+    a[0, 3] += 0.1
+    with pytest.raises(ValueError, match="a must be symmetric"):
+        lc.inverse_root(a, 2, method=method)
+    prev = 2.0 * np.eye(8)
+    for backend in ("jax", "portable"):
+        x, info = _call(backend, a, 2, method=method, prev=prev)
+        assert int(info.status) == lc.ROOT_STATUS["not_symmetric"], (backend, info)
+        assert int(info.method) == lc.ROOT_METHODS["previous"]
+        np.testing.assert_array_equal(x, prev)
+        x, info = _call(backend, a, 2, method=method)
+        assert int(info.status) == lc.ROOT_STATUS["not_symmetric"] and np.all(x == 0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_finite_prev(method):
+    a = _geometric_spd(2, 6, 10.0, np.float64)
+    prev = np.eye(6)
+    prev[1, 1] = np.nan
+    with pytest.raises(ValueError, match="prev contains NaN"):
+        lc.inverse_root(a, 2, method=method, prev=prev)
+    for backend in ("jax", "portable"):
+        x, info = _call(backend, a, 2, method=method, prev=prev)
+        assert int(info.status) == lc.ROOT_STATUS["non_finite_input"], (backend, info)
+        assert np.all(np.isfinite(x)) and not bool(info.converged)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"max_iters": 2.5}, "max_iters"),
+    ({"prev": np.eye(3, dtype=np.int64)}, "prev must be a floating"),
+])
+def test_more_bad_input_names_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lc.inverse_root(np.eye(3), 2, **kwargs)
+
+
+SCALES = [(np.float32, 1e30), (np.float32, 1e-30), (np.float64, 1e200), (np.float64, 1e-200)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype,scale", SCALES)
+@pytest.mark.parametrize("p", [1, 2, 4])
+def test_scale_safety(backend, method, dtype, scale, p):
+    """(c A)^(-1/p) = c^(-1/p) A^(-1/p), with the relative ridge scaling with A: the same status,
+    method and root (up to the scale) for A scaled by 1e+-30 (float32) and 1e+-200 (float64)."""
+    n = 12
+    a64 = np.asarray(_geometric_spd(3, n, 1e3, np.float64))
+    a = a64.astype(dtype)
+    b = (a64 * scale).astype(dtype)
+    x, ix = _call(backend, a, p, eps=1e-6, method=method)
+    y, iy = _call(backend, b, p, eps=1e-6, method=method)
+    assert int(ix.status) == int(iy.status) == lc.ROOT_STATUS["ok"], (ix, iy)
+    assert int(ix.method) == int(iy.method)
+    assert np.all(np.isfinite(y))
+    # b is a rounded to dtype after scaling (relative perturbation eps), so both roots satisfy the
+    # documented bound against the same oracle; twice it bounds their difference.
+    bound = 2 * rel_error_bound(dtype, n, 1e3, p, max(float(ix.residual), 0) + max(float(iy.residual), 0))
+    yy = np.asarray(y, np.float64) * scale ** (1.0 / p)
+    assert spectral_rel_error(yy, np.asarray(x, np.float64)) <= bound
+    np.testing.assert_allclose(float(iy.lambda_max) / scale, float(ix.lambda_max), rtol=1e-3)
+
+
+@given(case=lct.psd_matrices_with_spectrum(st.integers(1, 10), dtype=np.float64), data=st.data(),
+       p=st.sampled_from([1, 2, 4]), method=st.sampled_from(METHODS), backend=st.sampled_from(BACKENDS))
+def test_honest_or_error(case, data, p, method, backend):
+    """Whenever the status is ok (converged), the root meets the documented accuracy against the
+    float64 oracle: 8 n eps kappa / p + residual / p (module docstring), kappa that of A + ridge;
+    whenever it is not, the root is finite. Spectra up to kappa 1e12 in both dtypes (beyond what
+    float32 represents), scales 1e+-30 (float32) and 1e+-200 (float64), eps 0 included."""
+    a64, lam = case
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    big = 30 if dtype == np.float32 else 200
+    scale = 10.0 ** data.draw(st.sampled_from([-big, 0, big]))
+    eps = data.draw(st.sampled_from([0.0, 1e-6, 1e-3]))
+    a = (a64 * scale).astype(dtype)
+    if not np.all(np.isfinite(a)):
+        return
+    x, info = _call(backend, a, p, eps=eps, method=method)
+    assert np.all(np.isfinite(x)), info
+    if bool(info.converged):
+        assert int(info.status) in (lc.ROOT_STATUS["ok"], lc.ROOT_STATUS["fell_back"])
+        n = a.shape[-1]
+        r = float(info.ridge)
+        a_cast = np.asarray(a, np.float64)
+        kappa = condition64(a_cast, r)
+        # Ill-conditioned beyond the dtype must not be certified.
+        assert n * np.finfo(dtype).eps * kappa <= 2.0, (kappa, info)
+        err = spectral_rel_error(x, oracle_root(a_cast, p, r))
+        assert err <= rel_error_bound(dtype, n, kappa, p, max(float(info.residual), 0.0)), (err, kappa, info)
