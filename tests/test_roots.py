@@ -55,11 +55,21 @@ def test_matches_float64_oracle(rng, method, dtype, p, kind):
         a = ((q * lam) @ q.T).astype(dtype)
         eps = 1e-6 if dtype == np.float32 else 1e-12
         x, info = lc.inverse_root(a, p, eps=eps, method=method)
-        assert bool(info.converged) and np.all(np.isfinite(x)) and x.dtype == np.dtype(dtype)
+        assert np.all(np.isfinite(x)) and x.dtype == np.dtype(dtype)
         r = float(info.ridge)
         ref = oracle_root(a, p, r)
         w = np.linalg.eigvalsh(a.astype(np.float64))
         kappa_r = (w.max() + r) / (max(w.min(), 0) + r)
+        # n eps kappa >= 1: the dtype does not resolve lambda_min + ridge (float32 at kappa 1e6,
+        # n = 48): flagged, never certified. Within 2x of the threshold the kernel's computed
+        # lambda_min may decide either way.
+        resolved = n * np.finfo(dtype).eps * kappa_r
+        if resolved > 2:
+            assert int(info.status) == lc.ROOT_STATUS["ill_conditioned"] and not bool(info.converged), info
+            continue
+        assert bool(info.converged) or (resolved > 0.5 and int(info.status) == lc.ROOT_STATUS["ill_conditioned"])
+        if not bool(info.converged):
+            continue
         # A Rayleigh quotient: never above lambda_max (up to rounding); at least half of it is what
         # the scaled Newton start needs.
         assert 0.5 * w.max() <= float(info.lambda_max) <= w.max() * (1 + 10 * n * np.finfo(dtype).eps)
