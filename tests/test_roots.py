@@ -4,8 +4,13 @@ Accuracy bound. The eigh root is exact for A + E with ||E||_2 <= c n eps ||A||_2
 stability of syevd). For X = f(A), f(l) = (l + r)^(-1/p), the Daleckii-Krein formula bounds the
 change by max |f'| ||E||: ||dX||_2 <= (1/p) (l_min + r)^(-1/p - 1) ||E||_2, so relative to
 ||X||_2 = (l_min + r)^(-1/p):  ||dX||_2 / ||X||_2 <= c n eps kappa / p, with
-kappa = (l_max + r) / (l_min + r). The iterations stop at ||M - I||_inf <= tol and add their own
-rounding of the same order; they are held to the same bound plus residual / p.
+kappa = (l_max + r) / (l_min + r). The iterations report the true residual R = X^p (A + r I) - I
+of their root (||R||_inf); X = (A + r I)^(-1/p) (I + R)^(1/p) to first order, so they are held to
+the same bound plus residual / p.
+
+A dtype resolves lambda_min + r only above ~ n eps (lambda_max + r) (the input's rounding and the
+eigensolver's backward error): beyond n eps kappa >= 1 the bound is vacuous and the kernel reports
+ill_conditioned instead of certifying the root.
 """
 
 from __future__ import annotations
