@@ -347,8 +347,7 @@ class Solver {
     resolved_ = n_ * eps_;
     indefinite_ = 16.0 * n_ * eps_;
     symmetric_ = 8.0 * n_ * eps_;  // symmetry_tolerance in linalg_core/_validation.py
-    const int ip = static_cast<int>(o.p);
-    scale_step_ = (o.p == std::floor(o.p) && ip >= 1 && ip <= 64) ? ip : 1;
+    scale_step_ = (o.p == std::floor(o.p) && o.p >= 1 && o.p <= 64) ? static_cast<int>(o.p) : 1;
   }
 
   Scratch<T> make_scratch() const {
@@ -437,9 +436,9 @@ class Solver {
       if (outcome == Outcome::kFail) continue;
       if (o_.true_residual && residual < 0) residual = certify(A, ridge, X, sc).residual;
       if (k != 0) {
-        const double exponent = static_cast<double>(k) / o_.p;
-        const T up = static_cast<T>(k % scale_step_ == 0 ? std::ldexp(1.0, k / scale_step_)
-                                                         : std::exp2(exponent));
+        // 2^(k/p): exact for integer p (k is a multiple of p), one rounding otherwise.
+        const T up = static_cast<T>(scale_step_ == o_.p ? std::ldexp(1.0, k / scale_step_)
+                                                        : std::exp2(static_cast<double>(k) / o_.p));
         for (size_t j = 0; j < nn; ++j) X[j] *= up;
         if (!all_finite(X, nn)) break;  // the root itself overflows the dtype
       }

@@ -184,7 +184,8 @@ def inverse_root(
     Notes
     -----
     Accuracy (what ``converged`` promises): relative error in the 2-norm at most
-    ``8 n eps kappa / p + residual / p``, ``kappa`` the condition number of ``A + eps I`` and
+    ``8 n eps kappa / p + residual / p`` (plus the ``~2 n eps`` rounding of forming ``X``),
+    ``kappa`` the condition number of ``A + eps I`` and
     ``residual`` the reported one (0 for eigh): the eigh root is exact for a perturbation of
     ``A`` by ``c n eps ||A||`` (backward stability), which moves ``(lambda + eps)^(-1/p)`` by at
     most ``1/p`` of its relative size times ``kappa`` (Daleckii-Krein); an iterate with
