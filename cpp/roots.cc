@@ -109,6 +109,40 @@ void mirror_lower(int n, T* s) {
   pair_triangles(n, s, [](T& upper, T& lower) { upper = lower; });
 }
 
+// max|A_ij| and max|A_ij - A_ji| of an n x n matrix in one read-only pass, pairing the triangles
+// tile by tile as pair_triangles does (and for the same reason: a direct transposed walk maps every
+// access of a tile column to one cache set at n = 1024).
+struct Scan {
+  double max_abs = 0.0;
+  double max_asymmetry = 0.0;
+};
+
+template <typename T>
+Scan scan_symmetry(int n, const T* s) {
+  constexpr int B = 32;
+  T lower[B * B];
+  Scan out;
+  for (size_t i = 0; i < sq<T>(n); ++i) out.max_abs = std::max(out.max_abs, std::abs(static_cast<double>(s[i])));
+  for (int jb = 0; jb < n; jb += B) {
+    const int jw = std::min(B, n - jb);
+    for (int ib = 0; ib <= jb; ib += B) {
+      const int iw = std::min(B, n - ib);
+      for (int c = 0; c < iw; ++c) {
+        const T* col = s + jb + static_cast<size_t>(ib + c) * n;
+        for (int a = 0; a < jw; ++a) lower[a * B + c] = col[a];
+      }
+      for (int a = 0; a < jw; ++a) {
+        const T* col = s + ib + static_cast<size_t>(jb + a) * n;
+        for (int c = 0; c < iw; ++c) {
+          const double d = std::abs(static_cast<double>(col[c]) - static_cast<double>(lower[a * B + c]));
+          out.max_asymmetry = std::max(out.max_asymmetry, d);
+        }
+      }
+    }
+  }
+  return out;
+}
+
 // Lower triangle of rows/columns [r0, r1) of C = A B (n x n, column-major), by recursive halving:
 // the off-diagonal block below the split is one GEMM, the two diagonal blocks recurse; blocks of
 // at most 128 rows are computed whole. At n = 1024 that is 1.2 Gflop instead of GEMM's 2.1
@@ -277,6 +311,7 @@ template <typename T>
 struct Scratch {
   int n = 0;
   std::vector<T> x, m, t, tp, sqr, tmp, best, v, av, w;
+  std::vector<T> scaled;  // c A, the prescaled input (when c != 1)
   std::optional<TridiagonalEigh<T>> eig;
   std::vector<double> a64, z64, x64, w64;  // the float64 eigh (fallback, or accumulate_float64)
   std::optional<TridiagonalEigh<double>> eig64;
@@ -302,10 +337,17 @@ template <typename T>
 class Solver {
  public:
   Solver(const Shape& s, const Options& o) : n_(static_cast<int>(s.n)), o_(o) {
-    const double eps = std::numeric_limits<T>::epsilon();
+    eps_ = std::numeric_limits<T>::epsilon();
     // ||M - I||_inf sums n entries: its rounding floor is ~ n eps.
-    tol_ = o.tol > 0 ? o.tol : n_ * eps;
-    accept_ = o.accept > 0 ? o.accept : std::max(std::sqrt(eps), 64.0 * n_ * eps);
+    tol_ = o.tol > 0 ? o.tol : n_ * eps_;
+    // An n x n matrix stored in T and decomposed in T is known to ~ n eps ||A||: eigenvalues
+    // below that (relative to lambda_max) are not resolved (kIllConditioned), and negative ones
+    // down to twice the sum of the input's rounding and the eigensolver's backward error (8 n eps
+    // each) are rounding, clipped to 0; below that, A is indefinite.
+    resolved_ = n_ * eps_;
+    indefinite_ = 16.0 * n_ * eps_;
+    symmetric_ = 8.0 * n_ * eps_;  // symmetry_tolerance in linalg_core/_validation.py
+    scale_step_ = (o.p == std::floor(o.p) && o.p >= 1 && o.p <= 64) ? static_cast<int>(o.p) : 1;
   }
 
   Scratch<T> make_scratch() const {
@@ -317,60 +359,102 @@ class Solver {
   void run(const Args<T>& a, int64_t b, Scratch<T>& sc) const {
     const int n = n_;
     const size_t nn = sq<T>(n);
-    const T* A = a.a + b * nn;
+    const T* input = a.a + b * nn;
     const T* prev = a.previous ? a.previous + b * nn : nullptr;
     T* X = a.root + b * nn;
     a.iterations[b] = 0;
     a.residual[b] = T(-1);
     a.lambda_max[b] = T(0);
     a.ridge[b] = T(0);
-    if (!all_finite(A, nn)) {
+    const bool prev_finite = prev == nullptr || all_finite(prev, nn);
+    if (!prev_finite) prev = nullptr;  // never returned: the output stays finite
+    if (!all_finite(input, nn) || !prev_finite) {
       give_up(a, b, prev, X, Status::kNonFiniteInput);
       return;
+    }
+    const Scan scan = scan_symmetry(n, input);
+    if (scan.max_asymmetry > symmetric_ * scan.max_abs) {
+      give_up(a, b, prev, X, Status::kNotSymmetric);
+      return;
+    }
+    // Power-of-two prescaling: A <- c A with c = 2^k bringing max(max|A|, absolute ridge) to
+    // [2^(-q/2), 2^(q/2)], k a multiple of q = p (integer p), so X(A) = c^(1/p) X(c A) exactly.
+    double top = scan.max_abs;
+    if (!o_.eps_relative && o_.pinv_threshold <= 0) top = std::max(top, o_.eps);
+    int k = 0;
+    if (top > 0) {
+      const double q = scale_step_;
+      k = static_cast<int>(q * std::nearbyint(-std::log2(top) / q));
+    }
+    const double c = std::ldexp(1.0, k);
+    const T* A = input;
+    if (k != 0) {
+      sc.scaled.resize(nn);
+      for (size_t i = 0; i < nn; ++i) sc.scaled[i] = static_cast<T>(c * static_cast<double>(input[i]));
+      A = sc.scaled.data();
     }
     Method requested = o_.method == Method::kAuto ? Method::kEigh : o_.method;
     if (requested == Method::kEigh && o_.double_accumulate && sizeof(T) < sizeof(double)) {
       requested = Method::kEighDouble;
     }
+    // The chain: from the requested method down newton -> newton3 -> eigh -> eigh in double
+    // (float input only), then the previous root.
+    std::vector<Method> chain;
+    const Method order[4] = {Method::kNewton, Method::kNewton3, Method::kEigh, Method::kEighDouble};
+    for (Method m : order) {
+      if (!chain.empty() || m == requested) {
+        if (m == Method::kEighDouble && sizeof(T) == sizeof(double)) continue;
+        chain.push_back(m);
+      }
+    }
     // lambda_max: from a few power steps for the iterations (their scaling needs it before any
     // factorisation); the eigh methods read it off their eigenvalues instead (exact, free).
     double lmax = -1.0;
-    // The chain: the requested method, then eigh, then eigh in double, then the previous root.
-    Method chain[3] = {requested, Method::kEigh, Method::kEighDouble};
-    for (int i = 0; i < 3; ++i) {
+    for (size_t i = 0; i < chain.size(); ++i) {
       const Method m = chain[i];
-      if (i > 0 && (m == requested || (m == Method::kEigh && requested == Method::kEighDouble))) continue;
-      if (i > 0 && m == Method::kEighDouble && sizeof(T) == sizeof(double)) continue;
       double residual = -1.0;
       int iterations = 0;
-      bool ok = false;
       double ridge = 0.0;
+      Outcome outcome;
       if (m == Method::kNewton || m == Method::kNewton3) {
         sc.for_iterations();
         if (lmax < 0) lmax = power_lambda_max(n, A, sc.v, sc.av);
-        ridge = ridge_for(lmax);
-        ok = iterate(A, lmax, ridge, m == Method::kNewton3, X, &residual, &iterations, sc);
+        ridge = ridge_for(lmax, c);
+        outcome = iterate(A, lmax, ridge, m == Method::kNewton3, X, &residual, &iterations, sc);
       } else if (m == Method::kEigh) {
-        ok = eigh(A, &lmax, &ridge, X, sc);
+        outcome = eigh(A, c, &lmax, &ridge, X, sc);
       } else {
-        ok = eigh_double(A, &lmax, &ridge, X, sc);
-      }
-      a.lambda_max[b] = static_cast<T>(std::max(lmax, 0.0));
-      a.ridge[b] = static_cast<T>(ridge);
-      if (ok && o_.true_residual) residual = true_residual(A, ridge, X, sc);
-      if (ok) {
-        a.residual[b] = static_cast<T>(residual);
-        a.iterations[b] += iterations;
-        a.method[b] = static_cast<int32_t>(m);
-        a.status[b] = static_cast<int32_t>(i == 0 ? Status::kOk : Status::kFellBack);
-        return;
+        outcome = eigh_double(A, c, &lmax, &ridge, X, sc);
       }
       a.iterations[b] += iterations;
+      a.lambda_max[b] = static_cast<T>(std::max(lmax, 0.0) / c);
+      a.ridge[b] = static_cast<T>(ridge / c);
+      if (outcome == Outcome::kIndefinite) {
+        give_up(a, b, prev, X, Status::kIndefinite);
+        return;
+      }
+      if (outcome == Outcome::kFail) continue;
+      if (o_.true_residual && residual < 0) residual = certify(A, ridge, X, sc).residual;
+      if (k != 0) {
+        // 2^(k/p): exact for integer p (k is a multiple of p), one rounding otherwise.
+        const T up = static_cast<T>(scale_step_ == o_.p ? std::ldexp(1.0, k / scale_step_)
+                                                        : std::exp2(static_cast<double>(k) / o_.p));
+        for (size_t j = 0; j < nn; ++j) X[j] *= up;
+        if (!all_finite(X, nn)) break;  // the root itself overflows the dtype
+      }
+      a.residual[b] = static_cast<T>(residual);
+      a.method[b] = static_cast<int32_t>(m);
+      a.status[b] = static_cast<int32_t>(outcome == Outcome::kIllConditioned ? Status::kIllConditioned
+                                         : i == 0                            ? Status::kOk
+                                                                             : Status::kFellBack);
+      return;
     }
     give_up(a, b, prev, X, Status::kFailed);
   }
 
  private:
+  enum class Outcome { kOk, kFail, kIllConditioned, kIndefinite };
+
   void give_up(const Args<T>& a, int64_t b, const T* prev, T* X, Status status) const {
     if (prev != nullptr) {
       std::memcpy(X, prev, sq<T>(n_) * sizeof(T));
@@ -379,12 +463,22 @@ class Solver {
       std::fill(X, X + sq<T>(n_), T(0));
       a.method[b] = static_cast<int32_t>(o_.method == Method::kAuto ? Method::kEigh : o_.method);
     }
+    a.residual[b] = T(-1);
     a.status[b] = static_cast<int32_t>(status);
   }
 
-  // The ridge added to every eigenvalue (none in pseudo-inverse mode).
-  double ridge_for(double lmax) const {
-    return o_.pinv_threshold > 0 ? 0.0 : (o_.eps_relative ? o_.eps * lmax : o_.eps);
+  // The ridge added to every eigenvalue of the prescaled c A (none in pseudo-inverse mode).
+  double ridge_for(double lmax, double c) const {
+    return o_.pinv_threshold > 0 ? 0.0 : (o_.eps_relative ? o_.eps * lmax : o_.eps * c);
+  }
+
+  // The true residual an iterate may have: X^p S - I evaluated in T carries ~ n eps ||X^p|| ||S||
+  // = n eps kappa of rounding (the float32 roots measured 0.1-1.1 n eps kappa), so the default
+  // allows 4 n eps kappa, at least the iteration's own floor, and at most 0.5 (beyond that the
+  // residual no longer bounds the error usefully; eigh takes over).
+  double accept_for(double kappa) const {
+    if (o_.accept > 0) return o_.accept;
+    return std::min(0.5, std::max({std::sqrt(eps_), 64.0 * n_ * eps_, 4.0 * n_ * eps_ * kappa}));
   }
 
   // Eigendecomposition root in precision U (T, or double for the last fallback). a_work, z: n x n
@@ -392,57 +486,64 @@ class Solver {
   // sytrd + stedc + a blocked back-transformation (tridiagonal_eigh.h: syevd's algorithm,
   // 70 -> 43 ms at n = 1024 float32).
   template <typename U, typename Src>
-  bool eigh_in(const Src* A, double* lmax_out, double* ridge_out, U* X, U* a_work, U* z, U* w,
-               TridiagonalEigh<U>& eig) const {
+  Outcome eigh_in(const Src* A, double c, double* lmax_out, double* ridge_out, U* X, U* a_work, U* z,
+                  U* w, TridiagonalEigh<U>& eig) const {
     const int n = n_;
     for (size_t i = 0; i < sq<U>(n); ++i) a_work[i] = static_cast<U>(A[i]);
     SmallProblemBlasThreads threads(n);
-    if (!eig(a_work, w, z)) return false;
+    if (!eig(a_work, w, z)) return Outcome::kFail;
     const double lmax = std::max(static_cast<double>(w[n - 1]), 0.0);
-    const double ridge = ridge_for(lmax);
+    const double ridge = ridge_for(lmax, c);
     *lmax_out = lmax;
     *ridge_out = ridge;
+    if (static_cast<double>(w[0]) < -indefinite_ * lmax) return Outcome::kIndefinite;
     const double exponent = -0.5 / o_.p;  // X = (Z f^(1/2)) (Z f^(1/2))^T
     const double cut = o_.pinv_threshold * lmax;
+    double lowest = std::numeric_limits<double>::infinity();  // smallest eigenvalue inverted
     for (int j = 0; j < n; ++j) {
       const double lam = std::max(static_cast<double>(w[j]), 0.0);
       double f;
       if (o_.pinv_threshold > 0) {
-        f = lam > cut && lam > 0 ? std::pow(lam, exponent) : 0.0;
+        const bool keep = lam > cut && lam > 0;
+        f = keep ? std::pow(lam, exponent) : 0.0;
+        if (keep) lowest = std::min(lowest, lam);
       } else {
         f = lam + ridge > 0 ? std::pow(lam + ridge, exponent) : 0.0;
+        lowest = std::min(lowest, lam + ridge);
       }
-      if (!std::isfinite(f)) return false;
+      if (!std::isfinite(f)) return Outcome::kFail;
       U* col = z + static_cast<size_t>(j) * n;
       for (int i = 0; i < n; ++i) col[i] = static_cast<U>(col[i] * f);
     }
     const U one = U(1), zero = U(0);
     Lapack<U>::syrk("L", "N", &n, &n, &one, z, &n, &zero, X, &n);
     mirror_lower(n, X);
-    return all_finite(X, sq<U>(n));
+    if (!all_finite(X, sq<U>(n))) return Outcome::kFail;
+    const double top = o_.pinv_threshold > 0 ? lmax : lmax + ridge;
+    const bool resolved = std::isinf(lowest) ? o_.pinv_threshold > 0 : lowest > resolved_ * top;
+    return resolved ? Outcome::kOk : Outcome::kIllConditioned;
   }
 
-  bool eigh(const T* A, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
+  Outcome eigh(const T* A, double c, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
     sc.for_eigh();
-    return eigh_in<T, T>(A, lmax, ridge, X, sc.tmp.data(), sc.m.data(), sc.w.data(), *sc.eig);
+    return eigh_in<T, T>(A, c, lmax, ridge, X, sc.tmp.data(), sc.m.data(), sc.w.data(), *sc.eig);
   }
 
-  bool eigh_double(const T* A, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
+  Outcome eigh_double(const T* A, double c, double* lmax, double* ridge, T* X, Scratch<T>& sc) const {
     const int n = n_;
     sc.for_eigh_double();
     double* xd = sc.x64.data();
-    if (!eigh_in<double, T>(A, lmax, ridge, xd, sc.a64.data(), sc.z64.data(), sc.w64.data(),
-                            *sc.eig64)) {
-      return false;
-    }
+    const Outcome outcome = eigh_in<double, T>(A, c, lmax, ridge, xd, sc.a64.data(), sc.z64.data(),
+                                               sc.w64.data(), *sc.eig64);
+    if (outcome == Outcome::kFail || outcome == Outcome::kIndefinite) return outcome;
     for (size_t i = 0; i < sq<double>(n); ++i) X[i] = static_cast<T>(xd[i]);
-    return all_finite(X, sq<T>(n));
+    return all_finite(X, sq<T>(n)) ? outcome : Outcome::kFail;
   }
 
-  // Coupled iteration; returns the best iterate in X and whether its residual is acceptable.
+  // Coupled iteration; returns the best iterate in X and whether it passed certify().
   // Buffers rotate by pointer (no copies of n x n matrices inside the loop).
-  bool iterate(const T* A, double lmax, double ridge, bool third_order, T* X,
-               double* residual, int* iterations, Scratch<T>& sc) const {
+  Outcome iterate(const T* A, double lmax, double ridge, bool third_order, T* X,
+                  double* residual, int* iterations, Scratch<T>& sc) const {
     const int n = n_;
     const int p = static_cast<int>(o_.p);
     const size_t nn = sq<T>(n);
@@ -451,7 +552,7 @@ class Solver {
     // Scaled start: the eigenvalues of M_0 = z (A + ridge I) lie in (0, (1 + p) / 2], inside
     // the region (0, p + 1) where the coupled iteration converges (Guo and Higham 2006).
     const double z = (1.0 + o_.p) / (2.0 * (lmax + ridge));
-    if (!(z > 0) || !std::isfinite(z)) return false;
+    if (!(z > 0) || !std::isfinite(z)) return Outcome::kFail;
     set_identity(n, static_cast<T>(std::pow(z, 1.0 / o_.p)), x);
     for (size_t i = 0; i < nn; ++i) m[i] = static_cast<T>(z * A[i]);
     for (int i = 0; i < n; ++i) m[i + static_cast<size_t>(i) * n] += static_cast<T>(z * ridge);
@@ -528,27 +629,47 @@ class Solver {
     }
     *iterations = k;
     std::memcpy(X, x, nn * sizeof(T));
-    *residual = dist.inf;
-    return dist.inf <= accept_ && all_finite(X, nn);
+    if (!all_finite(X, nn)) return Outcome::kFail;
+    const Certificate cert = certify(A, ridge, X, sc);
+    *residual = cert.residual;
+    // lambda_max(P) ~ 1 / lambda_min(A + ridge I), so lambda_min(A) ~ 1 / mu - ridge: an
+    // estimate (a Rayleigh quotient of P, at most its lambda_max), flagging only a clearly
+    // negative eigenvalue that the ridge would hide from the iteration.
+    const double kappa = (lmax + ridge) * cert.mu;
+    if (!(cert.residual <= accept_for(kappa)) || !(resolved_ * kappa < 1.0)) return Outcome::kFail;
+    if (cert.mu > 0 && 1.0 / cert.mu - ridge < -indefinite_ * lmax) return Outcome::kIndefinite;
+    return Outcome::kOk;
   }
 
-  // ||X^p (A + ridge I) - I||_inf.
-  double true_residual(const T* A, double ridge, const T* X, Scratch<T>& sc) const {
+  struct Certificate {
+    double residual = -1.0;  // ||X^p (A + ridge I) - I||_inf, evaluated in T
+    double mu = 0.0;         // power-step estimate of lambda_max(X^p), <= the true one
+  };
+
+  // The a-posteriori test of a root: P = X^p (SYRK squarings), R = (A + ridge I) P, whose column
+  // sums are the row sums of P (A + ridge I) - I (both factors symmetric): log2 p + 2 GEMMs,
+  // plus O(n^2) power steps on P for the condition estimate. Non-integer p: not computed.
+  Certificate certify(const T* A, double ridge, const T* X, Scratch<T>& sc) const {
+    Certificate cert;
+    if (o_.p != std::floor(o_.p)) return cert;
     const int n = n_;
     const size_t nn = sq<T>(n);
     sc.for_iterations();
-    T *t = sc.t.data(), *tp = sc.tp.data(), *tmp = sc.tmp.data();
-    std::memcpy(t, A, nn * sizeof(T));
-    for (int i = 0; i < n; ++i) t[i + static_cast<size_t>(i) * n] += static_cast<T>(ridge);
-    if (o_.p != std::floor(o_.p)) return -1.0;
-    matrix_power(n, X, static_cast<int>(o_.p), tp, sc.sqr.data(), tmp);
-    matmul(n, tp, t, tmp);
-    return distance_to_identity(n, tmp).inf;
+    T* s = sc.t.data();
+    std::memcpy(s, A, nn * sizeof(T));
+    for (int i = 0; i < n; ++i) s[i + static_cast<size_t>(i) * n] += static_cast<T>(ridge);
+    const T* pw = power(n, X, static_cast<int>(o_.p), sc.tp.data(), sc.sqr.data(), sc.tmp.data());
+    T* r = sc.m.data();
+    matmul(n, s, pw, r);
+    cert.residual = distance_to_identity(n, r).inf;
+    cert.mu = power_lambda_max(n, pw, sc.v, sc.av);
+    return cert;
   }
 
   int n_;
   Options o_;
-  double tol_ = 0, accept_ = 0;
+  double eps_ = 0, tol_ = 0, resolved_ = 0, indefinite_ = 0, symmetric_ = 0;
+  int scale_step_ = 1;
 };
 
 }  // namespace

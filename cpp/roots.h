@@ -11,8 +11,16 @@
 //   newton3   the third-order coupled variant: T_k = I + E/p + (p + 1) E^2 / (2 p^2), E = I - M_k
 //             (the second-order Taylor polynomial of M^(-1/p) at I), cubically.
 // The iterations stop on ||M - I||_inf <= tol or when ||M - I||_F stops decreasing (it decreases
-// monotonically in exact arithmetic, so that marks the rounding floor; the better iterate is kept). Fallback chain on a residual above `accept` or non-finite values:
-// iteration -> eigh -> eigh in double -> the previous root (when given). The previous root is
+// monotonically in exact arithmetic, so that marks the rounding floor; the better iterate is kept).
+// M drifts from X^p (A + eps I) in low precision, so the returned X is then checked on its true
+// residual ||X^p (A + eps I) - I||_inf (log2 p + 2 GEMMs); above `accept`, or non-finite, the
+// chain falls back: newton -> newton3 -> eigh -> eigh in double -> the previous root (when given).
+// The eigh methods are certified by the eigensolver's backward stability: finite output and a
+// condition number the input dtype resolves.
+// Input contract, checked first in O(n^2): finite A and previous, A symmetric to 8 n eps max|A|.
+// Scale: A (and an absolute ridge) is multiplied by a power of two c bringing max|A| near 1
+// (a multiple of p in the exponent for integer p, so c^(1/p) is exact too) and the root by
+// c^(1/p): no overflow or underflow inside for any finite, normal-range A. The previous root is
 // not used as a starting point: the coupled iteration's invariant M_k = X_k^p A needs X_0 to
 // commute with A, which last step's root does not, and the uncoupled Newton iteration diverged
 // from it in tests (||X_0^p A - I|| = 2e-3 grew to 1e21 in five steps at n = 32, p = 4).
@@ -39,6 +47,11 @@ enum class Status : int32_t {
   kNonFiniteInput = 1,  // A held NaN/Inf: the previous root (or 0) is returned
   kFellBack = 2,        // the requested method failed; a later one in the chain succeeded
   kFailed = 3,          // every method failed: the previous root (or 0) is returned
+  kIllConditioned = 4,  // lambda_min + ridge <= n eps(T) (lambda_max + ridge): the input dtype does
+                        // not resolve the smallest eigenvalues; the (finite) root is returned
+                        // uncertified
+  kNotSymmetric = 5,    // max|A - A^T| > 8 n eps(T) max|A|: the previous root (or 0) is returned
+  kIndefinite = 6,      // lambda_min < -16 n eps(T) lambda_max: the previous root (or 0)
 };
 
 struct Options {
@@ -50,8 +63,9 @@ struct Options {
   Method method = Method::kAuto;
   int max_iters = 100;
   double tol = 0;            // iteration stop; 0 = n eps(T) (the Frobenius rule stops at the floor)
-  double accept = 0;         // residual above which the chain falls back;
-                             // 0 = max(sqrt(eps(T)), 64 n eps(T))
+  double accept = 0;         // true residual above which an iteration falls back; 0 = the
+                             // attainable floor: min(0.5, max(sqrt(eps), 64 n eps, 4 n eps kappa))
+                             // with eps = eps(T) and kappa estimated (see accept_for)
   bool double_accumulate = false;  // float input: run eigh in double from the start
   bool true_residual = false;      // also compute ||X^p (A + eps I) - I||_inf (p integer)
 };
@@ -66,9 +80,9 @@ struct Args {
   const T* a;          // batch x n x n
   const T* previous;   // batch x n x n, or nullptr: the last link of the fallback chain
   T* root;             // batch x n x n
-  T* residual;         // batch: ||M - I||_inf of the returned iterate for the iterations; for
-                       // eigh, ||X^p (A + eps I) - I||_inf when true_residual, else -1 (not
-                       // computed: the method is exact up to its backward error)
+  T* residual;         // batch: ||X^p (A + eps I) - I||_inf of the returned root for the
+                       // iterations (and for eigh when true_residual), else -1 (not computed: the
+                       // method is exact up to its backward error)
   T* lambda_max;       // batch: the power-iteration estimate
   T* ridge;            // batch: the ridge eps actually added
   int32_t* iterations; // batch

@@ -19,8 +19,9 @@ __all__ = ["ROOT_METHODS", "ROOT_STATUS", "RootInfo", "inverse_root"]
 
 #: Codes of ``RootInfo.method``. ``eigh_float64`` and ``previous`` are fallbacks only.
 ROOT_METHODS = {"eigh": 0, "newton": 1, "newton3": 2, "eigh_float64": 3, "previous": 4}
-#: Codes of ``RootInfo.status``.
-ROOT_STATUS = {"ok": 0, "non_finite_input": 1, "fell_back": 2, "failed": 3}
+#: Codes of ``RootInfo.status`` (see :class:`RootInfo`).
+ROOT_STATUS = {"ok": 0, "non_finite_input": 1, "fell_back": 2, "failed": 3, "ill_conditioned": 4,
+               "not_symmetric": 5, "indefinite": 6}
 _REQUEST = {"auto": -1, "eigh": 0, "newton": 1, "newton3": 2}
 
 
@@ -30,18 +31,28 @@ class RootInfo(NamedTuple):
     Attributes
     ----------
     residual : array
-        ``||M - I||_inf`` of the returned iterate for ``newton``/``newton3`` (``M = X^p (A + eps
-        I)`` in exact arithmetic); with ``true_residual=True`` the computed
-        ``||X^p (A + eps I) - I||_inf`` for every method; otherwise ``-1`` for the eigh methods
-        (exact up to the eigensolver's backward error, nothing iterated to measure).
+        The true residual ``||X^p (A + eps I) - I||_inf`` of the returned root, evaluated in the
+        compute dtype, for ``newton``/``newton3`` (and for every method with
+        ``true_residual=True``); otherwise ``-1`` for the eigh methods (exact up to the
+        eigensolver's backward error, nothing iterated to measure), and ``-1`` whenever the root
+        is ``prev`` or zeros.
     iterations : array of int32
         Iterations spent, failed attempts of the chain included.
     converged : array of bool
-        ``status`` is ``ok`` or ``fell_back`` (a method of the chain produced the root).
+        ``status`` is ``ok`` or ``fell_back``: a method of the chain produced the root and it
+        meets the documented accuracy (Notes). False for every other status.
     method : array of int32
         The :data:`ROOT_METHODS` code of the method that produced the root.
     status : array of int32
-        A :data:`ROOT_STATUS` code.
+        A :data:`ROOT_STATUS` code: ``ok`` (the requested method), ``fell_back`` (a later method
+        of the chain); ``ill_conditioned``: ``lambda_min + ridge <= n eps (lambda_max + ridge)``
+        with ``eps`` that of the input dtype, so the dtype does not resolve the smallest
+        eigenvalues and the returned (finite) root is not certified; ``non_finite_input``
+        (NaN/Inf in ``a`` or ``prev``), ``not_symmetric`` (``max|A - A^T| > 8 n eps max|A|``),
+        ``indefinite`` (an eigenvalue below ``-16 n eps lambda_max``) and ``failed`` (every
+        method of the chain failed) return ``prev`` (``method = previous``) or zeros when
+        ``prev`` is absent or not finite. On the NumPy path non-finite and non-symmetric input
+        raise instead.
     lambda_max : array
         ``lambda_max(A)`` as used for the ridge and the scaling (see ``eps``).
     ridge : array
@@ -107,15 +118,26 @@ def inverse_root(
     fallback chain skips the float64 link.
 
     The iterations stop on ``||M_k - I||_inf <= tol`` or when ``||M_k - I||_F`` stops
-    decreasing (the rounding floor), keeping the better iterate. A result whose residual exceeds ``accept``
-    or that is not finite sends the computation down the fallback chain
-    ``newton -> eigh -> eigh in float64 -> prev``; ``info.method`` and ``info.status`` say which
-    produced the root. NaN is never returned.
+    decreasing (the rounding floor), keeping the better iterate. ``M_k`` drifts from
+    ``X_k^p (A + eps I)`` in low precision, so the returned root is then checked on its true
+    residual ``||X^p (A + eps I) - I||_inf`` (``log2 p + 2`` GEMMs, a few percent of the
+    iteration). A root whose true residual exceeds ``accept``, that is not finite, or whose
+    condition estimate (``(lambda_max + eps) lambda_max(X^p)``) exceeds ``1 / (n eps)`` sends the
+    computation down the fallback chain ``newton -> newton3 -> eigh -> eigh in float64 -> prev``;
+    ``info.method`` and ``info.status`` say which produced the root. NaN is never returned.
+
+    Scale: ``a`` (and an absolute ridge) is multiplied by a power of two bringing its largest
+    entry near 1 (a multiple of ``p`` in the exponent for integer ``p``) and the root by the
+    matching power: ``X(c A) = c^(-1/p) X(A)`` without overflow or underflow inside, for any
+    finite ``a`` whose root is representable.
 
     Parameters
     ----------
     a : array, shape (..., n, n)
-        Symmetric PSD matrices (float32 or float64; bfloat16/float16 are computed in float32).
+        Symmetric PSD matrices (float32 or float64; bfloat16/float16 are computed in float32):
+        symmetric to ``max|A - A^T| <= 8 n eps max|A|``
+        (:func:`linalg_core._validation.symmetry_tolerance`), eigenvalues at least
+        ``-16 n eps lambda_max`` (rounding of a PSD matrix formed in the dtype, clipped to 0).
     p : float
         Root order ``> 0`` (an integer ``<= 64`` for the iterations; 1 gives the inverse).
     eps : float
@@ -134,8 +156,11 @@ def inverse_root(
         Pseudo-inverse mode (eigh methods): eigenvalues below ``pinv_threshold * lambda_max``
         are dropped (their root set to 0) and no ridge is added.
     max_iters, tol, accept : optional
-        Iteration limit; stopping tolerance on ``||M - I||_inf`` (default ``n eps``);
-        residual above which the chain falls back (default ``max(sqrt(eps), 64 n eps)``).
+        Iteration limit (an integer); stopping tolerance on ``||M - I||_inf`` (default
+        ``n eps``); true residual above which an iteration falls back, default
+        ``min(0.5, max(sqrt(eps), 64 n eps, 4 n eps kappa))`` with ``kappa`` the condition
+        estimate above: ``X^p S`` evaluated in the dtype carries ``~ n eps kappa`` of rounding
+        (measured 0.1-1.1 times that for float32 roots), so no smaller residual is attainable.
         Whatever ``tol``, the iteration also stops when ``||M_k - I||_F`` stops decreasing (it
         decreases monotonically in exact arithmetic: the rounding floor is reached).
     accumulate_float64 : bool
@@ -152,14 +177,20 @@ def inverse_root(
     Raises
     ------
     ValueError
-        Bad shapes, dtypes or options (NumPy path and JAX trace time), non-finite ``a`` (NumPy
-        path; on the JAX path that matrix gets ``prev`` or zeros with status ``non_finite_input``).
+        Bad shapes, dtypes or options (NumPy path and JAX trace time); on the NumPy path also
+        non-finite ``a`` or ``prev`` and non-symmetric ``a`` (on the JAX path these are the
+        statuses ``non_finite_input`` and ``not_symmetric``).
 
     Notes
     -----
-    Accuracy: the eigh root of ``A + eps I`` (condition number ``kappa``) has relative error
-    ``O(n eps(dtype) kappa^(1/p))`` (Higham, Functions of Matrices, Ch. 7); about
-    ``log2(kappa/p)`` bits are lost.
+    Accuracy (what ``converged`` promises): relative error in the 2-norm at most
+    ``8 n eps kappa / p + residual / p`` (plus the ``~2 n eps`` rounding of forming ``X``),
+    ``kappa`` the condition number of ``A + eps I`` and
+    ``residual`` the reported one (0 for eigh): the eigh root is exact for a perturbation of
+    ``A`` by ``c n eps ||A||`` (backward stability), which moves ``(lambda + eps)^(-1/p)`` by at
+    most ``1/p`` of its relative size times ``kappa`` (Daleckii-Krein); an iterate with
+    ``X^p (A + eps I) = I + R`` is the root times ``(I + R)^(1/p)`` to first order. Conditions
+    with ``n eps kappa >= 1`` make the bound vacuous: status ``ill_conditioned``.
 
     References
     ----------
@@ -187,8 +218,8 @@ def inverse_root(
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
     pinv = 0.0 if pinv_threshold is None else check.positive_number(pinv_threshold, "pinv_threshold")
-    if int(max_iters) < 1:
-        raise ValueError(f"max_iters must be >= 1, got {max_iters}")
+    if isinstance(max_iters, bool) or int(max_iters) != max_iters or int(max_iters) < 1:
+        raise ValueError(f"max_iters must be an integer >= 1, got {max_iters!r}")
     tol = 0.0 if tol is None else check.positive_number(tol, "tol")
     accept = 0.0 if accept is None else check.positive_number(accept, "accept")
 
@@ -202,6 +233,9 @@ def inverse_root(
         raise ValueError("a must have n >= 1")
     dt = np.dtype(np.float64) if np.dtype(a.dtype) == np.float64 else np.dtype(np.float32)
     if prev is not None:
+        if not jax_path:
+            prev = np.asarray(prev)
+        check.require_floating(prev, "prev")
         if tuple(prev.shape) != tuple(a.shape):
             raise ValueError(f"prev must have the shape of a {tuple(a.shape)}, got {tuple(prev.shape)}")
     flags = dict(
@@ -226,7 +260,10 @@ def inverse_root(
     else:
         a = np.ascontiguousarray(a, dtype=dt)
         check.require_finite(a, "a")
+        check.require_symmetric(a, "a")
         previous = None if prev is None else np.ascontiguousarray(prev, dtype=dt)
+        if previous is not None:
+            check.require_finite(previous, "prev")
         from linalg_core._native import cpu
 
         root, residual, lmax, added, iters, used, status = cpu.inverse_root(
