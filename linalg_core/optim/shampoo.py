@@ -119,15 +119,22 @@ def scale_by_shampoo(options: ShampooOptions | None = None, /, **overrides: Any)
             new_right = accumulate(right, gt @ _normalised(new_left) @ g)
         return new_left, new_right
 
+    # A root is used when a method produced it: ok, a later link of the fallback chain, or the
+    # best root of a statistic whose condition the dtype cannot represent. Otherwise (failed,
+    # non-finite / non-symmetric / indefinite statistic) the previous root is kept.
+    usable = [ROOT_STATUS[name] for name in ("ok", "fell_back", "ill_conditioned")]
+
     def roots(left, right, prev_left, prev_right):
-        """Block-batched inverse roots; ``bad`` (per block) counts fallbacks to the previous root
-        of a non-zero statistic."""
+        """Block-batched inverse roots; ``bad`` (per block) counts the non-zero statistics whose
+        root was not usable (their previous root is kept)."""
         out, bad = [], jnp.zeros(left.shape[:1], jnp.int32)
         for stat, prev in ((left, prev_left), (right, prev_right)):
             root, info = inverse_root(stat, p, eps=eps, ridge=o.eps_mode, method=o.root_method, prev=prev)
-            failed = (info.status == ROOT_STATUS["failed"]) | (info.method == ROOT_METHODS["previous"])
-            bad = bad + (failed & jnp.any(stat != 0, axis=(-2, -1))).astype(jnp.int32)
-            out.append(root)
+            failed = ~jnp.isin(info.status, jnp.asarray(usable)) | (info.method == ROOT_METHODS["previous"])
+            nonzero = jnp.any(stat != 0, axis=(-2, -1))
+            bad = bad + (failed & nonzero).astype(jnp.int32)
+            # A zero statistic carries no information: its previous root stays.
+            out.append(jnp.where((failed | ~nonzero)[:, None, None], prev, root))
         return out[0], out[1], bad
 
     def block_step(stats, cache, g, lay, ctx):
