@@ -137,6 +137,7 @@ class Solver {
       ++kept;
     }
     if (kept == 0) return 0;
+    smallest_kept_ = w_[cols - kept];
     gemm<T>("N", "N", n_, kept, cols, T(1), s, n_, small2_.data(), cols, T(0), tmp_.data(), n_);
     std::memcpy(s, tmp_.data(), sz(n_, kept) * sizeof(T));
     if (as != nullptr) {
@@ -254,6 +255,7 @@ class Solver {
     if (!rayleigh_ritz(s, as, cols)) return Status::kBreakdown;
     residuals();
     p_cols_ = 0;
+    ap_err_ = 0.0;
     since_explicit_ = 0;
     return Status::kConverged;
   }
@@ -312,9 +314,25 @@ class Solver {
         gemm<T>("N", "N", n_, p_cols_, q, T(-1), s, n_, c, q, T(1), pb, n_);
         gemm<T>("N", "N", n_, p_cols_, q, T(-1), as, n_, c, q, T(1), apb, n_);
       }
-      p_kept = svqb2(pb, apb, p_cols_, T(1));
+      p_kept = svqb(pb, apb, p_cols_, T(1));
       if (p_kept < 0) return Status::kBreakdown;
+      // AP is implicit: its error relative to P, ap_err_, is divided by the length P kept in
+      // the projection (cancellation), and compounds across iterations. Once it could move the
+      // Rayleigh-Ritz matrix by a tenth of tol, AP is recomputed explicitly (one product of the
+      // kept P columns on that iteration only).
+      bool explicit_ap = false;
+      if (p_kept > 0) {
+        ap_err_ = (ap_err_ + static_cast<double>(eps_)) / std::sqrt(static_cast<double>(smallest_kept_));
+        explicit_ap = ap_err_ > 0.1 * tol_;
+      }
+      if (p_kept > 0) p_kept = svqb(pb, apb, p_kept, T(1));
+      if (p_kept < 0) return Status::kBreakdown;
+      if (p_kept > 0 && explicit_ap) {
+        if (!product(pb, p_kept, apb)) return Status::kNonFinite;
+        ap_err_ = static_cast<double>(eps_);
+      }
     }
+    if (p_kept == 0) ap_err_ = 0.0;
     const int cols = k_ + a + p_kept;
     // Keep the old X for a restart.
     std::memcpy(tmp2_.data(), x_.data(), sz(n_, k_) * sizeof(T));
@@ -402,6 +420,8 @@ class Solver {
   std::vector<int> iwork_;
   std::vector<double> res_;
   double anorm_ = 0.0, tol_ = 0.0, scale_ = 1.0;
+  double ap_err_ = 0.0;
+  T smallest_kept_ = T(1);
   bool scale_fixed_ = false;
   int p_cols_ = 0, since_explicit_ = 0, restarts_ = 0;
   Lcg random_;

@@ -43,8 +43,9 @@ def _normalize(x, ax=None):
     return x * inv, (ax * inv if ax is not None else None)
 
 
-def _svqb(s, a_s, reference):
-    """S <- S V D^-1/2 over the kept eigenpairs of S^T S (dropped: zero columns, mask False)."""
+def _svqb(s, a_s, reference, smallest=False):
+    """S <- S V D^-1/2 over the kept eigenpairs of S^T S (dropped: zero columns, mask False);
+    with `smallest`, also the smallest kept eigenvalue (1 when none is kept)."""
     eps = jnp.finfo(s.dtype).eps
     g = s.T @ s
     g = (g + g.T) / 2
@@ -53,7 +54,10 @@ def _svqb(s, a_s, reference):
     keep = d > SVQB_DROP * eps * top
     scale = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, d, 1.0)), 0.0).astype(s.dtype)
     rot = v * scale
-    return s @ rot, (a_s @ rot if a_s is not None else None), keep
+    out = s @ rot, (a_s @ rot if a_s is not None else None), keep
+    if smallest:
+        return out + (jnp.min(jnp.where(keep, d, jnp.inf)).clip(max=1.0),)
+    return out
 
 
 def _svqb2(s, a_s, reference):
@@ -143,7 +147,7 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
     x, ax, theta, res, anorm, finite = start(s0, scale, jnp.zeros((), dtype))
     zeros = jnp.zeros((n, b), dtype)
     state = dict(x=x, ax=ax, p=zeros, ap=zeros, theta=theta, res=res, anorm=anorm,
-                 it=jnp.int32(0), explicit=jnp.int32(0), restarts=jnp.int32(0),
+                 it=jnp.int32(0), explicit=jnp.int32(0), restarts=jnp.int32(0), ap_err=jnp.zeros((), dtype),
                  status=jnp.where(finite & x0_finite, _MAX_ITERS, _NON_FINITE).astype(jnp.int32))
 
     def honest(x, ax, theta, anorm):
@@ -160,7 +164,7 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
         restarts = st["restarts"] + 1
         status = jnp.where(~finite, _NON_FINITE, jnp.where(restarts > _MAX_RESTARTS, _BREAKDOWN, _MAX_ITERS))
         return dict(st, x=x, ax=ax, p=zeros, ap=zeros, theta=theta, res=res, anorm=anorm,
-                    explicit=jnp.int32(0), restarts=restarts, status=status.astype(jnp.int32))
+                    explicit=jnp.int32(0), ap_err=jnp.zeros((), dtype), restarts=restarts, status=status.astype(jnp.int32))
 
     def confirm(st):
         """Explicit A X and the a-posteriori test; converged, or a restart from X."""
@@ -183,7 +187,18 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
         a_q = jnp.concatenate([ax, aw], axis=1)
         p, ap = _normalize(p, ap)
         p, ap = _project(q, a_q, p, ap)
-        p, ap, pkeep = _svqb2(p, ap, 1.0)
+        p, ap, pkeep, smallest = _svqb(p, ap, 1.0, smallest=True)
+        # AP is implicit: its error relative to P is divided by the length P kept in the
+        # projection and compounds; once it could move the Rayleigh-Ritz matrix by a tenth of
+        # tol, AP is recomputed explicitly (as in the kernel).
+        any_p = jnp.any(pkeep)
+        ap_err = jnp.where(any_p, (st["ap_err"] + eps) / jnp.sqrt(smallest), 0.0)
+        p, ap, pkeep = _svqb(p, ap, 1.0)
+        explicit_ap = any_p & (ap_err > 0.1 * tol)
+        ap_x, fin_p, anorm = lax.cond(explicit_ap, lambda: product(p, scale, anorm),
+                                      lambda: (ap, jnp.bool_(True), anorm))
+        ap = ap_x
+        ap_err = jnp.where(explicit_ap, eps, ap_err)
         s = jnp.concatenate([q, p], axis=1)
         a_s = jnp.concatenate([a_q, ap], axis=1)
         keep = jnp.concatenate([jnp.ones(b, bool), wkeep, pkeep])
@@ -201,8 +216,8 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
         ax_r, fin_r, anorm_r = lax.cond(refresh, lambda: product(x_n, scale, anorm),
                                         lambda: (ax_n, jnp.bool_(True), anorm))
         res_n = jnp.where(refresh, residuals(x_n, ax_r, theta_n, anorm_r), res_n)
-        finite = fin_w & fin_r & jnp.all(jnp.isfinite(x_n))
-        new = dict(st, x=x_n, ax=ax_r, p=p_n, ap=ap_n, theta=theta_n, res=res_n, anorm=anorm_r, it=it,
+        finite = fin_w & fin_p & fin_r & jnp.all(jnp.isfinite(x_n))
+        new = dict(st, x=x_n, ax=ax_r, p=p_n, ap=ap_n, theta=theta_n, res=res_n, anorm=anorm_r, it=it, ap_err=ap_err,
                    explicit=jnp.where(refresh, 0, explicit).astype(jnp.int32),
                    status=jnp.where(finite, _MAX_ITERS, _NON_FINITE).astype(jnp.int32))
         # Ritz vectors of an orthonormal basis have unit length: one that lost it (beyond

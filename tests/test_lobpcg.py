@@ -427,12 +427,15 @@ def _scipy_iterations(a, x0, tol):
 def test_no_more_iterations_than_scipy(family, tol, guard):
     """Same block (k = 10, n = 100, same x0) and the same residual test: scipy's tol is absolute
     on ||A x - theta x||, ours relative to ||A||_est <= ||A||_2, so tol / ||A||_2 here is at least
-    as strict as scipy's. Iteration counts are deterministic for fixed inputs."""
+    as strict as scipy's (tol / ||A||_2 below the floor 8 n eps is raised to it, documented).
+    Iteration counts are deterministic for fixed inputs."""
     n, k = 100, 10
     a = {"ring": _ring, "path": _path_laplacian, "clustered": _clustered, "random": _random_symmetric}[family](n)
     norm = np.abs(np.linalg.eigvalsh(a)).max()
     x0 = np.random.default_rng(1).standard_normal((n, k))
     w, v, info = lc.lobpcg(a, x0, tol=tol / norm, guard=guard, max_iters=3000)
     assert bool(info.converged)
-    assert np.linalg.norm(a @ v - v * w, axis=0).max() <= tol
+    applied = max(tol, 8 * n * np.finfo(np.float64).eps * norm)
+    # The kernel's explicit residual and NumPy's differ by rounding, ~ sqrt(n) eps ||A|| << 1%.
+    assert np.linalg.norm(a @ v - v * w, axis=0).max() <= 1.01 * applied
     assert int(info.iterations) <= _scipy_iterations(a, x0, tol)
