@@ -340,6 +340,7 @@ def test_non_finite_matvec_output_gives_status_on_jax():
         (lambda: lc.lobpcg(lambda x: x[:, :1], np.ones((60, 2)) + np.eye(60, 2)), r"a \(matvec\).*shape"),
         (lambda: lc.lobpcg(np.triu(np.ones((60, 60))), np.ones((60, 2))), "a must be symmetric"),
         (lambda: lc.lobpcg(np.triu(np.ones((6, 6))), np.ones((6, 2))), "a must be symmetric"),
+        (lambda: lc.lobpcg(lambda x: np.triu(np.ones((6, 6))) @ x, np.ones((6, 2))), r"a \(matvec\) must be a symmetric"),
     ],
 )
 def test_bad_input_contract(call, match):
@@ -439,3 +440,53 @@ def test_no_more_iterations_than_scipy(family, tol, guard):
     # The kernel's explicit residual and NumPy's differ by rounding, ~ sqrt(n) eps ||A|| << 1%.
     assert np.linalg.norm(a @ v - v * w, axis=0).max() <= 1.01 * applied
     assert int(info.iterations) <= _scipy_iterations(a, x0, tol)
+
+
+_PROPERTY_SCALES = {np.float32: [1e-30, 1.0, 1e30], np.float64: [1e-200, 1.0, 1e200]}
+
+
+@st.composite
+def _honest_cases(draw, n):
+    dtype = draw(lct.dtypes())
+    case = draw(lct.psd_matrices_with_spectrum(n, dtype=np.float64))
+    scale = draw(st.sampled_from(_PROPERTY_SCALES[dtype]))
+    k = draw(st.integers(1, 6))
+    seed = draw(st.integers(0, 2**31))
+    return case[0], dtype, scale, k, seed
+
+
+def _check_honest(a64, dtype, scale, k, seed, path):
+    n = a64.shape[0]
+    a = (a64 * scale).astype(dtype)
+    x0 = np.random.default_rng(seed).standard_normal((n, k)).astype(dtype)
+    w, v, info = _run(path, a, x0, k=k, max_iters=300)
+    assert np.all(np.isfinite(w)) and np.all(np.isfinite(v)) and np.all(np.isfinite(info.residual))
+    if not bool(info.converged):
+        return
+    # The oracle of the matrix actually passed, unscaled in float64 (relative rounding 1e-16) so
+    # that its own norms neither overflow nor underflow.
+    aa = a.astype(np.float64) / scale
+    w = w.astype(np.float64) / scale
+    lam = np.linalg.eigvalsh(aa)[::-1][:k]
+    norm = np.abs(np.linalg.eigvalsh(aa)).max()
+    eps = np.finfo(dtype).eps
+    applied = max(10 * np.sqrt(eps), 8 * n * eps)  # default tol, raised to the floor
+    rounding = 10 * n * eps * norm  # float rounding of the kernel's own products
+    # Converged: explicit residuals <= applied ||A||_est <= applied ||A||_2, so each Ritz value is
+    # within sqrt(k) applied ||A|| of the top k (Kahan's bound, see the module docstring).
+    assert np.linalg.norm(aa @ v.astype(np.float64) - v.astype(np.float64) * w.astype(np.float64),
+                          axis=0).max() <= applied * norm + rounding
+    assert np.abs(w.astype(np.float64) - lam).max() <= np.sqrt(k) * applied * norm + rounding
+
+
+@given(case=_honest_cases(st.integers(31, 60)))
+def test_property_honest_or_error_numpy(case):
+    """Over spectra, scales (1e+-30 float32, 1e+-200 float64), dtypes and k: converged means the
+    float64 oracle agrees to the tolerance; otherwise every output is finite."""
+    _check_honest(*case, "numpy")
+
+
+@given(case=_honest_cases(st.just(40)))
+def test_property_honest_or_error_ffi(case):
+    """The same property on the JAX FFI path (one n; k and dtype vary the compiled shapes)."""
+    _check_honest(*case, "ffi")
