@@ -103,9 +103,10 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
     wanted = jnp.arange(b) < k
     fill = jax.random.normal(jax.random.key(0x9E37), (n, b), dtype)
 
-    def product(y, scale, anorm):
-        """scale * A y, its finiteness, and ||A||_est grown by ||A y_j|| / ||y_j||."""
-        ay = matvec(y) * scale
+    def product(y, scale, anorm, raw=None):
+        """scale * A y (A y given as `raw` when already computed), its finiteness, and
+        ||A||_est grown by ||A y_j|| / ||y_j||."""
+        ay = (matvec(y) if raw is None else raw) * scale
         finite = jnp.all(jnp.isfinite(ay))
         ly = column_norms(y)
         ratio = jnp.max(jnp.where(ly > 0, column_norms(ay) / jnp.where(ly > 0, ly, 1.0), 0.0))
@@ -125,9 +126,14 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
         s, _, keep = _svqb2(s, None, 1.0)
         return s, keep
 
-    def start(s, scale, anorm):
-        s, keep = orthonormal_block(s)
-        ax, finite, anorm = product(s, scale, anorm)
+    def start(s, scale, anorm, first=None):
+        """Rayleigh-Ritz on the orthonormalised s; `first`: (block, keep, A block) already known."""
+        if first is None:
+            s, keep = orthonormal_block(s)
+            ax, finite, anorm = product(s, scale, anorm)
+        else:
+            s, keep, raw = first
+            ax, finite, anorm = product(s, scale, anorm, raw)
         big = anorm * 1e3 + 1.0
         theta, x, ax, _ = _rayleigh_ritz(s, ax, keep, b, big)
         return x, ax, theta, residuals(x, ax, theta, anorm), anorm, finite
@@ -139,12 +145,12 @@ def lobpcg_matvec(matvec: Callable, x0, k: int, tol: float, max_iters: int, guar
     if s0.shape[1] < b:
         s0 = jnp.concatenate([s0, fill[:, : b - s0.shape[1]]], axis=1)
     # The power-of-two scale of the operator, from its first product.
-    q0, _ = orthonormal_block(s0)
+    q0, keep0 = orthonormal_block(s0)
     raw = matvec(q0)
     top = jnp.max(jnp.where(jnp.isfinite(raw), column_norms(raw), 0.0))
     _, exponent = jnp.frexp(jnp.where(top > 0, top, 1.0))
     scale = jnp.ldexp(jnp.ones((), dtype), -exponent).astype(dtype)
-    x, ax, theta, res, anorm, finite = start(s0, scale, jnp.zeros((), dtype))
+    x, ax, theta, res, anorm, finite = start(s0, scale, jnp.zeros((), dtype), first=(q0, keep0, raw))
     zeros = jnp.zeros((n, b), dtype)
     state = dict(x=x, ax=ax, p=zeros, ap=zeros, theta=theta, res=res, anorm=anorm,
                  it=jnp.int32(0), explicit=jnp.int32(0), restarts=jnp.int32(0), ap_err=jnp.zeros((), dtype),
