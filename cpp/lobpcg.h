@@ -1,17 +1,27 @@
 // LOBPCG for the largest k eigenpairs of a symmetric matrix (Knyazev 2001), warm-startable.
 //
 // Each iteration: residuals R = A X - X diag(theta); the unconverged columns W (soft locking: a
-// leading run of converged pairs is kept but no longer searched) are projected off X and
-// orthonormalised; one product A W (the only matvecs: <= k columns per iteration); Rayleigh-Ritz
-// on S = [X, W, P] made orthonormal by SVQB (eigendecomposition of S^T S, columns with
-// eigenvalues below eps_drop dropped), with A S updated implicitly through the same rotation;
-// X, A X and P = X_new - X X^T X_new (with A P) come out of the Ritz vectors. A X is recomputed
-// explicitly before convergence is declared, so drift in the implicit updates cannot fake
-// convergence, and every 10 iterations once the residuals approach sqrt(eps) (every 100 anyway).
-// Convergence of pair j: ||A x_j - theta_j x_j|| <= tol * ||A||_est, ||A||_est the largest |Ritz
-// value| seen (independent of n; absolute for zero eigenvalues, so rank-deficient A with k >
-// rank converges). Never declared at iteration 0 unless the explicit residual proves it.
-// For 5 k >= n the dense eigensolver (syevd) answers directly.
+// converged wanted pair is kept in X but no longer searched) are normalised column by column,
+// projected off X and orthonormalised; one product A W (the only matvecs: <= k columns per
+// iteration); Rayleigh-Ritz on S = [X, W, P] made orthonormal by SVQB (eigendecomposition of the
+// Gram matrix of unit columns, directions with squared length below kSvqbDrop * eps dropped),
+// with A S updated implicitly through the same rotation; X, A X and P = X_new - X X^T X_new
+// (with A P) come out of the Ritz vectors. P is normalised column by column before it is
+// orthogonalised, so a short step late in the iteration is not mistaken for a dependent
+// direction and dropped (which would leave steepest descent, and its slow tail).
+//
+// Scale: the operator is multiplied by a power of two (exact) chosen from the first product, so
+// every intermediate quantity is O(1) for any finite A; the eigenvalues are scaled back.
+//
+// Convergence of pair j: ||A x_j - theta_j x_j|| <= tol * ||A||_est with ||A||_est the largest
+// ||A s|| / ||s|| over the columns s of every explicit product: a lower bound of ||A||_2 that a
+// diverged Ritz value (a basis that lost orthonormality) cannot inflate. tol is clamped to the
+// attainable floor kTolFloor * n * eps (a computed product A x carries an error up to ~n eps
+// ||A||), so the iteration stops there instead of iterating in rounding noise. Declared only
+// after an explicit product A X whose residuals meet tol, with X orthonormal to tol and the
+// Ritz values equal to the Rayleigh quotients x_j^T A x_j to tol ||A||_est; a Ritz vector that
+// lost its unit length (a basis that lost orthonormality) restarts the iteration from X.
+// For 5 k >= n the dense eigensolver answers, checked by its explicit residuals.
 // The operator is a callback: apply(X, n, cols, AX) computes A X for column-major n x cols blocks.
 #pragma once
 
@@ -23,6 +33,19 @@ namespace linalg_core::lobpcg {
 template <typename T>
 using Apply = std::function<void(const T* x, int n, int cols, T* ax)>;
 
+// SVQB drops directions whose squared length, relative to the block's unit columns, is below
+// kSvqbDrop * eps: the Gram matrix's eigenvalues carry absolute errors ~ eps, so those are lost to
+// rounding. Anything above is kept: the first pass leaves an orthogonality error
+// ~ eps / kSvqbDrop and the second removes it. (A cut at eps^(2/3) drops real directions: a
+// residual block holding an eigenvector of A at 1e-6 relative next to a dominant one loses it.)
+// The portable JAX kernel reads this constant from the module (lobpcg_svqb_drop).
+inline constexpr double kSvqbDrop = 100.0;
+// tol is clamped to kTolFloor * n * eps (exported as lobpcg_tol_floor).
+inline constexpr double kTolFloor = 8.0;
+// A is symmetric when max|A - A^T| <= kSymmetry * n * eps * max|A| (as
+// linalg_core._validation.symmetry_tolerance).
+inline constexpr double kSymmetry = 8.0;
+
 struct Options {
   int k = 1;
   // Extra block columns iterated but not required to converge: the convergence rate then
@@ -32,7 +55,13 @@ struct Options {
   double tol = 0;  // 0: the default n-independent tolerance, 10 * sqrt(eps(T))
 };
 
-enum class Status : int32_t { kConverged = 0, kMaxIters = 1, kBreakdown = 2, kNonFinite = 3 };
+enum class Status : int32_t {
+  kConverged = 0,
+  kMaxIters = 1,
+  kBreakdown = 2,
+  kNonFinite = 3,     // A, x0 or a product A X not finite: every output zero
+  kNonSymmetric = 4,  // explicit A (or the dense path's assembled A) not symmetric: outputs zero
+};
 
 template <typename T>
 struct Result {
@@ -45,9 +74,9 @@ struct Result {
 };
 
 // x0: n x m row-major starting block, m >= k columns (warm start; m may exceed k).
-// `dense_matrix`: the explicit matrix (row-major n x n) when available, for the dense path;
-// null for a callback-only operator (then the dense path builds A from n products of unit
-// vectors).
+// `dense_matrix`: the explicit matrix (row-major n x n) when available (checked for finiteness
+// and symmetry, used by the dense path); null for a callback-only operator (then the dense path
+// builds A from n products of unit vectors).
 template <typename T>
 bool largest(int n, const Apply<T>& apply, const T* dense_matrix, const T* x0, int m,
              const Options& options, const Result<T>& out);

@@ -6,13 +6,20 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from linalg_core import _jax
+from linalg_core import _jax, _native
 from linalg_core import _validation as check
 
 __all__ = ["LOBPCG_STATUS", "LobpcgInfo", "lobpcg"]
 
-#: Codes of ``LobpcgInfo.status``.
-LOBPCG_STATUS = {"converged": 0, "max_iters": 1, "breakdown": 2, "non_finite": 3}
+#: SVQB drops directions with squared length below ``SVQB_DROP * eps`` relative to unit columns,
+#: and ``tol`` is raised to ``TOL_FLOOR * n * eps``: the C++ kernel's constants (cpp/lobpcg.h),
+#: read here so the portable kernel uses the same.
+SVQB_DROP = float(_native.cpu.lobpcg_svqb_drop)
+TOL_FLOOR = float(_native.cpu.lobpcg_tol_floor)
+
+#: Codes of ``LobpcgInfo.status`` (cpp/lobpcg.h ``Status``). ``non_finite`` (NaN/Inf in ``a``,
+#: ``x0`` or a product) and ``non_symmetric`` (JAX path; the NumPy path raises) return zeros.
+LOBPCG_STATUS = {"converged": 0, "max_iters": 1, "breakdown": 2, "non_finite": 3, "non_symmetric": 4}
 
 
 class LobpcgInfo(NamedTuple):
@@ -22,11 +29,14 @@ class LobpcgInfo(NamedTuple):
     ----------
     residual : array, shape (..., k)
         ``||A x_j - theta_j x_j|| / ||A||_est`` per pair, from an explicit product ``A X``
-        (``||A||_est``: the largest |Ritz value| seen). 0 for the dense path.
+        (``||A||_est``: the largest ``||A s|| / ||s||`` over the columns of every explicit product,
+        a lower bound of ``||A||_2``; the dense path uses ``||A||_2`` from its full spectrum).
     iterations : array of int32
         LOBPCG iterations (one product with at most k columns each).
     converged : array of bool
-        Every residual ``<= tol``; ``False`` otherwise (the best pairs found are returned).
+        Every residual ``<= tol`` (and the a-posteriori checks of :func:`lobpcg` passed);
+        ``False`` otherwise (the best pairs found are returned, or zeros for ``non_finite`` and
+        ``non_symmetric``).
     method : array of int32
         0 LOBPCG, 1 the dense eigensolver (``5 k >= n``).
     status : array of int32
@@ -60,9 +70,18 @@ def lobpcg(
     once the residuals approach ``sqrt(eps)`` (where the implicit update's drift could matter).
 
     Convergence: ``||A x_j - theta_j x_j|| <= tol * ||A||_est`` for every pair, ``||A||_est``
-    the largest |Ritz value| seen, so the test depends neither on ``n`` nor on the scale of
-    ``A``, and zero eigenvalues (rank-deficient ``A`` with ``k > rank``) converge. Default
-    ``tol = 10 sqrt(eps)``. For ``5 k >= n`` the dense eigensolver answers.
+    the largest ``||A s|| / ||s||`` over the columns ``s`` of every explicit product (a lower
+    bound of ``||A||_2`` that a diverged Ritz value cannot inflate), so the test depends neither
+    on ``n`` nor on the scale of ``A``, and zero eigenvalues (rank-deficient ``A`` with
+    ``k > rank``) converge. It is declared only on an explicit ``A X``, with ``X`` orthonormal to
+    ``tol`` and every Ritz value equal to its Rayleigh quotient to ``tol ||A||_est``; then each
+    returned eigenvalue is within ``sqrt(k) tol ||A||_2`` of one of ``A``'s. Default
+    ``tol = 10 sqrt(eps)``; any ``tol`` is raised to the attainable floor
+    ``8 n eps`` (:data:`TOL_FLOOR` ``n eps``: a computed product ``A x`` carries an error up to
+    ``~n eps ||A||``, so residuals below it are rounding noise). The operator is scaled by a
+    power of two (exactly) from its first product, so any finite scale of ``A`` gives the same
+    answer up to that scale. For ``5 k >= n`` the dense eigensolver answers, checked by its
+    explicit residuals against the same tolerance.
 
     Parameters
     ----------
@@ -86,6 +105,14 @@ def lobpcg(
     Returns
     -------
     eigvals : (..., k) descending, eigvecs : (..., n, k) orthonormal, info : LobpcgInfo
+
+    Raises
+    ------
+    ValueError
+        (NumPy path) NaN/Inf in ``a`` or ``x0``, a non-symmetric ``a`` (beyond
+        :func:`linalg_core._validation.symmetry_tolerance`), a matvec ``a`` returning NaN/Inf or
+        the wrong shape; wrong shapes or dtypes on either path. The JAX path reports
+        value-dependent problems in ``info.status`` instead (outputs zero).
 
     References
     ----------
@@ -148,5 +175,10 @@ def lobpcg(
         if not callable_a:
             a = np.ascontiguousarray(a, dtype=dt)
             check.require_finite(a, "a")
+        if not callable_a:
+            check.require_symmetric(a, "a")
         w, v, res, iters, status, dense = cpu.lobpcg(a, x0, k, int(max_iters), tol, guard, callable_a)
+        if callable_a and int(status) == LOBPCG_STATUS["non_symmetric"]:
+            raise ValueError("a (matvec) must be a symmetric operator: the matrix assembled from its "
+                             f"products with the unit vectors is not symmetric to 8 n eps (n={n})")
     return w, v, LobpcgInfo(res, iters, status == 0, dense, status)

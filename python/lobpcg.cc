@@ -5,10 +5,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "lapack.h"
 #include "arrays.h"
+#include "finite.h"
 #include "lobpcg.h"
 #include "parallel.h"
 
@@ -45,7 +47,14 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
       py::array_t<T> view({rows, cols}, {sizeof(T), sizeof(T) * rows}, x);
       py::array_t<T, py::array::f_style | py::array::forcecast> ax = matvec(view);
       if (ax.ndim() != 2 || ax.shape(0) != rows || ax.shape(1) != cols) {
-        throw py::value_error("a (matvec) must return an array of shape (n, cols)");
+        std::string got = "(";
+        for (py::ssize_t d = 0; d < ax.ndim(); ++d) got += (d ? ", " : "") + std::to_string(ax.shape(d));
+        throw py::value_error("a (matvec) must return an array of shape (n, cols) = (" +
+                              std::to_string(rows) + ", " + std::to_string(cols) + "), got " +
+                              got + (ax.ndim() == 1 ? ",)" : ")"));
+      }
+      if (!all_finite(ax.data(), static_cast<size_t>(rows) * cols)) {
+        throw py::value_error("a (matvec) returned NaN or Inf");
       }
       std::memcpy(out, ax.data(), sizeof(T) * rows * cols);
     };
@@ -71,6 +80,8 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
 }  // namespace
 
 void bind_lobpcg(py::module_& m) {
+  m.attr("lobpcg_svqb_drop") = lobpcg::kSvqbDrop;
+  m.attr("lobpcg_tol_floor") = lobpcg::kTolFloor;
   m.def("lobpcg", [](const py::object& a, const py::array& x0, int k, int max_iters, double tol,
                      int guard, bool callable) {
     return x0.dtype().is(py::dtype::of<float>())
