@@ -97,8 +97,8 @@ def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
     m, n = a.shape[-2:]
     if square and m != n:
         raise ValueError(f"a must be square (..., n, n) for randomized_eigh, got {tuple(a.shape)}")
-    k = check.integer(k, "k", 1)
-    if k > min(m, n):
+    k = check.integer(k, "k")
+    if not 1 <= k <= min(m, n):
         raise ValueError(f"k must satisfy 1 <= k <= min(m, n) = {min(m, n)}, got {k}")
     oversample = check.integer(oversample, "oversample", 0)
     check.integer(power_iters, "power_iters", 0)

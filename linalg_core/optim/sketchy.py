@@ -152,18 +152,21 @@ def scale_by_sketchy_shampoo(options: SketchyShampooOptions | None = None, /, **
             sketches, g_ = operands
             factors = (factor_scale * g_, factor_scale * jnp.swapaxes(g_, -1, -2))
             new, bad = _fd_step(sketches, factors, beta=b2, mesh=o.mesh, axis=o.mesh_axis)
-            return new, jnp.sum(bad, dtype=jnp.int32)
+            return new, bad.astype(jnp.int32)
 
         def keep(operands):
-            return operands[0], jnp.zeros((), jnp.int32)
+            return operands[0], jnp.zeros(g.shape[:1], jnp.int32)
 
         do_stats = transform.every(ctx.count, int(o.statistics_every))
-        (left, right), fails = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
+        (left, right), bad = jax.lax.cond(do_stats, update, keep, (tuple(stats), g))
         bias = transform.bias_correction(b2, ctx, g.dtype)
         opts = dict(p=p, eps=eps, relative=o.eps_mode == "relative", bias=bias)
         y = _apply_root(left, g, **opts)
         pre = jnp.swapaxes(_apply_root(right, jnp.swapaxes(y, -1, -2), **opts), -1, -2)
-        return (left, right), cache, pre, fails
+        # A sketch that could not take this gradient (left unchanged by fd_update) gives no step:
+        # the old sketch's root applied to a gradient it never saw can be arbitrarily large.
+        pre = jnp.where((bad > 0)[:, None, None], 0.0, pre)
+        return (left, right), cache, pre, jnp.sum(bad, dtype=jnp.int32)
 
     return transform.matrix_preconditioner(
         o, layout=lambda shape: blocking.block_layout(shape, o.block_size),
@@ -217,7 +220,9 @@ def scale_by_sketchy_adagrad(options: SketchyAdagradOptions | None = None, /, **
         (sketch,), bad = _fd_step(tuple(stats), (factor_scale * g,), beta=b2, mesh=o.mesh, axis=o.mesh_axis)
         pre = _apply_root(sketch, g, p=2, eps=eps, relative=o.eps_mode == "relative",
                           bias=transform.bias_correction(b2, ctx, g.dtype))
-        return (sketch,), cache, pre, jnp.sum(bad)
+        # As in Sketchy Shampoo: no step from a sketch that could not take this gradient.
+        pre = jnp.where((bad > 0)[:, None, None], 0.0, pre)
+        return (sketch,), cache, pre, jnp.sum(bad, dtype=jnp.int32)
 
     return transform.matrix_preconditioner(
         o, layout=lambda shape: blocking.flat_layout(shape, o.block_size),

@@ -36,7 +36,8 @@ def _error_bound(a, q, probes):
 def _finalise(outs, finite_in):
     ok_out = jnp.ones(finite_in.shape, bool)
     for o in outs:
-        ok_out &= jnp.all(jnp.isfinite(o).reshape(o.shape[: finite_in.ndim] + (-1,)), axis=-1)
+        # Reduced over the trailing axes by name: a reshape to (..., -1) fails on an empty batch.
+        ok_out &= jnp.all(jnp.isfinite(o), axis=tuple(range(finite_in.ndim, o.ndim)))
     status = jnp.where(~finite_in, _NON_FINITE, jnp.where(ok_out, _OK, _FAILURE)).astype(jnp.int32)
     good = status == _OK
     outs = tuple(jnp.where(good.reshape(good.shape + (1,) * (o.ndim - good.ndim)), o, 0.0) for o in outs)
