@@ -11,6 +11,7 @@
 #include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
+#include "scaling.h"
 
 namespace linalg_core::kron {
 namespace {
@@ -22,26 +23,6 @@ double frobenius(const T* x, size_t count) {
   double s = 0.0;
   for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
   return std::sqrt(s);
-}
-
-template <typename T>
-T max_abs(const T* x, size_t count) {
-  T m = T(0);
-  for (size_t i = 0; i < count; ++i) m = std::max(m, std::abs(x[i]));
-  return m;
-}
-
-// The exponent e with amax 2^-e in [1/2, 1) when amax (> 0) lies outside [2^-lim, 2^lim],
-// lim = max_exponent / 8 of T (16 for float, 128 for double), else 0 (no scaling). Inside that
-// range every product of up to four entries, the sums of N m n of them and their squares in the
-// double-precision norms stay normal and finite.
-template <typename T>
-int safe_exponent(T amax) {
-  if (!(amax > T(0))) return 0;
-  int e = 0;
-  std::frexp(amax, &e);
-  const int lim = std::numeric_limits<T>::max_exponent / 8;
-  return e >= -lim && e <= lim ? 0 : e;
 }
 
 // out = x 2^-e elementwise (exact unless the result is subnormal).
@@ -157,7 +138,7 @@ Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T
   if (!all_finite(S, count)) return Status::kNonFiniteInput;
   const T amax = max_abs(S, count);
   if (amax == T(0)) return Status::kOk;  // H = 0: the zero factors are exact
-  const int e = safe_exponent(amax);
+  const int e = safe_exponent<T>(amax);
   const T inv_n = T(1) / static_cast<T>(N);
   std::vector<T> L(sz(m, m)), R(sz(n, n)), root(std::max(sz(m, m), sz(n, n)));
   double sigma = 0.0, change = 0.0, trace_h = 0.0;
@@ -282,7 +263,7 @@ bool cosine(const Shape& s, const T* samples, const T* left, const T* right, T* 
     std::frexp(amax_r, &er);
     scaled_copy(L, sz(m, m), el, Ls.data());
     scaled_copy(R, sz(n, n), er, Rs.data());
-    const int es = safe_exponent(amax_s);
+    const int es = safe_exponent<T>(amax_s);
     if (es != 0) {
       Ss.resize(sz(N, mn));
       scaled_copy(S, sz(N, mn), es, Ss.data());

@@ -11,6 +11,7 @@
 #include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
+#include "scaling.h"
 #include "small_eigh.h"
 
 namespace linalg_core::shared_basis {
@@ -118,31 +119,6 @@ struct BlockScratch {
   std::vector<T> t, w, work;
   std::vector<int> iwork;
 };
-
-template <typename T>
-T max_abs(const T* x, size_t count) {
-  T v = T(0);
-  for (size_t i = 0; i < count; ++i) v = std::max(v, std::abs(x[i]));
-  return v;
-}
-
-// The exponent e with v 2^-e in [1/2, 1) when v (> 0) lies outside [2^-lim, 2^lim],
-// lim = max_exponent / 8 of T (16 for float, 128 for double), else 0: inside that range the
-// fourth powers in A = sum_i M_i M_i^T (b^2 m v^4 at most) and the squares in the double norms
-// stay normal and finite.
-template <typename T>
-int safe_exponent(double v) {
-  if (!(v > 0)) return 0;
-  int e = 0;
-  std::frexp(v, &e);
-  const int lim = std::numeric_limits<T>::max_exponent / 8;
-  return e >= -lim && e <= lim ? 0 : e;
-}
-
-template <typename T>
-void scale_by_power_of_two(T* x, size_t count, int e) {
-  for (size_t i = 0; i < count; ++i) x[i] = std::ldexp(x[i], e);
-}
 
 // Algorithm 1 on finite inputs of moderate scale (update() owns the checks and the scaling).
 template <typename T>
