@@ -6,9 +6,10 @@ same compiled module as the NumPy entry points and are registered on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -17,6 +18,17 @@ _registered = False
 #: Use the portable kernels on the CPU too (set LINALG_CORE_PORTABLE=1, or assign in tests):
 #: runs the GPU/TPU code path on a machine without an accelerator. Read at trace time.
 FORCE_PORTABLE = os.environ.get("LINALG_CORE_PORTABLE") == "1"
+
+
+@contextlib.contextmanager
+def portable_path(enabled: bool = True) -> Iterator[None]:
+    """Sets :data:`FORCE_PORTABLE` for the calls traced inside the block, then restores it."""
+    global FORCE_PORTABLE
+    saved, FORCE_PORTABLE = FORCE_PORTABLE, bool(enabled)
+    try:
+        yield
+    finally:
+        FORCE_PORTABLE = saved
 
 
 def is_jax_array(x: Any) -> bool:

@@ -741,12 +741,9 @@ def test_non_finite_x_is_rejected_or_flagged(value):
     for backend in ("jax", "portable"):
         from linalg_core import _jax
 
-        forced, _jax.FORCE_PORTABLE = _jax.FORCE_PORTABLE, backend == "portable"
-        try:
+        with _jax.portable_path(backend == "portable"):
             y, status = lc.fd_apply_inverse_root(lc.FDState(*map(jnp.asarray, state)), jnp.asarray(x),
                                                  p=2, eps=1e-3, return_status=True)
-        finally:
-            _jax.FORCE_PORTABLE = forced
         assert int(status) == lc.FD_STATUS["non_finite_input"]
         assert np.isfinite(np.asarray(y)).all()
 
@@ -761,12 +758,9 @@ def test_jax_apply_status_on_a_batch(backend):
     x[2, 0, 0] = np.nan
     from linalg_core import _jax
 
-    forced, _jax.FORCE_PORTABLE = _jax.FORCE_PORTABLE, backend == "portable"
-    try:
+    with _jax.portable_path(backend == "portable"):
         y, status = lc.fd_apply_inverse_root(lc.FDState(*map(jnp.asarray, states)), jnp.asarray(x),
                                              p=2, eps=1e-3, return_status=True)
-    finally:
-        _jax.FORCE_PORTABLE = forced
     assert np.asarray(status).tolist() == [lc.FD_STATUS[s] for s in ("ok", "invalid_state", "non_finite_input")]
     np.testing.assert_allclose(np.asarray(y[0]), lc.fd_apply_inverse_root(good, x[0], p=2, eps=1e-3), rtol=1e-14)
     assert np.all(np.asarray(y[1:]) == 0)
