@@ -574,6 +574,26 @@ bool update(const UpdateShape& shape, const UpdateArgs<T>& args, Method requeste
   return true;
 }
 
+// y^T = c0 x^T + (x^T U) diag(delta) U^T in precision U, on column-major x^T (n x d, overwritten
+// by y^T) and U^T (l x d); a: n x l scratch.
+template <typename U, typename L>
+void apply_factored(int d, int l, int n, const U* basis_t, const L* lam,
+                    double floor, double c0, double p, U* a, U* r) {
+  const U one = U(1), zero = U(0);
+  Lapack<U>::gemm("N", "T", &n, &l, &d, &one, r, &n, basis_t, &l, &zero, a, &n);  // a^T = x^T U
+  for (int j = 0; j < l; ++j) {
+    // c_j - c0 = c0 ((1 + lambda_j / f)^(-1/p) - 1), free of cancellation for every lambda_j.
+    const double ratio = std::max(static_cast<double>(lam[j]), 0.0) / floor;
+    const U delta = static_cast<U>(c0 * std::expm1(-std::log1p(ratio) / p));
+    U* col = a + static_cast<size_t>(j) * n;
+    for (int i = 0; i < n; ++i) col[i] *= delta;
+  }
+  const U c = static_cast<U>(c0);
+  const size_t dn = static_cast<size_t>(d) * n;
+  for (size_t i = 0; i < dn; ++i) r[i] *= c;
+  Lapack<U>::gemm("N", "N", &n, &d, &l, &one, a, &n, basis_t, &l, &one, r, &n);  // + U (delta a)
+}
+
 template <typename T>
 void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
                         const T* escaped_mass, const T* x, double p, double eps, T* y) {
@@ -582,53 +602,41 @@ void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
             n = static_cast<int>(s.columns);
   const size_t dl = static_cast<size_t>(d) * l, dn = static_cast<size_t>(d) * n;
   const int workers = batch_workers(s.batch, s.dim);
-  // Per worker: a = x^T U (n x l), and for float32 U^T and x^T (then y^T) in double.
+  // Per worker: a = x^T U (n x l) in double and in T, and for float32 U^T and x^T (then y^T) in
+  // double.
   struct Buffers {
     std::vector<double> a, basis, rhs;
+    std::vector<T> a_t;
   };
   std::vector<Buffers> scratch(std::min<int64_t>(workers, std::max<int64_t>(s.batch, 1)));
-  for (auto& buf : scratch) {
-    buf.a.resize(static_cast<size_t>(l) * n);
-    if (!in_double) {
-      buf.basis.resize(dl);
-      buf.rhs.resize(dn);
-    }
-  }
   parallel_for(s.batch, workers, [&](int worker, int64_t b) {
     Buffers& buf = scratch[worker];
     const T* Ub = basis + b * static_cast<int64_t>(dl);  // column-major U^T (l x d)
     const T* lam = eigvals + b * l;
     const T* xb = x + b * static_cast<int64_t>(dn);  // column-major x^T (n x d)
     T* yb = y + b * static_cast<int64_t>(dn);
-    const double* U;
-    double* r;  // x^T, then y^T
-    if constexpr (in_double) {
-      U = Ub;
-      r = yb;
-      std::memcpy(r, xb, dn * sizeof(double));
-    } else {
-      for (size_t i = 0; i < dl; ++i) buf.basis[i] = Ub[i];
-      for (size_t i = 0; i < dn; ++i) buf.rhs[i] = xb[i];
-      U = buf.basis.data();
-      r = buf.rhs.data();
-    }
     const double floor = static_cast<double>(escaped_mass[b]) + eps;
     const double c0 = std::pow(floor, -1.0 / p);
-    double* A = buf.a.data();
-    const double one = 1.0, zero = 0.0;
-    Lapack<double>::gemm("N", "T", &n, &l, &d, &one, r, &n, U, &l, &zero, A, &n);  // a^T = x^T U
-    for (int j = 0; j < l; ++j) {
-      // c_j - c0 = c0 ((1 + lambda_j / f)^(-1/p) - 1), free of cancellation for every lambda_j.
-      const double ratio = std::max(static_cast<double>(lam[j]), 0.0) / floor;
-      const double delta = c0 * std::expm1(-std::log1p(ratio) / p);
-      double* col = A + static_cast<size_t>(j) * n;
-      for (int i = 0; i < n; ++i) col[i] *= delta;
+    double top = 0.0;
+    for (int j = 0; j < l; ++j) top = std::max(top, static_cast<double>(lam[j]));
+    // The float32 evaluation's rounding, relative to y, is at most the GEMMs' own times the
+    // amplification c0 / c_min = (1 + lambda_max / f)^(1/p) (x in span(U) gives |y| = c_min |x|
+    // from terms of size c0 |x|). Up to 2 that costs at most one bit beyond any float32
+    // product; beyond it the terms are accumulated in double.
+    const bool in_working = in_double || std::pow(1.0 + top / floor, 1.0 / p) <= 2.0;
+    if (in_working) {
+      buf.a_t.resize(static_cast<size_t>(l) * n);
+      std::memcpy(yb, xb, dn * sizeof(T));
+      apply_factored<T, T>(d, l, n, Ub, lam, floor, c0, p, buf.a_t.data(), yb);
+      return;
     }
-    for (size_t i = 0; i < dn; ++i) r[i] *= c0;
-    Lapack<double>::gemm("N", "N", &n, &d, &l, &one, A, &n, U, &l, &one, r, &n);  // + U (delta a)
-    if constexpr (!in_double) {
-      for (size_t i = 0; i < dn; ++i) yb[i] = static_cast<T>(r[i]);
-    }
+    buf.a.resize(static_cast<size_t>(l) * n);
+    buf.basis.resize(dl);
+    buf.rhs.resize(dn);
+    for (size_t i = 0; i < dl; ++i) buf.basis[i] = Ub[i];
+    for (size_t i = 0; i < dn; ++i) buf.rhs[i] = xb[i];
+    apply_factored<double, T>(d, l, n, buf.basis.data(), lam, floor, c0, p, buf.a.data(), buf.rhs.data());
+    for (size_t i = 0; i < dn; ++i) yb[i] = static_cast<T>(buf.rhs[i]);
   });
 }
 

@@ -97,10 +97,11 @@ struct ApplyShape {
 // y = (U diag(lambda) U^T + f I)^(-1/p) x, f = rho + eps, in factored form, never forming d x d:
 //   y = c0 x + U (delta .* (U^T x)),  c0 = f^(-1/p),  delta_j = c0 expm1(-log1p(lambda_j / f) / p)
 // (delta_j = (lambda_j + f)^(-1/p) - c0 without cancellation). When lambda >> f and x lies mostly
-// in span(U) the sum cancels: c0 x ~ -U delta U^T x, both ~c0 |x| while y ~ c_1 |x|. So both
-// dtypes accumulate in double (two DGEMMs, float32 operands widened exactly): the error is one
-// rounding of y to T plus (d + l) eps64 c0 |x|, below one float32 ulp of y for
-// c0 / c_1 = (1 + lambda_1 / f)^(1/p) up to ~1e7 / (d + l).
+// in span(U) the sum cancels: c0 x ~ -U delta U^T x, both ~c0 |x| while y ~ c_1 |x|. float32
+// therefore accumulates in double (two DGEMMs, float32 operands widened exactly) whenever that
+// amplification c0 / c_1 = (1 + lambda_1 / f)^(1/p) exceeds 2: the error is then one rounding
+// of y to T plus (d + l) eps64 c0 |x|, below one float32 ulp of y for amplifications up to
+// ~1e7 / (d + l). Up to 2, float32 GEMMs lose at most one bit more than any float32 product.
 // x and y are batch x d x n; requires rho + eps > 0 (checked by the caller).
 template <typename T>
 void apply_inverse_root(const ApplyShape& shape, const T* basis, const T* eigvals,

@@ -21,6 +21,7 @@ size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cas
 template <typename T>
 double frobenius(const T* x, size_t count) {
   double s = 0.0;
+#pragma omp simd reduction(+ : s)
   for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
   return std::sqrt(s);
 }
@@ -28,7 +29,8 @@ double frobenius(const T* x, size_t count) {
 // out = x 2^-e elementwise (exact unless the result is subnormal).
 template <typename T>
 void scaled_copy(const T* x, size_t count, int e, T* out) {
-  for (size_t i = 0; i < count; ++i) out[i] = std::ldexp(x[i], -e);
+  std::copy(x, x + count, out);
+  scale_by_power_of_two(out, count, -e);
 }
 
 // Row-major GEMM: C (rows x cols) = alpha op(A) op(B) + beta C, via the column-major routine on
@@ -135,8 +137,9 @@ Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T
   std::fill(right, right + sz(n, n), T(0));
   *sigma_out = T(0);
   *change_out = T(0);
-  if (!all_finite(S, count)) return Status::kNonFiniteInput;
-  const T amax = max_abs(S, count);
+  const FiniteMax<T> scan = finite_max_abs(S, count);
+  if (!scan.finite) return Status::kNonFiniteInput;
+  const T amax = scan.max_abs;
   if (amax == T(0)) return Status::kOk;  // H = 0: the zero factors are exact
   const int e = safe_exponent<T>(amax);
   const T inv_n = T(1) / static_cast<T>(N);
@@ -247,13 +250,15 @@ bool cosine(const Shape& s, const T* samples, const T* left, const T* right, T* 
     const T* S = samples + b * sz(N, mn);
     const T* L = left + b * sz(m, m);
     const T* R = right + b * sz(n, n);
-    if (!all_finite(S, sz(N, mn)) || !all_finite(L, sz(m, m)) || !all_finite(R, sz(n, n))) {
+    const FiniteMax<T> scan_s = finite_max_abs(S, sz(N, mn)), scan_l = finite_max_abs(L, sz(m, m)),
+                       scan_r = finite_max_abs(R, sz(n, n));
+    if (!scan_s.finite || !scan_l.finite || !scan_r.finite) {
       out[b] = std::numeric_limits<T>::quiet_NaN();
       continue;
     }
     // The cosine is invariant under scaling of each argument: L and R are scaled to a largest
     // entry in [1/2, 1) (small copies), the samples only outside safe_exponent's range.
-    const T amax_s = max_abs(S, sz(N, mn)), amax_l = max_abs(L, sz(m, m)), amax_r = max_abs(R, sz(n, n));
+    const T amax_s = scan_s.max_abs, amax_l = scan_l.max_abs, amax_r = scan_r.max_abs;
     if (amax_s == T(0) || amax_l == T(0) || amax_r == T(0)) {
       out[b] = T(0);
       continue;

@@ -42,9 +42,6 @@ using Apply = std::function<void(const T* x, int n, int cols, T* ax)>;
 inline constexpr double kSvqbDrop = 100.0;
 // tol is clamped to kTolFloor * n * eps (exported as lobpcg_tol_floor).
 inline constexpr double kTolFloor = 8.0;
-// A is symmetric when max|A - A^T| <= kSymmetry * n * eps * max|A| (as
-// linalg_core._validation.symmetry_tolerance).
-inline constexpr double kSymmetry = 8.0;
 
 struct Options {
   int k = 1;

@@ -7,14 +7,9 @@
 #include <cstddef>
 #include <limits>
 
-namespace linalg_core {
+#include "finite.h"  // max_abs, finite_max_abs
 
-template <typename T>
-T max_abs(const T* x, size_t count) {
-  T v = T(0);
-  for (size_t i = 0; i < count; ++i) v = std::max(v, std::abs(x[i]));
-  return v;
-}
+namespace linalg_core {
 
 // The exponent e with v 2^-e in [1/2, 1) when v (> 0) lies outside [2^-lim, 2^lim],
 // lim = max_exponent / 8 of T (16 for float, 128 for double), else 0 (no scaling). Inside that
@@ -29,9 +24,16 @@ int safe_exponent(double v) {
   return e >= -lim && e <= lim ? 0 : e;
 }
 
-// x <- x 2^e elementwise.
+// x <- x 2^e elementwise. Where 2^e is a normal number of T the product is a multiplication,
+// which rounds exactly as ldexp does (exact unless the result leaves the normal range).
 template <typename T>
 void scale_by_power_of_two(T* x, size_t count, int e) {
+  const T f = std::ldexp(T(1), e);
+  if (std::isnormal(f)) {
+#pragma omp simd
+    for (size_t i = 0; i < count; ++i) x[i] *= f;
+    return;
+  }
   for (size_t i = 0; i < count; ++i) x[i] = std::ldexp(x[i], e);
 }
 

@@ -12,6 +12,7 @@
 #include "lapack.h"
 #include "parallel.h"
 #include "scaling.h"
+#include "symmetry.h"
 #include "small_eigh.h"
 
 namespace linalg_core::shared_basis {
@@ -120,12 +121,12 @@ struct BlockScratch {
   std::vector<int> iwork;
 };
 
-// Algorithm 1 on finite inputs of moderate scale (update() owns the checks and the scaling).
+// Algorithm 1 on finite inputs of moderate scale (update() owns the checks, the scaling and the
+// single BLAS thread: all threading is ours, see gemm above).
 template <typename T>
 bool update_core(const Shape& sh, const Args<T>& a) {
   const int m = static_cast<int>(sh.blocks), b = static_cast<int>(sh.dim), k = static_cast<int>(sh.rank),
             s = static_cast<int>(sh.sketch);
-  ScopedBlasThreads single(1);  // all threading is ours (see gemm above)
   const T one = T(1), zero = T(0);
   const int workers = batch_workers(m, k);  // per-block problems are k x k
   // Column-major views: G (b x m, column i is g_i) is the row-major m x b input itself.
@@ -394,16 +395,25 @@ Status update(const Shape& sh, const Args<T>& a) {
   };
   if (m < 0 || b < 0 || k < 0) return Status::kFailed;  // no outputs to write
   if (m < 1 || b < 1 || k < 1 || k > b || s < k || s > b || sh.power_iters < 0) return keep_state(Status::kFailed);
-  if (!all_finite(a.grads, sz(m, b)) || !all_finite(a.basis, n_basis) || !all_finite(a.coeffs, n_coeffs) ||
-      !all_finite(a.escaped, sz(m)) || !all_finite(a.y0, sz(b, s))) {
+  // One BLAS thread for the whole call, checks included: a threaded BLAS call (the
+  // orthonormality check's GEMM) wakes OpenBLAS's server threads, which then spin on the cores
+  // that the next call's per-block loop needs (all threading is update_core's own).
+  ScopedBlasThreads single(1);
+  const FiniteMax<T> g_scan = finite_max_abs(a.grads, sz(m, b)), c_scan = finite_max_abs(a.coeffs, n_coeffs);
+  if (!g_scan.finite || !all_finite(a.basis, n_basis) || !c_scan.finite || !all_finite(a.escaped, sz(m)) ||
+      !all_finite(a.y0, sz(b, s))) {
     return keep_state(Status::kNonFiniteInput);
   }
   if (!std::all_of(a.escaped, a.escaped + m, [](T r) { return r >= T(0); })) return keep_state(Status::kInvalidState);
+  for (int64_t i = 0; i < m; ++i) {
+    if (!is_symmetric<T>(scan_symmetry(static_cast<int>(k), a.coeffs + sz(i, sz(k, k))), static_cast<int>(k))) {
+      return keep_state(Status::kInvalidState);
+    }
+  }
 
   // Scaled copies of the gradients and the state where their size is outside the safe range.
   const T rho_max = *std::max_element(a.escaped, a.escaped + m);
-  const double size = std::max({static_cast<double>(max_abs(a.grads, sz(m, b))),
-                                std::sqrt(static_cast<double>(max_abs(a.coeffs, n_coeffs))),
+  const double size = std::max({static_cast<double>(g_scan.max_abs), std::sqrt(static_cast<double>(c_scan.max_abs)),
                                 std::sqrt(static_cast<double>(rho_max))});
   const int e = safe_exponent<T>(size);
   Args<T> scaled = a;
@@ -424,7 +434,8 @@ Status update(const Shape& sh, const Args<T>& a) {
 
   // The a-posteriori checks, on the scaled outputs, then on the state scaled back.
   const T eps = std::numeric_limits<T>::epsilon();
-  if (!all_finite(a.basis_out, n_basis) || !all_finite(a.coeffs_out, n_coeffs) || !all_finite(a.escaped_out, sz(m)) ||
+  const FiniteMax<T> c_out = finite_max_abs(a.coeffs_out, n_coeffs);
+  if (!all_finite(a.basis_out, n_basis) || !c_out.finite || !all_finite(a.escaped_out, sz(m)) ||
       !all_finite(a.direction, sz(m, b)) || !all_finite(a.step_mass, sz(m)) ||
       !(orthonormality_error(static_cast<int>(b), static_cast<int>(k), a.basis_out) <= 32.0 * (b + s) * eps)) {
     return keep_state(Status::kFailed);
@@ -432,7 +443,7 @@ Status update(const Shape& sh, const Args<T>& a) {
   // The new state's size scaled back, in double (wide enough for float; for double ldexp gives
   // Inf or 0/subnormal exactly where T cannot hold it): it must be a normal number of T, a test
   // that also holds where subnormals are flushed to zero (XLA's CPU threads).
-  const T state_size = std::max(max_abs(a.coeffs_out, n_coeffs), max_abs(a.escaped_out, sz(m)));
+  const T state_size = std::max(c_out.max_abs, max_abs(a.escaped_out, sz(m)));
   const double full_size = std::ldexp(static_cast<double>(state_size), 2 * e);
   if (state_size > T(0) && !(full_size >= std::numeric_limits<T>::min() && full_size <= std::numeric_limits<T>::max())) {
     return keep_state(Status::kOutOfRange);

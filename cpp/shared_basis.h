@@ -37,7 +37,7 @@ enum class Status : int32_t {
   kOk = 0,
   kFailed = 1,           // invalid shape, a QR/eigensolver failure or a failed a-posteriori check
   kNonFiniteInput = 2,   // NaN/Inf in the gradients, the state or the starting block
-  kInvalidState = 3,     // a negative escaped mass
+  kInvalidState = 3,     // a negative escaped mass, or coefficients R_i not symmetric (cpp/symmetry.h)
   kOutOfRange = 4,       // the new state (scaling as |g|^2) leaves T's normal range
 };
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,6 +38,18 @@ def broadcast_batch(shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
     except ValueError as err:
         described = ", ".join(f"{k} batch shape {v}" for k, v in shapes.items())
         raise ValueError(f"batch shapes do not broadcast: {described}") from err
+
+
+def raise_if_reported(status: Any, code: int, *checks: Callable[[], None], message: str) -> None:
+    """NumPy path: where a kernel checked an input contract itself (finiteness, symmetry) and
+    reported ``code`` for some batch element, the Python checks run only then, to raise the
+    ``ValueError`` that names the argument, with ``message`` as the last resort. The kernels' scans
+    are single vectorised passes inside the call; the same checks in NumPy on every call would
+    add several passes and input-sized temporaries (``abs(x - x^T)`` over every slice)."""
+    if np.any(np.asarray(status) == code):
+        for run in checks:
+            run()
+        raise ValueError(message)
 
 
 def require_finite(x: np.ndarray, name: str) -> None:

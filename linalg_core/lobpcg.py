@@ -174,11 +174,16 @@ def lobpcg(
         check.require_finite(x0, "x0")
         if not callable_a:
             a = np.ascontiguousarray(a, dtype=dt)
-            check.require_finite(a, "a")
-        if not callable_a:
-            check.require_symmetric(a, "a")
         w, v, res, iters, status, dense = cpu.lobpcg(a, x0, k, int(max_iters), tol, guard, callable_a)
-        if callable_a and int(status) == LOBPCG_STATUS["non_symmetric"]:
-            raise ValueError("a (matvec) must be a symmetric operator: the matrix assembled from its "
-                             f"products with the unit vectors is not symmetric to 8 n eps (n={n})")
+        if callable_a:
+            check.raise_if_reported(
+                status, LOBPCG_STATUS["non_symmetric"],
+                message="a (matvec) must be a symmetric operator: the matrix assembled from its "
+                        f"products with the unit vectors is not symmetric to 8 n eps (n={n})")
+        else:
+            # The kernel checked finiteness and symmetry (cpp/symmetry.h, the rule of _validation).
+            check.raise_if_reported(status, LOBPCG_STATUS["non_finite"], lambda: check.require_finite(a, "a"),
+                                    message="a contains NaN or Inf")
+            check.raise_if_reported(status, LOBPCG_STATUS["non_symmetric"], lambda: check.require_symmetric(a, "a"),
+                                    message=f"a must be symmetric (to {check.symmetry_tolerance(dt, n):.3g} relative)")
     return w, v, LobpcgInfo(res, iters, status == 0, dense, status)

@@ -259,15 +259,17 @@ def inverse_root(
             has_previous=np.int32(prev is not None))
     else:
         a = np.ascontiguousarray(a, dtype=dt)
-        check.require_finite(a, "a")
-        check.require_symmetric(a, "a")
         previous = None if prev is None else np.ascontiguousarray(prev, dtype=dt)
-        if previous is not None:
-            check.require_finite(previous, "prev")
         from linalg_core._native import cpu
 
         root, residual, lmax, added, iters, used, status = cpu.inverse_root(
             a, previous, p, eps, ridge == "relative", pinv, _REQUEST[method], int(max_iters),
             tol, accept, bool(accumulate_float64), bool(true_residual))
+        # The kernel checked finiteness and symmetry (the same rules as _validation's).
+        check.raise_if_reported(status, ROOT_STATUS["non_finite_input"], lambda: check.require_finite(a, "a"),
+                                lambda: previous is None or check.require_finite(previous, "prev"),
+                                message="a or prev contains NaN or Inf")
+        check.raise_if_reported(status, ROOT_STATUS["not_symmetric"], lambda: check.require_symmetric(a, "a"),
+                                message=f"a must be symmetric (to {check.symmetry_tolerance(dt, a.shape[-1]):.3g} relative)")
     converged = (status == ROOT_STATUS["ok"]) | (status == ROOT_STATUS["fell_back"])
     return root, RootInfo(residual, iters, converged, used, status, lmax, added)

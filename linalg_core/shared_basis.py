@@ -60,6 +60,12 @@ def _relative_increment(step, grads, status, xp):
     return xp.where((status == SHARED_BASIS_STATUS["ok"]) & (amax > 0), value, 0).astype(grads.dtype)
 
 
+def _require_valid_state(parts) -> None:
+    if (parts[2] < 0).any():
+        raise ValueError(f"state.escaped_mass must be >= 0, got min {parts[2].min()!r}")
+    check.require_symmetric(parts[1], "state.coeffs")
+
+
 def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np.float32,
                       backend: str = "numpy") -> SharedBasisState:
     """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation)."""
@@ -183,20 +189,20 @@ def shared_basis_update(
     if np.any(basis):
         y0[:, :k] = basis
     grads = np.ascontiguousarray(grads, dtype=dt)
-    check.require_finite(grads, "grads")
-    parts = []
-    for field, x in zip(SharedBasisState._fields, (basis, coeffs, escaped)):
-        x = np.ascontiguousarray(x, dt)
-        check.require_finite(x, f"state.{field}")
-        parts.append(x)
-    if (parts[2] < 0).any():
-        raise ValueError(f"state.escaped_mass must be >= 0, got min {parts[2].min()!r}")
-    check.require_symmetric(parts[1], "state.coeffs")
+    parts = [np.ascontiguousarray(x, dt) for x in (basis, coeffs, escaped)]
     from linalg_core._native import cpu
 
     new_basis, new_coeffs, new_escaped, direction, step, status = cpu.shared_basis_update(
         *parts, grads, np.ascontiguousarray(y0), eps, power_iters)
     status = np.int32(status)
+    # The kernel checked the input contract (finite; rho >= 0; R_i symmetric, cpp/symmetry.h).
+    fields = [f"state.{field}" for field in SharedBasisState._fields]
+    check.raise_if_reported(status, SHARED_BASIS_STATUS["non_finite_input"],
+                            lambda: check.require_finite(grads, "grads"),
+                            *[lambda x=x, f=f: check.require_finite(x, f) for x, f in zip(parts, fields)],
+                            message="grads or the state contains NaN or Inf")
+    check.raise_if_reported(status, SHARED_BASIS_STATUS["invalid_state"], lambda: _require_valid_state(parts),
+                            message="state.escaped_mass must be >= 0 and state.coeffs symmetric")
     info = SharedBasisInfo(status, np.bool_(status == SHARED_BASIS_STATUS["ok"]), np.int32(power_iters),
                            _relative_increment(step, grads, status, np), np.int32(0), step)
     return SharedBasisState(new_basis, new_coeffs, new_escaped), direction, info

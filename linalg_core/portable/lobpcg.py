@@ -10,14 +10,13 @@ import jax
 import jax.numpy as jnp
 
 from linalg_core._lobpcg_jax import column_norms, effective_tol, lobpcg_matvec
+from linalg_core._validation import symmetry_tolerance
 from linalg_core.lobpcg import LOBPCG_STATUS
 
 _CONVERGED = LOBPCG_STATUS["converged"]
 _BREAKDOWN = LOBPCG_STATUS["breakdown"]
 _NON_FINITE = LOBPCG_STATUS["non_finite"]
 _NON_SYMMETRIC = LOBPCG_STATUS["non_symmetric"]
-# As cpp/lobpcg.h kSymmetry and linalg_core._validation.symmetry_tolerance.
-_SYMMETRY = 8.0
 
 
 def _dense(a, k, tol):
@@ -41,10 +40,9 @@ def lobpcg(a, x0, *, k, max_iters, tol, guard):
     finite = jnp.all(jnp.isfinite(a), axis=(-2, -1)) & jnp.all(jnp.isfinite(x0), axis=(-2, -1))
     a = jnp.where(finite[..., None, None], a, 0.0)
     x0 = jnp.where(finite[..., None, None], x0, 1.0)
-    eps = jnp.finfo(a.dtype).eps
     amax = jnp.max(jnp.abs(a), axis=(-2, -1))
     asym = jnp.max(jnp.abs(a - jnp.swapaxes(a, -1, -2)), axis=(-2, -1))
-    symmetric = asym <= _SYMMETRY * n * eps * amax
+    symmetric = asym <= symmetry_tolerance(a.dtype, n) * amax  # cpp/symmetry.h
     a = jnp.where(symmetric[..., None, None], a, 0.0)
     if 5 * k >= n:
         tol_eff = effective_tol(float(tol), n, a.dtype)

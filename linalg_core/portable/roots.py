@@ -191,9 +191,11 @@ def inverse_root(a, previous, *, p, eps, eps_relative, pinv_threshold, method, m
         x, iters = _iterate(scaled, p, iter_lmax, iter_ridge, m == _NEWTON3, max_iters, tol)
         residual, mu = _certify(scaled, iter_ridge, x, p)
         kappa = (iter_lmax + iter_ridge) * mu
-        good = _finite(x) & (residual <= accept_for(kappa)) & (resolved * kappa < 1.0)
+        good = _finite(x) & (residual <= accept_for(kappa))
         negative = (mu > 0) & (1.0 / jnp.where(mu > 0, mu, 1.0) - iter_ridge < -indefinite * iter_lmax)
-        outcome = jnp.where(good, jnp.where(negative, _INDEFINITE, _DONE), _FAIL)
+        # An unresolved condition is the matrix's property: the iterate is kept, flagged (roots.cc).
+        done = jnp.where(resolved * kappa < 1.0, _DONE, _ILL)
+        outcome = jnp.where(good, jnp.where(negative, _INDEFINITE, done), _FAIL)
         return x, residual, iter_lmax, iter_ridge, iters, outcome
 
     def skipped():

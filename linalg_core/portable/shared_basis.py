@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linalg_core._validation import symmetry_tolerance
 from linalg_core.shared_basis import SHARED_BASIS_STATUS as STATUS
 
 MASS_ITERS = 30
@@ -34,7 +35,10 @@ def _update_one(basis, coeffs, escaped, grads, y0, eps, power_iters):
     s = y0.shape[1]
     finite = (jnp.all(jnp.isfinite(grads)) & jnp.all(jnp.isfinite(basis)) & jnp.all(jnp.isfinite(coeffs))
               & jnp.all(jnp.isfinite(escaped)) & jnp.all(jnp.isfinite(y0)))
-    valid = jnp.all(escaped >= 0)
+    # cpp/symmetry.h per block: max|R_i - R_i^T| <= 8 k eps max|R_i|.
+    asym = jnp.max(jnp.abs(coeffs - jnp.swapaxes(coeffs, -1, -2)), axis=(-2, -1))
+    symmetric = jnp.all(asym <= symmetry_tolerance(dt, coeffs.shape[-1]) * jnp.max(jnp.abs(coeffs), axis=(-2, -1)))
+    valid = jnp.all(escaped >= 0) & symmetric
     clean = lambda x: jnp.where(finite & valid, x, jnp.zeros_like(x))  # noqa: E731
     size = jnp.maximum(jnp.max(jnp.abs(clean(grads))),
                        jnp.sqrt(jnp.maximum(jnp.max(jnp.abs(clean(coeffs))), jnp.max(clean(escaped)))))
