@@ -133,7 +133,7 @@ def polar(a, *, schedule, svd, converge, tol, max_iters, fallback, band_lower, b
             def body(state):
                 x, it, r, passed, done = state
                 g = gram(x)
-                r_new = residual_bound(g)
+                r_new = residual_bound(g).astype(dt)
                 ok = r_new <= r_tol
                 region = (r_new < 2.0) | _definite(2.9 * eye - g)
                 stop = ok | (it >= max_iters) | ~region
