@@ -276,7 +276,8 @@ def test_portable_and_cpp_parity(rng, kw, shape):
         np.testing.assert_array_equal(info.iterations, info_np.iterations)
         np.testing.assert_allclose(info.residual, info_np.residual, rtol=1e-3, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(q_ffi), q_np)
-    np.testing.assert_allclose(np.asarray(q_pt), q_np, atol=1e-4 * 30 * 1e4 * EPS[np.float64] ** 0.5)
+    steps = 30 + 10  # at most max_iters cubic steps after a schedule of up to 10
+    np.testing.assert_allclose(np.asarray(q_pt), q_np, atol=1e4 * steps * np.sqrt(11) * EPS[np.float64])
 
 
 def test_portable_float32_parity(rng):
