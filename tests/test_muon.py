@@ -80,7 +80,7 @@ def run(opt, params, grads_seq):
     dict(method="polar_express", steps=4, adam_scale=0.5, beta=0.9),
 ])
 def test_matches_the_numpy_reference(rng, overrides):
-    shapes = {"w1": (12, 7), "w2": (5, 9), "b": (7,), "conv": (2, 3, 3)}
+    shapes = {"w1": (12, 7), "w2": (5, 9), "w3": (4, 13), "b": (7,), "conv": (2, 3, 3)}  # w3: Gram side
     params = {k: jnp.asarray(rng.standard_normal(s)) for k, s in shapes.items()}
     grads_seq = [{k: rng.standard_normal(s) for k, s in shapes.items()} for _ in range(3)]
     o = optim.MuonOptions(**overrides)

@@ -164,7 +164,7 @@ def test_residual_and_bounds_are_honest(data):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("method,steps", [("quintic", 5), ("quintic", 7), ("polar_express", 5), ("polar_express", 3)])
-@pytest.mark.parametrize("shape", [(40, 16), (16, 40), (24, 24)])
+@pytest.mark.parametrize("shape", [(40, 16), (16, 40), (24, 24), (12, 60)])
 def test_schedule_meets_its_band(rng, dtype, method, steps, shape):
     """Inputs whose scaled singular values lie in [lower_bound, 1]: the start scaling divides by
     at most k^(1/8) ||a||_2 (||G0^2||_F^(1/4) = (sum s^8)^(1/8)), so cond(a) <= 1 / (l k^(1/8))
@@ -260,11 +260,11 @@ CASES = [dict(method="quintic"), dict(method="quintic", fallback=False), dict(me
 
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items() if k != "coefficients"))
-@pytest.mark.parametrize("shape", [(2, 11, 7), (2, 7, 11)])
+@pytest.mark.parametrize("shape", [(2, 11, 7), (2, 7, 11), (2, 30, 9)])
 def test_portable_and_cpp_parity(rng, kw, shape):
     """Same status, method and iterations; answers equal up to the rounding of different
     summation orders propagated through the iteration (steps x sqrt(K) eps, amplified by kappa)."""
-    a = matrix(rng, *shape[1:], 1e4, batch=shape[:1])
+    a = matrix(rng, *shape[1:], 1e4, batch=shape[:1])  # (30, 9): the schedule on the Gram side
     a[1] *= 1e-120
     q_np, info_np = lc.polar(a, **kw)
     q_ffi, info_ffi = jax.jit(lambda x: lc.polar(x, **kw))(jnp.asarray(a))
@@ -277,7 +277,7 @@ def test_portable_and_cpp_parity(rng, kw, shape):
         np.testing.assert_allclose(info.residual, info_np.residual, rtol=1e-3, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(q_ffi), q_np)
     steps = 30 + 10  # at most max_iters cubic steps after a schedule of up to 10
-    np.testing.assert_allclose(np.asarray(q_pt), q_np, atol=1e4 * steps * np.sqrt(11) * EPS[np.float64])
+    np.testing.assert_allclose(np.asarray(q_pt), q_np, atol=1e4 * steps * np.sqrt(shape[1]) * EPS[np.float64])
 
 
 def test_portable_float32_parity(rng):

@@ -3,7 +3,7 @@
 scaling by ``min(||G0^2||_F^(1/4), sqrt(||a||_1 ||a||_inf))`` with the same rounding allowances,
 the schedule on the wide orientation, the converging cubic phase as a ``while_loop``, the band
 certified by two Cholesky factorisations (NaN factors mean "not definite"), the residual bound by
-normalised repeated squaring, and the SVD fallback under a ``cond`` (run only when some batch
+normalised repeated squaring, the schedule on the Gram side for wide iterates, and the SVD fallback under a ``cond`` (run only when some batch
 element needs it). Products are matmuls (XLA has no SYRK)."""
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def _spectral_bound(e, threshold):
         log_bound = log_bound + jnp.log(fi) * 2.0 ** -i
     decided = (f <= threshold) | (f / math.sqrt(k) > threshold) | ~usable
     return jnp.where(decided, f, jnp.minimum(f, jnp.exp(log_bound)))
+
+
+def _symmetric(x):
+    return 0.5 * (x + _t(x))
 
 
 def _definite(m):
@@ -118,11 +122,23 @@ def polar(a, *, schedule, svd, converge, tol, max_iters, fallback, band_lower, b
         x = scaled * inv[..., None, None]
         g = g * (inv * inv)[..., None, None]
         g2 = g2 * ((inv * inv) * (inv * inv))[..., None, None]
-        for t, (ca, cb, cc) in enumerate(table):
-            if t > 0:
-                g = gram(x)
-                g2 = g @ g
-            x = ca * x + (cb * g + cc * g2) @ x
+        if table.shape[0] >= 2 and big_k >= 2 * k:
+            # cpp/polar.cc schedule_on_gram: G_(t+1) = P_t G_t P_t, X_T = (P_(T-1) ... P_0) X_0.
+            prod = None
+            for t, (ca, cb, cc) in enumerate(table):
+                if t > 0:
+                    g2 = g @ g
+                p = ca * eye + cb * g + cc * g2
+                prod = p if prod is None else _symmetric(p @ prod)
+                if t + 1 < table.shape[0]:
+                    g = _symmetric((p @ g) @ p)
+            x = prod @ x
+        else:
+            for t, (ca, cb, cc) in enumerate(table):
+                if t > 0:
+                    g = gram(x)
+                    g2 = g @ g
+                x = ca * x + (cb * g + cc * g2) @ x
         iterations = jnp.full(batch, table.shape[0], jnp.int32)
         ns_finite = jnp.all(jnp.isfinite(x), axis=(-2, -1))
         x = jnp.where(ns_finite[..., None, None], x, 0)
