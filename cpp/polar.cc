@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "blas_threads.h"
 #include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
@@ -416,6 +417,8 @@ bool polar(const Shape& s, const Args<T>& a, const Options& o) {
   }
   Solver<T> solver(s, o, a);
   const int workers = batch_workers(s.batch, std::min(s.m, s.n));
+  // One problem at a time: the project's small-problem policy (blas_threads.h) on k.
+  SmallProblemBlasThreads small(workers == 1 ? static_cast<int>(std::min(s.m, s.n)) : 1 << 30);
   std::vector<Scratch<T>> scratch(std::max(workers, 1));
   parallel_for(s.batch, workers, [&](int worker, int64_t b) { solver.run(b, scratch[worker]); });
   return true;
