@@ -172,7 +172,11 @@ class Solver {
     d_.K = static_cast<int>(std::max(s.m, s.n));
     d_.tall = s.m > s.n;
     eps_ = std::numeric_limits<T>::epsilon();
-    delta_ = 4.0 * std::sqrt(static_cast<double>(d_.k) * d_.K) * eps_;
+    // The rounding of forming G = X X^T in T for ||X||_2 ~ 1, in the standard probabilistic model
+    // (errors of an inner product of length K grow like sqrt(K) eps, Higham and Mary 2019): the
+    // diagonal's sqrt(K) eps plus the spectral norm 2 sqrt(k) eps of a k x k matrix of
+    // independent eps-sized errors, times 2 for margin.
+    delta_ = 4.0 * (std::sqrt(static_cast<double>(d_.K)) + std::sqrt(static_cast<double>(d_.k))) * eps_;
     // residual <= tol  <=>  1 - sqrt(1 - r) <= tol  <=>  r <= 1 - (1 - tol)^2.
     r_tol_ = 1.0 - (1.0 - o.tol) * (1.0 - o.tol);
   }
@@ -351,12 +355,17 @@ class Solver {
   // Cubic Newton-Schulz steps until residual <= tol; false when max_iters ran out or the
   // iterate left the region (0, sqrt(3)) where the step converges.
   bool converge(Scratch<T>& w, Result& res) {
+    double previous = 0.0;
     for (int32_t it = 0;; ++it) {
       gram(d_, w.x.data(), w.g.data());
       const double r = residual_bound(w);
       res.bounds = from_gram_bound(r);
       if (r <= r_tol_) return true;
       if (it >= o_.max_iters) return false;
+      // Near 1 the step squares the error (s -> 1 - 1.5 e^2 for s = 1 + e): a bound that stops
+      // halving there has reached the rounding floor, above tol.
+      if (it > 0 && r < 0.1 && r > 0.5 * previous) return false;
+      previous = r;
       // r < 2 certifies s_i^2 < 3; otherwise (a Frobenius-sized r) Cholesky of 2.9 I - G does.
       if (!(r < 2.0) && !definite(d_.k, w.g.data(), 2.9, -1.0, w.g2.data())) return false;
       apply(d_, T(-0.5), w.g.data(), w.x.data(), T(1.5), w.y.data());

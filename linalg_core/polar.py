@@ -72,15 +72,16 @@ class PolarInfo(NamedTuple):
     status : array of int32
         A :data:`POLAR_STATUS` code.
     converged : array of bool
-        ``residual <= tol`` (the given ``tol``, or the default ``8 sqrt(m n) eps`` a few times
-        the rounding floor of the check). The fixed quintic schedules are not meant to converge:
+        ``residual <= tol`` (the given ``tol``, or the default ``16 (sqrt(m) + sqrt(n)) eps``, a
+        few times the rounding floor of the check). The fixed quintic schedules are not meant to converge:
         there ``status == ok`` (band met) with ``converged == False`` is the normal outcome.
     iterations : array of int32
         Newton-Schulz steps run (schedule plus converging steps; 0 for ``svd``).
     residual : array
         Certified upper bound on ``max_i |sigma_i(q) - 1|``, from ``r >= ||q q^T - I||_2`` on the
         small side (``min(||E||_F, ||E^(2^j)||_F^(2^-j))`` plus a rounding allowance
-        ``4 sqrt(m n) eps``) and, for fixed schedules, the certified band; 1 for ``q = 0``.
+        ``4 (sqrt(m) + sqrt(n)) eps`` for forming ``q q^T`` in the working precision, in the
+        probabilistic rounding model) and, for fixed schedules, the certified band; 1 for ``q = 0``.
     method : array of int32
         :data:`POLAR_METHODS`: ``newton_schulz`` or ``svd`` (requested, or the fallback).
     sigma_lower, sigma_upper : array
@@ -238,8 +239,8 @@ def polar_schedule(method: str = "polar_express", steps: int | None = None, *,
 
 
 def _default_tol(dtype, m, n) -> float:
-    """A few times the rounding floor of the residual check: 8 sqrt(m n) eps (capped below 1)."""
-    return min(8.0 * np.sqrt(float(m) * n) * float(np.finfo(dtype).eps), 0.5)
+    """A few times the rounding floor of the residual check: 16 (sqrt(m) + sqrt(n)) eps."""
+    return min(16.0 * (np.sqrt(float(m)) + np.sqrt(float(n))) * float(np.finfo(dtype).eps), 0.5)
 
 
 def polar(a: Any, *, method: str = "auto", steps: int | None = None, coefficients: Any = None,
@@ -282,7 +283,9 @@ def polar(a: Any, *, method: str = "auto", steps: int | None = None, coefficient
         The design lower bound on the scaled singular values (default 1e-3): Polar Express is
         optimised for ``[lower_bound, 1]`` and every band is the image of that interval.
     tol : float in (0, 1), optional
-        Converging mode: drive every singular value to 1 within ``tol``.
+        Converging mode: drive every singular value to 1 within ``tol``. Values below the
+        check's rounding floor (about ``2 (sqrt(m) + sqrt(n)) eps``) cannot be certified: the
+        iteration stops when the bound stops halving and the check fails.
     max_iters : int
         Converging steps at most.
     fallback : bool

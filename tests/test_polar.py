@@ -356,3 +356,13 @@ def test_bad_arrays(a, match):
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         lc.polar(np.eye(3), **kw)
+
+
+def test_tol_below_the_rounding_floor_stops_early(rng):
+    """float32 cannot certify 1e-7 (floor ~ 2 (sqrt(m) + sqrt(n)) eps ~ 3e-6 here): the cubic
+    phase stops once its bound stops halving instead of running max_iters steps."""
+    a = matrix(rng, 64, 32, 10.0, np.float32)
+    q, info = lc.polar(a, tol=1e-7, max_iters=50, fallback=False)
+    assert info.status == lc.POLAR_STATUS["not_converged"] and not info.converged
+    assert info.iterations < 5 + 12 and np.all(np.isfinite(q))
+    assert np.max(np.abs(singular_values(q) - 1)) <= info.residual

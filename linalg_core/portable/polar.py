@@ -73,7 +73,7 @@ def polar(a, *, schedule, svd, converge, tol, max_iters, fallback, band_lower, b
     k, big_k = min(m, n), max(m, n)
     tall = m > n
     eps = float(np.finfo(dt).eps)
-    delta = 4.0 * math.sqrt(k * big_k) * eps
+    delta = 4.0 * (math.sqrt(big_k) + math.sqrt(k)) * eps
     r_tol = 1.0 - (1.0 - float(tol)) ** 2
     threshold = max(r_tol - delta, 0.0)
     table = np.asarray(schedule, dtype=np.float64).reshape(-1, 3)
@@ -152,7 +152,8 @@ def polar(a, *, schedule, svd, converge, tol, max_iters, fallback, band_lower, b
                 r_new = residual_bound(g).astype(dt)
                 ok = r_new <= r_tol
                 region = (r_new < 2.0) | _definite(2.9 * eye - g)
-                stop = ok | (it >= max_iters) | ~region
+                stalled = (it > 0) & (r_new < 0.1) & (r_new > 0.5 * r)  # cpp/polar.cc: the rounding floor
+                stop = ok | (it >= max_iters) | stalled | ~region
                 active = ~done
                 step = active & ~stop
                 x_next = 1.5 * x - 0.5 * (g @ x)
