@@ -16,13 +16,17 @@
 // schedule is designed to stay convergent.
 // Converging phase (tol > 0): cubic Newton-Schulz steps X <- 1.5 X - 0.5 G X, which take every
 // singular value in (0, sqrt(3)) to 1 (quadratically near 1), until the certified residual is at
-// most tol or max_iters steps have run; each step's Gram matrix serves the residual check too.
+// most tol, max_iters steps have run, or the bound stops halving below 0.1 (the rounding floor);
+// each step's Gram matrix serves the residual check too.
+// Wide iterates (K >= 2k, at least two steps) run the schedule on the Gram side instead:
+// G <- P G P with P = a I + b G + c G^2, Q <- P Q on k x k matrices, X = Q X_0 once at the end.
 // Checks (the status is earned by them, never assumed): G = Q Q^T of the result, E = G - I,
 //   residual: max|s_i(Q)^2 - 1| = ||E||_2 <= r := min(||E||_F, ||E^(2^j)||_F^(2^-j)) + delta
 //     (normalised repeated squaring by SYRK, overestimating ||E||_2 by at most k^(2^-(j+1)),
-//     j chosen for a factor <= 1.1; delta = 4 sqrt(k K) eps is the rounding allowance of forming
-//     G in T), so s_i(Q) lies in [sqrt(1 - r), sqrt(1 + r)] and the reported residual
-//     max(1 - sqrt(1 - r), sqrt(1 + r) - 1) bounds max|s_i(Q) - 1|;
+//     j chosen for a factor <= 1.1; delta = 4 (sqrt(K) + sqrt(k)) eps is the rounding allowance
+//     of forming G in T, in the probabilistic rounding model), so s_i(Q) lies in
+//     [sqrt(1 - r), sqrt(1 + r)] and the reported residual max(1 - sqrt(1 - r), sqrt(1 + r) - 1)
+//     bounds max|s_i(Q) - 1|;
 //   band (fixed schedules): Cholesky of G - lower^2 I and of upper^2 I - G both succeed, which
 //     certifies every s_i(Q) in [lower, upper] (up to O(k eps) rounding).
 // Arrays are row-major and batch-major; no Python, no XLA types.

@@ -73,8 +73,9 @@ class PolarInfo(NamedTuple):
         A :data:`POLAR_STATUS` code.
     converged : array of bool
         ``residual <= tol`` (the given ``tol``, or the default ``16 (sqrt(m) + sqrt(n)) eps``, a
-        few times the rounding floor of the check). The fixed quintic schedules are not meant to converge:
-        there ``status == ok`` (band met) with ``converged == False`` is the normal outcome.
+        few times the rounding floor of the check). The fixed quintic schedules are not meant to
+        converge: there ``status == ok`` (band met) with ``converged == False`` is the normal
+        outcome.
     iterations : array of int32
         Newton-Schulz steps run (schedule plus converging steps; 0 for ``svd``).
     residual : array

@@ -3,8 +3,9 @@
 scaling by ``min(||G0^2||_F^(1/4), sqrt(||a||_1 ||a||_inf))`` with the same rounding allowances,
 the schedule on the wide orientation, the converging cubic phase as a ``while_loop``, the band
 certified by two Cholesky factorisations (NaN factors mean "not definite"), the residual bound by
-normalised repeated squaring, the schedule on the Gram side for wide iterates, and the SVD fallback under a ``cond`` (run only when some batch
-element needs it). Products are matmuls (XLA has no SYRK)."""
+normalised repeated squaring, the schedule on the Gram side for wide iterates, and the SVD
+fallback under a ``cond`` (run only when some batch element needs it). Products are matmuls (XLA
+has no SYRK)."""
 
 from __future__ import annotations
 
