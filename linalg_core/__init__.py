@@ -62,3 +62,17 @@ from linalg_core.kron import KRON_STATUS  # noqa: E402
 from linalg_core.shared_basis import SHARED_BASIS_STATUS  # noqa: E402
 
 __all__ += ["KRON_STATUS", "SHARED_BASIS_STATUS"]
+
+from linalg_core.polar import (  # noqa: E402
+    CLASSIC_QUINTIC,
+    POLAR_METHODS,
+    POLAR_STATUS,
+    PolarInfo,
+    PolarSchedule,
+    minimax_odd_quintic,
+    polar,
+    polar_schedule,
+)
+
+__all__ += ["CLASSIC_QUINTIC", "POLAR_METHODS", "POLAR_STATUS", "PolarInfo", "PolarSchedule",
+            "minimax_odd_quintic", "polar", "polar_schedule"]

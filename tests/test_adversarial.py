@@ -52,6 +52,8 @@ PRIMITIVES = {
         lc.shared_basis_init(_rows(a), _n(a), 1,
                              backend="jax" if j else "numpy"), a, key=_key(j), eps=1e-6),
     "root_times": lambda a, j: lc.root_times(a, a, p=2),
+    "polar": lambda a, j: lc.polar(a),
+    "polar_converge": lambda a, j: lc.polar(a, tol=1e-3),
 }
 
 F32 = np.float32

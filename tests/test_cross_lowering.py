@@ -92,6 +92,10 @@ CASES = {
     "kron_approx": (_kron, [_spec(8, 6, 5)]),
     "kron_cosine": (_kron_cosine, [_spec(8, 6, 5), _spec(6, 6), _spec(5, 5)]),
     "shared_basis_update": (_shared_basis, [_spec(12, 3), _spec(7, 3, 3), _spec(7), _spec(7, 12)]),
+    "polar_quintic": (lambda a: lc.polar(a, method="quintic"), [_spec(12, 5)]),
+    "polar_gram_side": (lambda a: lc.polar(a, method="polar_express", fallback=False), [_spec(5, 12)]),
+    "polar_converge": (lambda a: lc.polar(a, tol=1e-3), [_spec(9, 9)]),
+    "polar_svd": (lambda a: lc.polar(a, method="svd"), [_spec(6, 9)]),
 }
 
 
@@ -121,3 +125,13 @@ def test_optimizers_lower_for_cuda(factory):
     specs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
     cuda = _targets(lambda g, s, p: opt.update(g, s, p), specs, "cuda")
     assert not any(t.startswith("linalg_core_") for t in cuda)
+
+
+def test_muon_lowers_for_cuda():
+    opt = optim.muon(0.02)
+    params = {"w": jnp.zeros((24, 20), F32), "b": jnp.zeros(20, F32)}
+    specs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), [params, opt.init(params), params])
+    cuda = _targets(lambda g, s, p: opt.update(g, s, p), specs, "cuda")
+    assert not any(t.startswith("linalg_core_") for t in cuda)
+    cpu = _targets(lambda g, s, p: opt.update(g, s, p), specs, "cpu")
+    assert "linalg_core_polar" in cpu

@@ -3,7 +3,8 @@
 - :func:`shampoo`: full Kronecker-factor statistics (the reference and the memory baseline);
 - :func:`sketchy_shampoo`: EMA Frequent Directions sketches of both factors (Feinberg et al. 2023);
 - :func:`sketchy_adagrad`: FD-sketched full-matrix AdaGrad on blocks of the flattened parameters;
-- :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023).
+- :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023);
+- :func:`muon`: momentum orthogonalised by :func:`linalg_core.polar` on matrices, AdamW on the rest.
 
 Each returns an ``optax.GradientTransformation``; the ``scale_by_*`` forms are the preconditioners
 alone. Each optimizer has one options dataclass (``ShampooOptions``, ...; fields shared by all in
@@ -53,3 +54,7 @@ __all__ = [
     "state_bytes",
     "statistics_bytes",
 ]
+
+from linalg_core.optim.muon import MuonOptions, MuonState, muon, scale_by_muon  # noqa: E402
+
+__all__ += ["MuonOptions", "MuonState", "muon", "scale_by_muon"]
