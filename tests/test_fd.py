@@ -655,6 +655,32 @@ def test_apply_inverse_root_is_cancellation_free(backend, dtype, p, rotated):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("ratio", [0.5, 2.9, 3.1, 30.0])
+def test_apply_inverse_root_float32_at_low_amplification(backend, ratio):
+    """lambda_1 / f = ratio, p = 2: the amplification c0 / c_1 = (1 + ratio)^(1/2) is below 2 for
+    the first two (the float32 kernel then runs float32 GEMMs) and above it for the others (float64
+    accumulation). Either way the error is the float32 evaluation's: each term's rounding
+    (d + l + 2) eps c0 |x| in the worst case, amplified by at most c0 / c_1 relative to |y|."""
+    d, rank, eps, p = 24, 4, 1e-6, 2
+    rng = np.random.default_rng(int(10 * ratio))
+    basis = np.linalg.qr(rng.standard_normal((d, rank)))[0]
+    f = 0.25
+    state = lc.FDState(basis.astype(np.float32), (f * ratio * np.geomspace(1, 0.5, rank)).astype(np.float32),
+                       np.float32(f - eps))
+    u = np.asarray(state.basis, np.float64)
+    x = np.stack([u[:, 0], u[:, 1] + 1e-3 * rng.standard_normal(d), rng.standard_normal(d)], axis=1).astype(np.float32)
+    y = np.asarray(call_apply(backend, state, x, p=p, eps=eps), np.float64)
+    ref = exact_apply(state, x, p, eps)
+    c0 = (float(state.escaped_mass) + eps) ** (-1.0 / p)
+    amplification = (1 + ratio) ** (1.0 / p)
+    col = np.linalg.norm(ref, axis=0)
+    bound = min(amplification, 2.0) * (d + rank + 2) * np.finfo(np.float32).eps * c0 * np.linalg.norm(
+        np.asarray(x, np.float64), axis=0)
+    err = np.linalg.norm(y - ref, axis=0)
+    assert (err <= bound + 4 * np.finfo(np.float32).eps * col).all(), (err / col, bound / col)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_root_times_is_cancellation_free(backend):
     """root_times applies a sketched side through fd_apply_inverse_root (both sides here)."""
     d, eps, p = 12, 1e-6, 2

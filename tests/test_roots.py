@@ -398,6 +398,24 @@ def test_unrepresentable_condition_is_flagged(backend, method, accumulate):
     assert np.all(np.isfinite(x))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_iteration_keeps_its_certified_root_on_an_unresolved_condition(backend, seed):
+    """128 x 128 float32, kappa = 1e5 (n eps kappa = 1.5: beyond what float32 resolves), p = 4:
+    the condition is the matrix's, so every method reports ill_conditioned; a coupled iterate that
+    passed its residual test is returned as it is, not replaced by the eigh root further down the
+    chain (which is ~30x less accurate here: float32 eigenvalues below n eps lambda_max are
+    rounding, while the iteration works on A itself)."""
+    a = _geometric_spd(seed, 128, 1e5, np.float32)
+    x, info = _call(backend, a, 4, eps=1e-6, method="newton")
+    assert int(info.status) == lc.ROOT_STATUS["ill_conditioned"], info
+    assert int(info.method) in (lc.ROOT_METHODS["newton"], lc.ROOT_METHODS["newton3"]), info
+    assert 0 <= float(info.residual) <= 0.5  # the default accept's cap (inverse_root)
+    x_eigh, _ = _call(backend, a, 4, eps=1e-6, method="eigh")
+    ref = oracle_root(a, 4, float(info.ridge))
+    assert spectral_rel_error(x, ref) <= spectral_rel_error(x_eigh, ref)
+
+
 def test_ridge_makes_the_same_matrix_representable():
     a = _geometric_spd(0, 16, 1e9, np.float32)
     x, info = lc.inverse_root(a, 2, eps=1e-4)
@@ -451,6 +469,23 @@ def test_non_symmetric_input(rng, method):
         np.testing.assert_array_equal(x, prev)
         x, info = _call(backend, a, 2, method=method)
         assert int(info.status) == lc.ROOT_STATUS["not_symmetric"] and np.all(x == 0)
+
+
+@pytest.mark.parametrize("n", [2, 31, 33, 70])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_asymmetry_found_in_every_tile(n, where):
+    """The kernels scan the upper triangle in 32 x 32 tiles (cpp/symmetry.h): an asymmetric pair
+    in the first or the last (partial) tile is found on every backend."""
+    a = _geometric_spd(3, n, 10.0, np.float64)
+    i, j = (0, 1) if where == "first" else (n - 2, n - 1)
+    a[i, j] += 1e-6 * np.abs(a).max()  # 1e-6 >> 8 n eps
+    with pytest.raises(ValueError, match="a must be symmetric"):
+        lc.inverse_root(a, 2)
+    for backend in ("jax", "portable"):
+        _, info = _call(backend, a, 2)
+        assert int(info.status) == lc.ROOT_STATUS["not_symmetric"], (backend, info)
+    a[i, j] = a[j, i]
+    assert int(lc.inverse_root(a, 2)[1].status) == lc.ROOT_STATUS["ok"]
 
 
 @pytest.mark.parametrize("method", METHODS)

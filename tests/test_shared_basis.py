@@ -266,7 +266,8 @@ def test_float32_tiny_gradients_give_a_finite_escaped_mass(rng, backend):
 @pytest.mark.parametrize("backend", ["ffi", "portable"])
 @pytest.mark.parametrize("bad,code", [("nan_grads", "non_finite_input"), ("inf_coeffs", "non_finite_input"),
                                       ("nan_basis", "non_finite_input"), ("nan_mass", "non_finite_input"),
-                                      ("negative_mass", "invalid_state"), ("huge_grads", "out_of_range")])
+                                      ("negative_mass", "invalid_state"), ("asymmetric_coeffs", "invalid_state"),
+                                      ("huge_grads", "out_of_range")])
 def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
     m, b, k = 5, 10, 3
     state, mix = _warm_state(rng, m, b, k, np.float32)
@@ -282,6 +283,8 @@ def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
         mass[4] = np.nan
     elif bad == "negative_mass":
         mass[0] = -1.0
+    elif bad == "asymmetric_coeffs":
+        coeffs[3, 0, 2] += 0.1 * np.abs(coeffs[3]).max()  # far beyond 8 k eps (cpp/symmetry.h)
     elif bad == "huge_grads":
         g = g * np.float32(1e20)  # squares of 1e40 overflow float32
     bad_state = lc.SharedBasisState(basis, coeffs, mass)
@@ -291,6 +294,16 @@ def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(u, 0)
     assert np.isfinite(info.step_escaped_mass).all() and np.isfinite(info.residual)
+
+
+def test_numpy_path_names_the_asymmetric_coefficients(rng):
+    """The kernel finds the asymmetry (status invalid_state); the NumPy layer names the field."""
+    state, mix = _warm_state(rng, 5, 10, 3, np.float64)
+    coeffs = state.coeffs.copy()
+    coeffs[4, 2, 1] += 1e-3 * np.abs(coeffs[4]).max()
+    g = rng.standard_normal((5, 10)) @ mix.T
+    with pytest.raises(ValueError, match="state.coeffs must be symmetric"):
+        lc.shared_basis_update(lc.SharedBasisState(state.basis, coeffs, state.escaped_mass), g, key=0, eps=1e-3)
 
 
 def test_a_huge_finite_gradient_is_ok_on_every_backend(rng):
