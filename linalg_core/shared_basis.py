@@ -138,6 +138,11 @@ def shared_basis_update(
     state far from unit size are scaled by a power of two first. A state whose size leaves the
     dtype's normal range cannot be stored at full precision: status ``out_of_range``.
 
+    Accuracy of the direction: every ``R_i`` has a zero eigenvalue (the shift by
+    ``lambda_min``), so where ``rho_i + eps = c`` is small against ``lambda_max(R_i)`` the exact
+    formula on the stored state is sensitive to one rounding of ``R_i`` by the amplification
+    ``A = (lambda_max / c)^(1/2)``; the direction is within ``4 (b + k) eps A`` (relative) of it.
+
     References
     ----------
     J. Yen, S. Yen, H. Chen, Y. Sun, C. Hsieh, "Block low-rank preconditioner with shared basis

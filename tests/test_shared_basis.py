@@ -296,6 +296,46 @@ def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
     assert np.isfinite(info.step_escaped_mass).all() and np.isfinite(info.residual)
 
 
+def _exact_direction(state, grads, eps):
+    """-(B R_i B^T + c I)^(-1/2) g_i in float64 on the given (rounded) state, in the factored form
+    -(c^(-1/2) (g_i - B h_i) + B V (w + c)^(-1/2) V^T h_i), h_i = B^T g_i, R_i = V diag(w) V^T."""
+    basis = np.asarray(state.basis, np.float64)
+    out = []
+    for r, rho, g in zip(np.asarray(state.coeffs, np.float64), np.asarray(state.escaped_mass, np.float64), grads):
+        w, v = np.linalg.eigh(r)
+        c = rho + eps
+        h = basis.T @ g
+        out.append(-(c ** -0.5 * (g - basis @ h) + basis @ (v @ ((w + c) ** -0.5 * (v.T @ h)))))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
+@pytest.mark.parametrize("along", ["random", "top"])
+def test_direction_accuracy_when_rho_is_small(backend, along):
+    """rho = 0, eps = 1e-6, coefficients 1e4..1e3 and the zero eigenvalue every R_i has (R_i =
+    R~ - lambda_min(R~) I), gradients in span(B): the direction's part in span(B) is up to
+    A = (lambda_max / c)^(1/2) times smaller than c^(-1/2) |g|, c = rho + eps after the update.
+    The exact factored formula on the returned state is itself that sensitive to one rounding of
+    R_i (the Daleckii-Krein difference quotient between the zero eigenvalue and lambda_max is
+    ~ c^(-1/2) / lambda_max): the documented accuracy is the float32 evaluation's
+    4 (b + k) eps32 times A, relative, against that formula in float64."""
+    rng = np.random.default_rng(11)
+    m, b, k, eps = 8, 64, 8, 1e-6
+    basis = np.linalg.qr(rng.standard_normal((b, k)))[0]
+    rots = [np.linalg.qr(rng.standard_normal((k, k)))[0] for _ in range(m)]
+    coeffs = np.stack([(q * np.r_[np.geomspace(1e4, 1e3, k - 1), 0.0]) @ q.T for q in rots])
+    state = lc.SharedBasisState(basis.astype(np.float32), coeffs.astype(np.float32), np.zeros(m, np.float32))
+    coords = rng.standard_normal((m, k)) if along == "random" else 1e-2 * np.stack([q[:, 0] for q in rots])
+    g = (coords @ basis.T).astype(np.float32)
+    new, u, info = SB_BACKENDS[backend](state, g, eps)
+    assert int(info.status) == STATUS["ok"]
+    ref = _exact_direction(new, g.astype(np.float64), eps)
+    err = np.linalg.norm(np.asarray(u, np.float64) - ref, axis=1) / np.linalg.norm(ref, axis=1)
+    c = np.asarray(new.escaped_mass, np.float64) + eps
+    amplification = np.sqrt((np.linalg.eigvalsh(np.asarray(new.coeffs, np.float64)).max(axis=1) + c) / c)
+    assert (err <= 4 * (b + k) * np.finfo(np.float32).eps * amplification).all(), (err, amplification)
+
+
 def test_numpy_path_names_the_asymmetric_coefficients(rng):
     """The kernel finds the asymmetry (status invalid_state); the NumPy layer names the field."""
     state, mix = _warm_state(rng, 5, 10, 3, np.float64)
