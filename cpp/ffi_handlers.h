@@ -14,4 +14,5 @@ XLA_FFI_Error* LcLobpcgCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcKronApproxCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcKronCosineCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcSharedBasisUpdateCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcEigenbasisRefreshCpu(XLA_FFI_CallFrame* call_frame);
 }

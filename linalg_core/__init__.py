@@ -62,3 +62,12 @@ from linalg_core.kron import KRON_STATUS  # noqa: E402
 from linalg_core.shared_basis import SHARED_BASIS_STATUS  # noqa: E402
 
 __all__ += ["KRON_STATUS", "SHARED_BASIS_STATUS"]
+
+from linalg_core.eigenbasis import (  # noqa: E402
+    EIGENBASIS_METHODS,
+    EIGENBASIS_STATUS,
+    EigenbasisInfo,
+    eigenbasis_refresh,
+)
+
+__all__ += ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenbasis_refresh"]

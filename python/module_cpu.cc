@@ -16,6 +16,7 @@ void bind_rsvd(py::module_& m);
 void bind_lobpcg(py::module_& m);
 void bind_kron(py::module_& m);
 void bind_shared_basis(py::module_& m);
+void bind_eigenbasis(py::module_& m);
 }
 
 namespace {
@@ -55,6 +56,7 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_kron_approx"] = handler_capsule(LcKronApproxCpu);
     targets["linalg_core_kron_cosine"] = handler_capsule(LcKronCosineCpu);
     targets["linalg_core_shared_basis_update"] = handler_capsule(LcSharedBasisUpdateCpu);
+    targets["linalg_core_eigenbasis_refresh"] = handler_capsule(LcEigenbasisRefreshCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
@@ -63,4 +65,5 @@ PYBIND11_MODULE(_cpu, m) {
   linalg_core::bind_lobpcg(m);
   linalg_core::bind_kron(m);
   linalg_core::bind_shared_basis(m);
+  linalg_core::bind_eigenbasis(m);
 }
