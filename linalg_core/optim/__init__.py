@@ -3,7 +3,9 @@
 - :func:`shampoo`: full Kronecker-factor statistics (the reference and the memory baseline);
 - :func:`sketchy_shampoo`: EMA Frequent Directions sketches of both factors (Feinberg et al. 2023);
 - :func:`sketchy_adagrad`: FD-sketched full-matrix AdaGrad on blocks of the flattened parameters;
-- :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023).
+- :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023);
+- :func:`soap`: Adam in Shampoo's eigenbasis, kept by :func:`linalg_core.eigenbasis_refresh`
+  (Vyas et al. 2024).
 
 Each returns an ``optax.GradientTransformation``; the ``scale_by_*`` forms are the preconditioners
 alone. Each optimizer has one options dataclass (``ShampooOptions``, ...; fields shared by all in
@@ -53,3 +55,7 @@ __all__ = [
     "state_bytes",
     "statistics_bytes",
 ]
+
+from linalg_core.optim.soap import SoapOptions, scale_by_soap, soap  # noqa: E402
+
+__all__ += ["SoapOptions", "scale_by_soap", "soap"]
