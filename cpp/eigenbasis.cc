@@ -36,7 +36,8 @@ struct Element {
 // Per-worker scratch, column-major n x n unless noted. `c` holds A Q, `b` holds Q^T A Q.
 template <typename T>
 struct Workspace {
-  std::vector<T> a, q, c, b, gram, tau, work, eig_work;
+  std::vector<T> a, q, c, b, tau, work, eig_work;
+  std::vector<T> probes, probe_image, probe_back;  // n x kProbes each
   std::vector<double> d;
   std::vector<int> iwork;
   std::vector<int32_t> order;
@@ -50,11 +51,67 @@ void gemm_cm(const char* ta, const char* tb, int n, const T* a, const T* b, T* c
   Lapack<T>::gemm(ta, tb, &n, &n, &n, &one, a, &n, b, &n, &zero, c, &n);
 }
 
+// Tiles of the blocked transposes below: a 64 x 64 tile of either layout stays in cache.
+constexpr int kTile = 64;
+
 // The incoming basis (row-major) as the column-major q; the identity when there is none.
 template <typename T>
 void load_basis(int n, const T* basis, T* q) {
-  for (int r = 0; r < n; ++r) {
-    for (int c = 0; c < n; ++c) q[r + sz(c, n)] = basis != nullptr ? basis[sz(r, n) + c] : T(r == c);
+  if (basis == nullptr) {
+    for (int c = 0; c < n; ++c) {
+      for (int r = 0; r < n; ++r) q[r + sz(c, n)] = T(r == c);
+    }
+    return;
+  }
+  for (int r0 = 0; r0 < n; r0 += kTile) {
+    for (int c0 = 0; c0 < n; c0 += kTile) {
+      for (int r = r0; r < std::min(n, r0 + kTile); ++r) {
+        for (int c = c0; c < std::min(n, c0 + kTile); ++c) q[r + sz(c, n)] = basis[sz(r, n) + c];
+      }
+    }
+  }
+}
+
+// max|A - A^T| (tile by tile: the strided reads of A^T stay in cache).
+template <typename T>
+double asymmetry(int n, const T* A) {
+  double asym = 0.0;
+  for (int r0 = 0; r0 < n; r0 += kTile) {
+    for (int c0 = 0; c0 <= r0; c0 += kTile) {
+      for (int r = r0; r < std::min(n, r0 + kTile); ++r) {
+        for (int c = c0; c < std::min(r, c0 + kTile); ++c) {
+          asym = std::max<double>(asym, std::abs(A[sz(r, n) + c] - A[sz(c, n) + r]));
+        }
+      }
+    }
+  }
+  return asym;
+}
+
+// out = (A + A^T) 2^-e / 2 (each term scaled first: A + A^T can overflow where A does not).
+template <typename T>
+void scaled_symmetric(int n, const T* A, int e, T* out) {
+  for (int r0 = 0; r0 < n; r0 += kTile) {
+    for (int c0 = 0; c0 < n; c0 += kTile) {
+      for (int r = r0; r < std::min(n, r0 + kTile); ++r) {
+        for (int c = c0; c < std::min(n, c0 + kTile); ++c) {
+          out[sz(r, n) + c] = (std::ldexp(A[sz(r, n) + c], -e) + std::ldexp(A[sz(c, n) + r], -e)) * T(0.5);
+        }
+      }
+    }
+  }
+}
+
+// out (row-major) column i = q (column-major) column order[i].
+template <typename T>
+void store_sorted(int n, const T* q, const int32_t* order, T* out) {
+  for (int i0 = 0; i0 < n; i0 += kTile) {
+    for (int r0 = 0; r0 < n; r0 += kTile) {
+      for (int i = i0; i < std::min(n, i0 + kTile); ++i) {
+        const T* col = q + sz(order[i], n);
+        for (int r = r0; r < std::min(n, r0 + kTile); ++r) out[sz(r, n) + i] = col[r];
+      }
+    }
   }
 }
 
@@ -78,50 +135,68 @@ void write_fallback_outputs(int n, const T* basis, bool basis_finite, const Elem
 }
 
 struct Orthogonality {
-  double max = 0.0;        // ||Q^T Q - I||_max
-  double frobenius = 0.0;  // ||Q^T Q - I||_F
+  double max = 0.0;        // ||(Q^T Q - I) X||_max over the probes X
+  double frobenius = 0.0;  // the probes' estimate of ||Q^T Q - I||_F (exact in expectation)
 };
 
-// ||Q^T Q - I|| by one SYRK (upper triangle), accumulated in double.
+// Q^T Q - I measured on the fixed sign probes (eigenbasis.h): two n x kProbes products.
 template <typename T>
-Orthogonality orthogonality(int n, const T* q, T* gram) {
+Orthogonality orthogonality(int n, const T* q, Workspace<T>& w) {
   const T one = T(1), zero = T(0);
-  Lapack<T>::syrk("U", "T", &n, &n, &one, q, &n, &zero, gram, &n);
+  int p = kProbes;
+  Lapack<T>::gemm("N", "N", &n, &p, &n, &one, q, &n, w.probes.data(), &n, &zero, w.probe_image.data(), &n);
+  Lapack<T>::gemm("T", "N", &n, &p, &n, &one, q, &n, w.probe_image.data(), &n, &zero, w.probe_back.data(), &n);
   Orthogonality o;
   double f = 0.0;
-  for (int j = 0; j < n; ++j) {
-    for (int i = 0; i <= j; ++i) {
-      const double e = static_cast<double>(gram[i + sz(j, n)]) - (i == j ? 1.0 : 0.0);
-      if (!std::isfinite(e)) return Orthogonality{INFINITY, INFINITY};
-      o.max = std::max(o.max, std::abs(e));
-      f += (i == j ? 1.0 : 2.0) * e * e;
-    }
+  for (size_t i = 0; i < w.probes.size(); ++i) {
+    const double e = static_cast<double>(w.probe_back[i]) - w.probes[i];
+    if (!std::isfinite(e)) return Orthogonality{INFINITY, INFINITY};
+    o.max = std::max(o.max, std::abs(e));
+    f += e * e;
   }
-  o.frobenius = std::sqrt(f);
+  o.frobenius = std::sqrt(f / kProbes);
   return o;
 }
 
 struct Congruence {
-  double off = 0.0;        // ||B - diag(B)||_F / ||B||_F (0 for B = 0)
-  double frobenius = 0.0;  // ||B||_F
+  double off = 0.0;        // relative off-diagonal mass of Q^T A Q (0 for A = 0)
+  double frobenius = 0.0;  // ||Q^T A Q||_F (exact) or ||A Q||_F (cheap): equal for orthonormal Q
 };
 
-// c = A q, b = q^T c, d = diag(b): the eigenvalue estimates of q and its off-diagonal mass.
+// c = A q and d = diag(q^T A q), the eigenvalue estimates of q, with its off-diagonal mass:
+// exact from b = q^T c, or (one product fewer) from ||A Q||_F^2 - sum d_i^2, which equals the
+// squared mass for orthonormal Q (eigenbasis.h gives its resolution).
 template <typename T>
-Congruence congruence(int n, Workspace<T>& w) {
+Congruence congruence(int n, Workspace<T>& w, bool exact) {
   gemm_cm<T>("N", "N", n, w.a.data(), w.q.data(), w.c.data());
-  gemm_cm<T>("T", "N", n, w.q.data(), w.c.data(), w.b.data());
   double off = 0.0, diag = 0.0;
-  for (int j = 0; j < n; ++j) {
-    for (int i = 0; i < n; ++i) {
-      const double v = w.b[i + sz(j, n)];
-      if (i == j) {
-        w.d[j] = v;
-        diag += v * v;
-      } else {
-        off += v * v;
+  if (exact) {
+    gemm_cm<T>("T", "N", n, w.q.data(), w.c.data(), w.b.data());
+    for (int j = 0; j < n; ++j) {
+      for (int i = 0; i < n; ++i) {
+        const double v = w.b[i + sz(j, n)];
+        if (i == j) {
+          w.d[j] = v;
+          diag += v * v;
+        } else {
+          off += v * v;
+        }
       }
     }
+  } else {
+    double total = 0.0;
+    for (int j = 0; j < n; ++j) {
+      const T* qj = w.q.data() + sz(j, n);
+      const T* cj = w.c.data() + sz(j, n);
+      double dj = 0.0;
+      for (int i = 0; i < n; ++i) {
+        dj += static_cast<double>(qj[i]) * cj[i];
+        total += static_cast<double>(cj[i]) * cj[i];
+      }
+      w.d[j] = dj;
+      diag += dj * dj;
+    }
+    off = std::max(total - diag, 0.0);
   }
   Congruence r;
   r.frobenius = std::sqrt(off + diag);
@@ -178,25 +253,17 @@ Status refresh_one(int n, const T* A, const T* basis, const Options& o, Workspac
   };
   if (!all_finite(A, nn) || !basis_finite) return fail(Status::kNonFiniteInput);
   const T amax = max_abs(A, nn);
-  double asym = 0.0;
-  for (int r = 0; r < n; ++r) {
-    for (int c = 0; c < r; ++c) asym = std::max<double>(asym, std::abs(A[sz(r, n) + c] - A[sz(c, n) + r]));
-  }
-  if (asym > 8.0 * n * eps * amax) return fail(Status::kNotSymmetric);
+  if (asymmetry(n, A) > 8.0 * n * eps * amax) return fail(Status::kNotSymmetric);
 
   // The scaled, symmetrised A (its column- and row-major layouts coincide).
   int e = 0;
   if (amax > T(0)) std::frexp(amax, &e);
-  for (int r = 0; r < n; ++r) {
-    for (int c = 0; c < n; ++c) {
-      w.a[sz(r, n) + c] = (std::ldexp(A[sz(r, n) + c], -e) + std::ldexp(A[sz(c, n) + r], -e)) * T(0.5);
-    }
-  }
+  scaled_symmetric(n, A, e, w.a.data());
   const bool has_basis = o.has_basis != 0;
   load_basis(n, has_basis ? basis : nullptr, w.q.data());
   Orthogonality orth;
   if (has_basis) {
-    orth = orthogonality(n, w.q.data(), w.gram.data());
+    orth = orthogonality(n, w.q.data(), w);
     if (!(orth.max <= orthonormality_tol<T>(n))) return fail(Status::kInvalidBasis);
   }
   *out.off_diagonal = T(-1);
@@ -208,11 +275,12 @@ Status refresh_one(int n, const T* A, const T* basis, const Options& o, Workspac
   if (amax == T(0)) {
     // Every basis is an eigenbasis of A = 0: the incoming one (or the identity) is returned.
     method = has_basis ? Method::kSkipped : Method::kEigh;
-    cong = congruence(n, w);
+    cong = congruence(n, w, false);
     evaluated = true;
   } else if (has_basis) {
     if (o.skip_tol > 0 || o.steps == 0) {
-      cong = congruence(n, w);
+      // The skip decision compares with a user tolerance: the exact mass.
+      cong = congruence(n, w, o.skip_tol > 0);
       evaluated = product_ready = true;
       if (o.skip_tol > 0) *out.off_diagonal = static_cast<T>(cong.off);
       if (o.skip_tol > 0 && cong.off <= o.skip_tol) method = Method::kSkipped;
@@ -226,7 +294,7 @@ Status refresh_one(int n, const T* A, const T* basis, const Options& o, Workspac
         evaluated = false;
       }
       if (!evaluated) {
-        cong = congruence(n, w);
+        cong = congruence(n, w, false);
         evaluated = true;
       }
       if (o.fallback_tol > 0 && !(cong.off <= o.fallback_tol)) method = Method::kEigh;
@@ -234,9 +302,9 @@ Status refresh_one(int n, const T* A, const T* basis, const Options& o, Workspac
   }
   if (method == Method::kEigh && amax > T(0)) {
     if (!eigh_into_q(n, w)) return fail(Status::kFailed);
-    cong = congruence(n, w);
+    cong = congruence(n, w, false);
   }
-  if (method != Method::kSkipped) orth = orthogonality(n, w.q.data(), w.gram.data());
+  if (method != Method::kSkipped) orth = orthogonality(n, w.q.data(), w);
 
   // A-posteriori check (eigenbasis.h): orthonormal, finite, and the congruence invariants.
   double trace_a = 0.0, norm_a = 0.0, trace_d = 0.0;
@@ -261,8 +329,8 @@ Status refresh_one(int n, const T* A, const T* basis, const Options& o, Workspac
     const double lambda = std::ldexp(w.d[src], e);
     if (!(std::abs(lambda) <= std::numeric_limits<T>::max())) return fail(Status::kFailed);
     out.eigvals[i] = static_cast<T>(lambda);
-    for (int r = 0; r < n; ++r) out.basis_out[sz(r, n) + i] = w.q[r + sz(src, n)];
   }
+  store_sorted(n, w.q.data(), w.order.data(), out.basis_out);
   *out.residual = static_cast<T>(cong.off);
   *out.orthogonality = static_cast<T>(orth.max);
   *out.method = static_cast<int32_t>(method);
@@ -302,7 +370,12 @@ bool refresh(const Shape& s, const Args<T>& a, const Options& o) {
     w.q.resize(nn);
     w.c.resize(nn);
     w.b.resize(nn);
-    w.gram.resize(nn);
+    w.probes.resize(sz(n, kProbes));
+    for (int k = 0; k < kProbes; ++k) {
+      for (int i = 0; i < n; ++i) w.probes[i + sz(k, n)] = static_cast<T>(probe_sign(i, k));
+    }
+    w.probe_image.resize(sz(n, kProbes));
+    w.probe_back.resize(sz(n, kProbes));
     w.tau.resize(n);
     w.sign.resize(n);
     w.d.resize(n);

@@ -12,16 +12,26 @@
 //               signs are fixed so that each column's entry of largest magnitude is positive;
 //   sorting     eigenvalue estimates d = diag(Q^T A Q) sorted descending (stable), the columns
 //               of Q with them: out[:, i] = Q[:, perm[i]], eigvals[i] = d[perm[i]].
-// Validation, in O(n^2) except the orthonormality check (one SYRK): finite A and Q, A symmetric
-// to 8 n eps max|A| (then symmetrised), ||Q^T Q - I||_max <= orthonormality_tol (16 n eps: the
-// bound on Householder QR's loss of orthogonality with a margin) for the incoming basis.
+// Off-diagonal mass: the skip test forms B = Q^T (A Q) (exact to the rounding of two products);
+// after the steps (and after eigh) the mass is sqrt(||A Q||_F^2 - sum_i d_i^2) / ||A Q||_F, one
+// product fewer: the two agree for orthonormal Q, and the difference of their squares is at most
+// ||Q Q^T - I||_2, so this mass resolves values down to about sqrt(||Q^T Q - I||) (1e-3 in
+// float32, 1e-7 in float64) -- enough for a fallback threshold, not for a tight skip test.
+// Orthonormality is measured in O(n^2) on kProbes fixed sign vectors X (probe_sign):
+// ||(Q^T Q - I) X||_max <= orthonormality_tol (16 n eps: the bound on Householder QR's loss of
+// orthogonality with a margin), for the incoming basis and for the returned one. A random sign
+// vector x gives E||(Q^T Q - I) x||^2 = ||Q^T Q - I||_F^2, so a loss of orthonormality above the
+// tolerance escapes all four probes only when it is (nearly) orthogonal to each of them.
+// Validation, in O(n^2): finite A and Q, A symmetric to 8 n eps max|A| (then symmetrised), the
+// incoming basis orthonormal as above.
 // Scale: A is multiplied by the power of two bringing max|A| into [1/2, 1) (exact) and the
 // eigenvalues scaled back in double, so inputs near the dtype's overflow or underflow work.
-// Status ok is earned a posteriori: finite outputs, ||Q^T Q - I||_max <= orthonormality_tol, and
-// the two invariants of an orthogonal congruence, |sum_i d_i - tr A| and |||B||_F - ||A||_F|
-// at most (||Q^T Q - I||_F + 16 n eps) ||A||_F. Any other status returns the incoming basis
-// (the identity without one, or where it is not finite), zero eigenvalues, the identity
-// permutation and residuals -1. Arrays are row-major and batch-major; no Python, no XLA types.
+// Status ok is earned a posteriori: finite outputs, the probes' orthonormality within the
+// tolerance, and the two invariants of an orthogonal congruence, |sum_i d_i - tr A| and
+// |||Q^T A Q||_F - ||A||_F| (||A Q||_F after the steps), at most (e + 16 n eps) ||A||_F with e the
+// probes' estimate of ||Q^T Q - I||_F. Any other status returns the incoming basis (the identity
+// without one, or where it is not finite), zero eigenvalues, the identity permutation and
+// residuals -1. Arrays are row-major and batch-major; no Python, no XLA types.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +43,7 @@ namespace linalg_core::eigenbasis {
   X(kOk, 0, "ok")                                                                             \
   X(kNonFiniteInput, 1, "non_finite_input")   /* NaN/Inf in a or basis */                     \
   X(kNotSymmetric, 2, "not_symmetric")        /* max|A - A^T| > 8 n eps max|A| */             \
-  X(kInvalidBasis, 3, "invalid_basis")        /* ||Q^T Q - I||_max > orthonormality_tol */    \
+  X(kInvalidBasis, 3, "invalid_basis")        /* probes: ||(Q^T Q - I) X||_max > tol */       \
   X(kFailed, 4, "failed")                     /* LAPACK failed or the a-posteriori check */
 
 // Codes of the method that produced the returned basis (`eigenbasis_methods`).
@@ -76,13 +86,24 @@ struct Args {
   int32_t* perm;          // batch x n: basis_out[:, i] = pre-sort basis[:, perm[i]]
   T* off_diagonal;        // batch: off(Q_in) when computed (skip_tol > 0), else -1
   T* residual;            // batch: off(basis_out), -1 unless status ok
-  T* orthogonality;       // batch: ||basis_out^T basis_out - I||_max, -1 unless status ok
+  T* orthogonality;       // batch: ||(basis_out^T basis_out - I) X||_max, -1 unless status ok
   int32_t* iterations;    // batch: power steps taken
   int32_t* method;        // batch: Method
   int32_t* status;        // batch: Status
 };
 
-// 16 n eps(T): the tolerance on ||Q^T Q - I||_max for an incoming and a returned basis.
+// The orthonormality probes: kProbes columns of signs +-1 from an integer hash of (row, column),
+// the same on every platform (the portable kernel reads them from the module).
+constexpr int kProbes = 4;
+inline double probe_sign(int64_t row, int column) {
+  uint32_t h = static_cast<uint32_t>(row) * 2654435761u + static_cast<uint32_t>(column) * 2246822519u + 374761393u;
+  h ^= h >> 15;
+  h *= 2246822507u;
+  h ^= h >> 13;
+  return (h >> 31) != 0 ? -1.0 : 1.0;
+}
+
+// 16 n eps(T): the tolerance on ||(Q^T Q - I) X||_max for an incoming and a returned basis.
 template <typename T>
 double orthonormality_tol(int64_t n);
 

@@ -23,7 +23,7 @@ __all__ = ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenba
 #: Codes of :attr:`EigenbasisInfo.status`, defined once in cpp/eigenbasis.h and read from the
 #: compiled module: ``ok`` (passed the a-posteriori check), ``non_finite_input`` (NaN/Inf in ``a``
 #: or ``basis``), ``not_symmetric`` (``max|A - A^T| > 8 n eps max|A|``), ``invalid_basis``
-#: (``||Q^T Q - I||_max > 16 n eps``), ``failed`` (LAPACK failed or the check did not hold).
+#: (``||(Q^T Q - I) X||_max > 16 n eps`` on 4 sign probes ``X``), ``failed`` (LAPACK failed or the check did not hold).
 EIGENBASIS_STATUS: dict[str, int] = dict(cpu.eigenbasis_status)
 #: Codes of :attr:`EigenbasisInfo.method`: ``power`` (``steps`` power steps), ``skipped`` (the
 #: incoming basis passed the skip test), ``eigh`` (full eigendecomposition: no basis given, or the
@@ -32,8 +32,9 @@ EIGENBASIS_METHODS: dict[str, int] = dict(cpu.eigenbasis_methods)
 
 
 def orthonormality_tol(dtype: Any, n: int) -> float:
-    """``16 n eps``: the bound on ``||Q^T Q - I||_max`` for an incoming and a returned basis
-    (Householder QR loses at most ``O(n eps)`` orthogonality; 16 is the margin)."""
+    """``16 n eps``: the bound on the orthonormality probe ``||(Q^T Q - I) X||_max`` for an
+    incoming and a returned basis (Householder QR loses ``O(n eps)`` orthogonality; 16 is the
+    margin)."""
     return float(cpu.eigenbasis_orthonormality_tol(np.dtype(check.state_dtype(dtype)), int(n)))
 
 
@@ -51,15 +52,21 @@ class EigenbasisInfo(NamedTuple):
     residual : array
         Relative off-diagonal mass ``||B - diag(B)||_F / ||B||_F`` of ``B = Q^T A Q`` for the
         returned ``Q`` (what the next skip test would measure on an unchanged ``A``); -1 unless
-        status ``ok``.
+        status ``ok``. After power steps or ``eigh`` it is computed as
+        ``sqrt(||A Q||_F^2 - sum d^2) / ||A Q||_F`` (one product fewer; equal for orthonormal
+        ``Q``), which resolves masses down to about ``sqrt(||Q^T Q - I||)``: ~1e-3 in float32,
+        ~1e-7 in float64. For ``skipped`` it is ``off_diagonal``.
     method : array of int32
         An :data:`EIGENBASIS_METHODS` code.
     off_diagonal : array
-        The same mass for the incoming basis, computed when ``skip_tol`` is given, else -1.
+        The same mass for the incoming basis, from the explicit ``B = Q^T (A Q)`` (accurate to the
+        rounding of two products), computed when ``skip_tol`` is given, else -1.
     skipped : array of bool
         ``method == skipped``.
     orthogonality : array
-        ``||Q^T Q - I||_max`` of the returned basis; -1 unless status ``ok``.
+        ``||(Q^T Q - I) X||_max`` of the returned basis for 4 fixed sign vectors ``X`` (an
+        ``O(n^2)`` probe: ``E ||(Q^T Q - I) x||^2 = ||Q^T Q - I||_F^2`` for random signs); -1
+        unless status ``ok``.
     """
 
     status: Any
@@ -114,20 +121,23 @@ def eigenbasis_refresh(
        (``v_new = v_old[..., perm]`` along the basis axis); for ``eigh`` it is ``syevd``'s
        ascending order, unrelated to the incoming columns.
 
-    Status ``ok`` is earned a posteriori: finite outputs, ``||Q^T Q - I||_max <= 16 n eps``, and
-    the invariants of an orthogonal congruence ``|sum d - tr A|``,
-    ``| ||B||_F - ||A||_F |`` within ``(||Q^T Q - I||_F + 16 n eps) ||A||_F``. Otherwise the
+    Status ``ok`` is earned a posteriori, in ``O(n^2)`` beyond the products already formed:
+    finite outputs, orthonormality ``||(Q^T Q - I) X||_max <= 16 n eps`` on 4 fixed sign probes
+    ``X`` (the bound on Householder QR's loss of orthogonality with a margin; the same test
+    validates the incoming basis), and the invariants of an orthogonal congruence
+    ``|sum d - tr A|``, ``| ||A Q||_F - ||A||_F |`` within ``(e + 16 n eps) ||A||_F`` (``e``
+    the probes' estimate of ``||Q^T Q - I||_F``). Otherwise the
     incoming basis (the identity without one, or where it is not finite) is returned with zero
     eigenvalues and the identity permutation (method ``input``). ``A`` is scaled by a power of two
     to ``max|A|`` in ``[1/2, 1)`` first (exact) and the eigenvalues scaled back, so ``c A`` gives
     eigenvalues ``c`` times those of ``A`` for any ``c`` the dtype holds (1e+-30 in float32,
     1e+-200 in float64). ``A = 0``: the incoming basis (or the identity) is returned, eigenvalues 0.
 
-    Cost per matrix and step: two ``n x n`` GEMMs (``A Q`` and, for the estimates, ``Q^T (A Q)``
-    after the last step: ``A Q`` again) and one QR (``8/3 n^3`` flops), plus two SYRKs for the
-    orthonormality checks; the skip test adds ``Q^T (A Q)`` before the steps (its ``A Q`` is reused
-    by the first step). A full ``eigh`` is ``O(n^3)`` too but with a memory-bound tridiagonal
-    reduction, several times slower at ``n`` in the hundreds and above (bench/bench_eigenbasis.py).
+    Cost per matrix: one ``n x n`` GEMM ``A Q`` and one QR (``8/3 n^3`` flops, ``geqrf`` +
+    ``orgqr``) per step, one GEMM ``A Q`` for the estimates of the returned basis, ``O(n^2)``
+    checks; the skip test adds ``Q^T (A Q)`` (its ``A Q`` is reused by the first step). A full
+    ``eigh`` is ``O(n^3)`` too, with a memory-bound tridiagonal reduction; which is faster depends
+    on the machine (bench/bench_eigenbasis.py measures both).
 
     Parameters
     ----------
@@ -135,7 +145,7 @@ def eigenbasis_refresh(
         Symmetric (to ``8 n eps max|a|``; it is symmetrised), float32 or float64 (bfloat16 and
         float16 are computed in float32). NumPy or JAX.
     basis : array, shape (..., n, n), or None
-        Orthonormal columns (``||Q^T Q - I||_max <= 16 n eps``). ``None``: a full ``eigh``.
+        Orthonormal columns (``||(Q^T Q - I) X||_max <= 16 n eps``). ``None``: a full ``eigh``.
     steps : int >= 0
         Power steps (0: only re-estimate, sort, and test the fallback).
     skip_tol : float > 0 or None
@@ -215,7 +225,7 @@ def eigenbasis_refresh(
             check.require_finite(basis, "basis")
         outs = cpu.eigenbasis_refresh(a, basis, attrs)
         if np.any(outs[-1] == EIGENBASIS_STATUS["invalid_basis"]):
-            raise ValueError(f"'basis' must have orthonormal columns: ||basis^T basis - I||_max exceeds "
+            raise ValueError(f"'basis' must have orthonormal columns: ||(basis^T basis - I) X||_max exceeds "
                              f"{orthonormality_tol(dt, n):.3g} (16 n eps for n={n}, dtype {dt})")
     q, eigvals, perm, off, residual, orth, iterations, method, status = outs
     ok = status == EIGENBASIS_STATUS["ok"]

@@ -73,6 +73,13 @@ void bind_eigenbasis(py::module_& m) {
     return dtype.is(py::dtype::of<float>()) ? eigenbasis::orthonormality_tol<float>(n)
                                             : eigenbasis::orthonormality_tol<double>(n);
   });
+  m.def("eigenbasis_probes", [](int64_t n) {
+    carray<double> x(std::vector<py::ssize_t>{static_cast<py::ssize_t>(n), eigenbasis::kProbes});
+    for (int64_t i = 0; i < n; ++i) {
+      for (int k = 0; k < eigenbasis::kProbes; ++k) x.mutable_data()[i * eigenbasis::kProbes + k] = eigenbasis::probe_sign(i, k);
+    }
+    return x;
+  });
   m.def(
       "eigenbasis_refresh",
       [](const py::array& a, const std::optional<py::array>& basis, const py::dict& attrs) {

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linalg_core._native import cpu
 from linalg_core.eigenbasis import EIGENBASIS_METHODS, EIGENBASIS_STATUS, orthonormality_tol
 
 
@@ -17,18 +18,27 @@ def _t(x):
 
 
 def _orthogonality(q):
-    """(||Q^T Q - I||_max, ||Q^T Q - I||_F)."""
-    err = _t(q) @ q - jnp.eye(q.shape[-1], dtype=q.dtype)
-    return jnp.max(jnp.abs(err), axis=(-2, -1)), jnp.sqrt(jnp.sum(err * err, axis=(-2, -1)))
+    """(||(Q^T Q - I) X||_max, the estimate sqrt(||(Q^T Q - I) X||_F^2 / k) of ||Q^T Q - I||_F)
+    on the k fixed sign probes X of cpp/eigenbasis.h."""
+    x = jnp.asarray(cpu.eigenbasis_probes(q.shape[-1]), q.dtype)
+    err = _t(q) @ (q @ x) - x
+    return (jnp.max(jnp.abs(err), axis=(-2, -1)),
+            jnp.sqrt(jnp.sum(err * err, axis=(-2, -1)) / x.shape[-1]))
 
 
-def _congruence(s, q):
-    """diag(Q^T A Q), its relative off-diagonal mass and ||Q^T A Q||_F (cpp/eigenbasis.cc)."""
-    b = _t(q) @ (s @ q)
-    d = jnp.diagonal(b, axis1=-2, axis2=-1)
+def _congruence(s, q, exact):
+    """diag(Q^T A Q), its relative off-diagonal mass, and ||Q^T A Q||_F (exact) or ||A Q||_F
+    (from ||A Q||_F^2 - sum d^2, one product fewer), as in cpp/eigenbasis.cc."""
+    c = s @ q
+    if exact:
+        b = _t(q) @ c
+        d = jnp.diagonal(b, axis1=-2, axis2=-1)
+        total2 = jnp.sum(b * b, axis=(-2, -1))
+    else:
+        d = jnp.sum(q * c, axis=-2)
+        total2 = jnp.sum(c * c, axis=(-2, -1))
     diag = jnp.sum(d * d, axis=-1)
-    off = jnp.sum(b * b, axis=(-2, -1)) - diag
-    off = jnp.maximum(off, 0.0)
+    off = jnp.maximum(total2 - diag, 0.0)
     total = jnp.sqrt(off + diag)
     rel = jnp.where(total > 0, jnp.sqrt(off) / jnp.where(total > 0, total, 1.0), 0.0)
     return d, rel, total
@@ -76,14 +86,14 @@ def refresh(a, basis, *, steps, skip_tol, fallback_tol, has_basis):
     q = q_in
     if has_basis:
         if skip_tol > 0 or steps == 0:
-            d, rel, total = _congruence(s, q_in)
+            d, rel, total = _congruence(s, q_in, skip_tol > 0)
             if skip_tol > 0:
                 off_in = jnp.where(zero, -1.0, rel).astype(dt)
                 skipped = rel <= skip_tol
         for _ in range(steps):
             q = _qr_signed(s @ q)
         if steps > 0:
-            d_p, rel_p, total_p = _congruence(s, q)
+            d_p, rel_p, total_p = _congruence(s, q, False)
             if skip_tol > 0:
                 d = jnp.where(skipped[..., None], d, d_p)
                 rel, total = jnp.where(skipped, rel, rel_p), jnp.where(skipped, total, total_p)
@@ -105,7 +115,7 @@ def refresh(a, basis, *, steps, skip_tol, fallback_tol, has_basis):
             return jnp.where(use_eigh[..., None, None], _eigh_signed(s), q)
 
         q = jax.lax.cond(jnp.any(use_eigh), with_eigh, lambda q: q, q)
-        d_e, rel_e, total_e = _congruence(s, q)
+        d_e, rel_e, total_e = _congruence(s, q, False)
         if d is None:
             d, rel, total = d_e, rel_e, total_e
         else:
