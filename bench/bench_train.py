@@ -8,7 +8,8 @@ Sec. 5); batch 1000; float32; weights N(0, 1/fan_in), biases 0; every run seeded
 Optimizers: optax.adam; linalg_core.optim.shampoo (blocks of 1024, AdaGrad graft, roots every 10
 steps), sketchy_shampoo (rank ``RANK`` = 64, AdaGrad graft, sketches updated every step),
 shared_basis_adagrad (k = 32, one power step), all with momentum 0.9 except Adam (its beta1 is
-0.9). Equal tuning budget: three learning rates per optimizer (a factor 10^(1/2) apart, centred on
+0.9); soap (blocks of 1024, betas 0.95, eigenbases refreshed every 10 steps by one power step,
+Adam's learning-rate grid; not part of the papers' claim below). Equal tuning budget: three learning rates per optimizer (a factor 10^(1/2) apart, centred on
 a pilot's optimum, one step lower in the full report: see :func:`optimizers`), each trained for
 ``tune_steps``; the best by final train loss (mean of the last 3 steps) is trained again for
 ``steps`` from another seed and evaluated on the test set. A best value at the edge of its grid
@@ -85,6 +86,8 @@ def optimizers(quick: bool = True) -> dict[str, tuple[Callable[[float], optax.Gr
                                                              graft="adagrad", momentum=0.9), grid_graft),
         "shared_basis_adagrad": (lambda lr: optim.shared_basis_adagrad(lr, rank=32, momentum=0.9),
                                  grid_basis),
+        # Adam's step size in the rotated space: Adam's grid; the paper's betas and frequency.
+        "soap": (lambda lr: optim.soap(lr, block_size=1024, precondition_frequency=10), grid_adam),
     }
 
 
