@@ -426,3 +426,33 @@ def test_portable_matches_cpp(rng, dtype, kw):
             # A QR's forward error is its backward error times the condition of A Q (= that of A).
             w = np.linalg.eigvalsh(a.astype(np.float64))
             np.testing.assert_allclose(np.asarray(other[0]), ref[0], atol=tol * np.max(w[:, -1] / w[:, 0]))
+
+
+# --- the GPU path lowers on this machine -----------------------------------------------------
+
+
+def _custom_calls(fn, args, platform):
+    import re
+
+    from jax import export
+
+    ours = [export.DisabledSafetyCheck.custom_call(name) for name in lc._native.cpu.ffi_targets()]
+    text = export.export(jax.jit(fn), platforms=[platform], disabled_checks=ours)(*args).mlir_module()
+    return set(re.findall(r'call_target_name = "(\w+)"', text)) | set(re.findall(r"stablehlo.custom_call @(\w+)", text))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(skip_tol=1e-3, fallback_tol=0.1, steps=2)])
+@pytest.mark.parametrize("with_basis", [True, False])
+def test_lowers_for_cuda_with_the_portable_kernel(kw, with_basis):
+    """CUDA lowering takes the portable kernel (no linalg_core custom call), CPU the FFI one;
+    under vmap too."""
+    spec = jax.ShapeDtypeStruct((16, 16), jnp.float32)
+
+    def fn(a, q):
+        return lc.eigenbasis_refresh(a, q if with_basis else None, **kw)
+
+    cuda = _custom_calls(fn, [spec, spec], "cuda")
+    assert not any(t.startswith("linalg_core_") for t in cuda), cuda
+    assert "linalg_core_eigenbasis_refresh" in _custom_calls(fn, [spec, spec], "cpu")
+    batched = jax.ShapeDtypeStruct((3, 16, 16), jnp.float32)
+    assert not any(t.startswith("linalg_core_") for t in _custom_calls(jax.vmap(fn), [batched, batched], "cuda"))

@@ -236,3 +236,16 @@ def test_options():
         optim.soap(0.1, bogus=1)
     with pytest.raises(TypeError, match="SoapOptions"):
         optim.soap(0.1, optim.ShampooOptions())
+
+
+def test_lowers_for_cuda_with_portable_kernels():
+    import re
+
+    from jax import export
+
+    opt = optim.soap(0.1, block_size=16)
+    params = {"w": jnp.zeros((24, 20), jnp.float32), "b": jnp.zeros(20, jnp.float32)}
+    specs = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), [params, opt.init(params), params])
+    ours = [export.DisabledSafetyCheck.custom_call(name) for name in linalg_core._native.cpu.ffi_targets()]
+    text = export.export(jax.jit(opt.update), platforms=["cuda"], disabled_checks=ours)(*specs).mlir_module()
+    assert not re.findall(r"linalg_core_\w+", text)
