@@ -391,7 +391,9 @@ bool refresh(const Shape& s, const Args<T>& a, const Options& o) {
         n, a.a + b * nn, o.has_basis != 0 ? a.basis + b * nn : nullptr, o, spaces[worker], out));
   };
   if (workers <= 1) {
-    SmallProblemBlasThreads guard(n);
+    // GEMM and QR at a few hundred rows still gain from BLAS threads (unlike syevd there, which
+    // SmallProblemBlasThreads serves): one thread only below 128 rows.
+    ScopedBlasThreads guard(n < 128 ? 1 : 0);
     parallel_for(s.batch, 1, body);
   } else {
     parallel_for(s.batch, workers, body);
