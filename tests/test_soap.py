@@ -35,8 +35,9 @@ def _refresh(a, q, steps=1):
     return q[:, perm], perm
 
 
-def reference_soap(grads, *, b1=0.95, b2=0.95, eps=1e-8, beta_s=None, freq=10, steps=1):
-    """One unblocked matrix parameter: the rule of linalg_core/optim/soap.py's docstring."""
+def reference_soap(grads, *, b1=0.95, b2=0.95, eps=1e-8, beta_s=None, freq=10, steps=1, eigh_refresh=False):
+    """One unblocked matrix parameter: the rule of linalg_core/optim/soap.py's docstring
+    (``eigh_refresh``: every refresh falls back to eigh, V keeps its ranks)."""
     beta_s = b2 if beta_s is None else beta_s
     m_, n_ = grads[0].shape
     L, R = np.zeros((m_, m_)), np.zeros((n_, n_))
@@ -47,6 +48,8 @@ def reference_soap(grads, *, b1=0.95, b2=0.95, eps=1e-8, beta_s=None, freq=10, s
         L = beta_s * L + (1 - beta_s) * g @ g.T
         R = beta_s * R + (1 - beta_s) * g.T @ g
         if t == 1:
+            ql, qr = _eigh_desc(L), _eigh_desc(R)
+        elif t % freq == 0 and eigh_refresh:
             ql, qr = _eigh_desc(L), _eigh_desc(R)
         elif t % freq == 0:
             ql, pl = _refresh(L, ql, steps)
@@ -104,6 +107,15 @@ def test_matches_reference(rng, freq, steps):
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=0, atol=_tolerance(grads, 5))
     assert int(state.diagnostics.failures) == 0
+
+
+def test_fallback_refresh_matches_reference(rng):
+    """fallback_tol below any mass a power step leaves: every refresh is an eigh, V keeps ranks."""
+    grads = _stream(rng, (5, 5), 6)
+    want = reference_soap(grads, freq=2, eigh_refresh=True)
+    got, _ = _run(optim.scale_by_soap(precondition_frequency=2, fallback_tol=1e-300), grads)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=0, atol=_tolerance(grads, 5))
 
 
 def test_blocked_matches_reference_per_block_and_vectors_get_adam(rng):

@@ -10,7 +10,8 @@ then the eigenbases ``Q_L``, ``Q_R`` of ``L``, ``R``: from a full ``eigh`` at th
 accepted call, refreshed by :func:`linalg_core.eigenbasis_refresh` (``refresh_steps`` power
 steps from the previous basis) on calls ``f, 2f, ...`` (``f = precondition_frequency``), and kept
 in between; at each refresh the second moment follows the sorted basis columns,
-``V <- V[perm_L][:, perm_R]``. Adam then runs in the rotated space, the first moment kept in the
+``V <- V[perm_L][:, perm_R]`` (after an ``eigh`` fallback, which has no column correspondence,
+``V`` stays: both bases are sorted by eigenvalue, so moments keep their rank). Adam then runs in the rotated space, the first moment kept in the
 original space and rotated, the second moment in the rotated space (the paper's Algorithm 3):
 
 .. math::
@@ -110,7 +111,7 @@ def scale_by_soap(options: SoapOptions | None = None, /, **overrides: Any) -> An
     import jax
     import jax.numpy as jnp
 
-    from linalg_core import EIGENBASIS_STATUS, eigenbasis_refresh
+    from linalg_core import EIGENBASIS_METHODS, EIGENBASIS_STATUS, eigenbasis_refresh
 
     o = transform.resolve_options(SoapOptions, options, overrides)
     b1, b2, eps, beta_s = float(o.b1), float(o.b2), float(o.eps), o.statistics_beta
@@ -139,9 +140,18 @@ def scale_by_soap(options: SoapOptions | None = None, /, **overrides: Any) -> An
         return (jnp.where(ok_l[:, None, None], new_l, q_l), jnp.where(ok_r[:, None, None], new_r, q_r),
                 v, fails)
 
+    def by_rank(perm, info):
+        """The permutation the moments follow: ``perm`` where the new columns are the old ones
+        refined (power steps, skipped); after an ``eigh`` fallback the columns have no old
+        counterpart, and both bases being sorted by eigenvalue, the ``i``-th keeps the ``i``-th
+        moments."""
+        fresh = (info.method == EIGENBASIS_METHODS["eigh"])[:, None]
+        return jnp.where(fresh, jnp.arange(perm.shape[-1], dtype=perm.dtype), perm)
+
     def refreshed_bases(left, right, q_l, q_r, v):
         new_l, _, perm_l, info_l = eigenbasis_refresh(left, q_l, **refresh_kw)
         new_r, _, perm_r, info_r = eigenbasis_refresh(right, q_r, **refresh_kw)
+        perm_l, perm_r = by_rank(perm_l, info_l), by_rank(perm_r, info_r)
         ok_l, ok_r = info_l.status == EIGENBASIS_STATUS["ok"], info_r.status == EIGENBASIS_STATUS["ok"]
         # The second moment follows the basis columns: rows with Q_L's, columns with Q_R's.
         v_new = jnp.take_along_axis(v, perm_l[:, :, None], axis=1)
