@@ -84,6 +84,14 @@ void bind_eigenbasis(py::module_& m) {
       "eigenbasis_refresh",
       [](const py::array& a, const std::optional<py::array>& basis, const py::dict& attrs) {
         eigenbasis::Options o;
+        for (const auto& item : attrs) {
+          const std::string key = py::str(item.first);
+          bool known = false;
+#define LC_EIGENBASIS_OPTION_KNOWN(type, name, default_value) known = known || key == #name;
+          LC_EIGENBASIS_OPTIONS(LC_EIGENBASIS_OPTION_KNOWN)
+#undef LC_EIGENBASIS_OPTION_KNOWN
+          if (!known) throw py::value_error("eigenbasis_refresh: unknown option " + key);
+        }
         const char* bad = eigenbasis::decode_options(
             [&](const char* name, auto* value) {
               using V = std::remove_pointer_t<decltype(value)>;

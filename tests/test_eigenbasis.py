@@ -456,3 +456,24 @@ def test_lowers_for_cuda_with_the_portable_kernel(kw, with_basis):
     assert "linalg_core_eigenbasis_refresh" in _custom_calls(fn, [spec, spec], "cpu")
     batched = jax.ShapeDtypeStruct((3, 16, 16), jnp.float32)
     assert not any(t.startswith("linalg_core_") for t in _custom_calls(jax.vmap(fn), [batched, batched], "cuda"))
+
+
+def test_one_contract_across_layers():
+    """The codes and the option list come from cpp/eigenbasis.h through the module; the binding
+    rejects options outside that list, and the FFI handler decodes exactly the attributes the
+    Python layer sends (a missing one is an error there)."""
+    cpu = lc._native.cpu
+    assert lc.EIGENBASIS_STATUS == dict(cpu.eigenbasis_status)
+    assert lc.EIGENBASIS_METHODS == dict(cpu.eigenbasis_methods)
+    assert set(lc.EIGENBASIS_STATUS) == {"ok", "non_finite_input", "not_symmetric", "invalid_basis", "failed"}
+    assert list(cpu.eigenbasis_options) == ["steps", "skip_tol", "fallback_tol", "has_basis"]
+    a = np.eye(3)
+    with pytest.raises(ValueError, match="unknown option"):
+        cpu.eigenbasis_refresh(a, a, {"steps": 1, "bogus": 2})
+    with pytest.raises(ValueError, match="steps"):
+        cpu.eigenbasis_refresh(a, a, {"steps": "one"})
+    from linalg_core.portable import eigenbasis as portable
+
+    assert portable.EIGENBASIS_STATUS is lc.EIGENBASIS_STATUS
+    probes = cpu.eigenbasis_probes(64)
+    assert probes.shape == (64, 4) and set(np.unique(probes)) == {-1.0, 1.0}
