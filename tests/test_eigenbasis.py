@@ -196,9 +196,9 @@ def test_permutation_after_a_power_step_matches_numpy_qr(rng):
     d = np.einsum("ri,rs,si->i", qq, stream[2], qq)
     expected = np.argsort(-d, kind="stable")
     np.testing.assert_array_equal(perm, expected)
-    # Backward error of QR: 16 n eps ||A|| / min gap of R's columns; here a fixed 1e-10 suffices
-    # for float64 (||A|| ~ 1, the planted gaps >= 0.3^n relative are not resolved by the columns).
-    np.testing.assert_allclose(new, qq[:, expected], atol=1e-10)
+    # A QR's forward error is its backward error 16 n eps times the condition of A Q (that of A).
+    w = np.linalg.eigvalsh(stream[2])
+    np.testing.assert_allclose(new, qq[:, expected], atol=16 * n * eps(np.float64) * w[-1] / w[0])
     np.testing.assert_allclose(lam, d[expected], atol=16 * n * eps(np.float64))
 
 
