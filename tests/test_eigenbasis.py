@@ -428,6 +428,34 @@ def test_portable_matches_cpp(rng, dtype, kw):
             np.testing.assert_allclose(np.asarray(other[0]), ref[0], atol=tol * np.max(w[:, -1] / w[:, 0]))
 
 
+@given(data=st.data())
+def test_portable_parity_property(data):
+    """On random PSD input, random bases and options: the portable kernel reports the C++
+    kernel's status, method and iterations, and eigenvalues within 16 n eps ||A||_F (the rounding
+    of the products both take) wherever the status is ok. Methods agree away from the thresholds:
+    the masses tested against skip_tol/fallback_tol differ by the rounding of those products, so
+    draws within 1e-3 relative of a threshold are not compared on the method."""
+    dtype = data.draw(lct.dtypes())
+    n = data.draw(st.integers(1, 8))
+    a = data.draw(lct.psd_matrices(n, dtype=dtype, scale="wide"))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    basis = None if data.draw(st.booleans()) else haar(rng, n).astype(dtype)
+    kw = dict(steps=data.draw(st.integers(0, 2)), skip_tol=data.draw(st.sampled_from([None, 1e-2])),
+              fallback_tol=data.draw(st.sampled_from([None, 0.3])))
+    ref = lc.eigenbasis_refresh(a, basis, **kw)
+    with _jax.portable_path():
+        got = lc.eigenbasis_refresh(jnp.asarray(a), None if basis is None else jnp.asarray(basis), **kw)
+    assert int(got[3].status) == int(ref[3].status)
+    near = any(t is not None and abs(float(x) - t) <= 1e-3 * t
+               for t, x in ((kw["skip_tol"], ref[3].off_diagonal), (kw["fallback_tol"], ref[3].residual)))
+    if not near:
+        assert int(got[3].method) == int(ref[3].method)
+        assert int(got[3].iterations) == int(ref[3].iterations)
+    if int(ref[3].status) == OK and not near:
+        tol = 16 * n * eps(dtype) * np.linalg.norm(a.astype(np.float64))
+        np.testing.assert_allclose(np.asarray(got[1]), ref[1], atol=tol, rtol=0)
+
+
 # --- the GPU path lowers on this machine -----------------------------------------------------
 
 
