@@ -10,7 +10,8 @@ steps), sketchy_shampoo (rank ``RANK`` = 64, AdaGrad graft, sketches updated eve
 shared_basis_adagrad (k = 32, one power step), all with momentum 0.9 except Adam (its beta1 is
 0.9); linalg_core.optim.muon (5 classic-quintic steps, Nesterov momentum 0.95, the RMS-matched
 scale 0.2 sqrt(max(m, n)), Adam on the biases; not one of the papers' optimizers, so not part of
-the ordering claim below). Equal tuning budget: three learning rates per optimizer (a factor 10^(1/2) apart, centred on
+the ordering claim below); soap (blocks of 1024, betas 0.95, eigenbases refreshed every 10 steps
+by one power step, Adam's learning-rate grid; not part of the papers' claim either). Equal tuning budget: three learning rates per optimizer (a factor 10^(1/2) apart, centred on
 a pilot's optimum, one step lower in the full report: see :func:`optimizers`), each trained for
 ``tune_steps``; the best by final train loss (mean of the last 3 steps) is trained again for
 ``steps`` from another seed and evaluated on the test set. A best value at the edge of its grid
@@ -93,6 +94,8 @@ def optimizers(quick: bool = True) -> dict[str, tuple[Callable[[float], optax.Gr
         "shared_basis_adagrad": (lambda lr: optim.shared_basis_adagrad(lr, rank=32, momentum=0.9),
                                  grid_basis),
         "muon": (lambda lr: optim.muon(lr, scale="rms"), grid_muon),
+        # Adam's step size in the rotated space: Adam's grid; the paper's betas and frequency.
+        "soap": (lambda lr: optim.soap(lr, block_size=1024, precondition_frequency=10), grid_adam),
     }
 
 

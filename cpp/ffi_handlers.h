@@ -15,4 +15,5 @@ XLA_FFI_Error* LcKronApproxCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcKronCosineCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcSharedBasisUpdateCpu(XLA_FFI_CallFrame* call_frame);
 XLA_FFI_Error* LcPolarCpu(XLA_FFI_CallFrame* call_frame);
+XLA_FFI_Error* LcEigenbasisRefreshCpu(XLA_FFI_CallFrame* call_frame);
 }

@@ -76,3 +76,11 @@ from linalg_core.polar import (  # noqa: E402
 
 __all__ += ["CLASSIC_QUINTIC", "POLAR_METHODS", "POLAR_STATUS", "PolarInfo", "PolarSchedule",
             "minimax_odd_quintic", "polar", "polar_schedule"]
+from linalg_core.eigenbasis import (  # noqa: E402
+    EIGENBASIS_METHODS,
+    EIGENBASIS_STATUS,
+    EigenbasisInfo,
+    eigenbasis_refresh,
+)
+
+__all__ += ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenbasis_refresh"]

@@ -17,6 +17,7 @@ void bind_lobpcg(py::module_& m);
 void bind_kron(py::module_& m);
 void bind_shared_basis(py::module_& m);
 void bind_polar(py::module_& m);
+void bind_eigenbasis(py::module_& m);
 }
 
 namespace {
@@ -57,6 +58,7 @@ PYBIND11_MODULE(_cpu, m) {
     targets["linalg_core_kron_cosine"] = handler_capsule(LcKronCosineCpu);
     targets["linalg_core_shared_basis_update"] = handler_capsule(LcSharedBasisUpdateCpu);
     targets["linalg_core_polar"] = handler_capsule(LcPolarCpu);
+    targets["linalg_core_eigenbasis_refresh"] = handler_capsule(LcEigenbasisRefreshCpu);
     return targets;
   });
   linalg_core::bind_fd(m);
@@ -66,4 +68,5 @@ PYBIND11_MODULE(_cpu, m) {
   linalg_core::bind_kron(m);
   linalg_core::bind_shared_basis(m);
   linalg_core::bind_polar(m);
+  linalg_core::bind_eigenbasis(m);
 }

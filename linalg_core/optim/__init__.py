@@ -5,6 +5,8 @@
 - :func:`sketchy_adagrad`: FD-sketched full-matrix AdaGrad on blocks of the flattened parameters;
 - :func:`shared_basis_adagrad`: the shared-basis block low-rank preconditioner (Yen et al. 2023);
 - :func:`muon`: momentum orthogonalised by :func:`linalg_core.polar` on matrices, AdamW on the rest.
+- :func:`soap`: Adam in Shampoo's eigenbasis, kept by :func:`linalg_core.eigenbasis_refresh`
+  (Vyas et al. 2024).
 
 Each returns an ``optax.GradientTransformation``; the ``scale_by_*`` forms are the preconditioners
 alone. Each optimizer has one options dataclass (``ShampooOptions``, ...; fields shared by all in
@@ -58,3 +60,6 @@ __all__ = [
 from linalg_core.optim.muon import MuonOptions, MuonState, muon, scale_by_muon  # noqa: E402
 
 __all__ += ["MuonOptions", "MuonState", "muon", "scale_by_muon"]
+from linalg_core.optim.soap import SoapOptions, scale_by_soap, soap  # noqa: E402
+
+__all__ += ["SoapOptions", "scale_by_soap", "soap"]
