@@ -11,6 +11,7 @@
 #include "finite.h"
 #include "lapack.h"
 #include "parallel.h"
+#include "symmetry.h"
 #include "tridiagonal_eigh.h"
 
 namespace linalg_core::fd {
@@ -79,7 +80,6 @@ class Updater {
     }
     sc.work.resize(lwork_);
     sc.lam.resize(l);
-    if (method_ == Method::kDenseEigh && !s_.term_is_matrix) sc.factor.resize(sz<T>(d, r));
     return sc;
   }
 
@@ -153,21 +153,11 @@ class Updater {
       if (!(lam[j] >= lam[j + 1])) return Status::kInvalidState;
     }
     if (!s_.term_is_matrix) return Status::kOk;
-    // Halves keep M_ij - M_ji from overflowing at the top of the range.
-    T largest = T(0), asymmetry = T(0), lowest_diagonal = T(0);
-    for (int i = 0; i < d_; ++i) {
-      const T* row = term + sz<T>(i, d_);
-      lowest_diagonal = std::min(lowest_diagonal, row[i]);
-      for (int j = 0; j < d_; ++j) {
-        largest = std::max(largest, std::abs(row[j]));
-        if (j > i) {
-          asymmetry = std::max(asymmetry, std::abs(T(0.5) * row[j] - T(0.5) * term[sz<T>(j, d_) + i]));
-        }
-      }
-    }
-    // A symmetric matrix formed in floating point differs from its transpose by ~n eps max|M|
-    // (the bound of linalg_core._validation.symmetry_tolerance: 8 n eps).
-    if (asymmetry > T(4) * T(d_) * eps() * largest) return Status::kNonSymmetricTerm;
+    const SymmetryScan scan = scan_symmetry(d_, term);
+    if (!is_symmetric<T>(scan, d_)) return Status::kNonSymmetricTerm;
+    const T largest = static_cast<T>(scan.max_abs);
+    T lowest_diagonal = T(0);
+    for (int i = 0; i < d_; ++i) lowest_diagonal = std::min(lowest_diagonal, term[sz<T>(i, d_) + i]);
     if (lowest_diagonal < -indefinite_tolerance() * largest) return Status::kIndefiniteTerm;
     return Status::kOk;
   }
@@ -186,17 +176,19 @@ class Updater {
   // E with max(beta lambda_1, max|M|, max|G|^2) 2^-E in [0.25, 1): even (the factor is scaled by
   // 2^-(E/2)), within +-(max_exponent - 4) so that 2^-E, 2^-(E/2) and the symmetrisation's
   // 2^-(E+1) are normal numbers (XLA runs handlers with denormals flushed to zero); the scaled
-  // magnitudes stay below 16. 0 when everything is zero. Only magnitudes are compared: no square
-  // of an input is formed.
+  // magnitudes stay below 16. 0 when everything is zero, and 0 when |E| <= max_exponent / 4:
+  // there products of two entries and their sums stay far inside the range, and no scaled copy
+  // of a factor term is needed (scaling by a power of two is exact, so the answer is the same
+  // either way). Only magnitudes are compared: no square of an input is formed.
   int scale_exponent(const T* lam, const T* term, size_t term_size, T beta) const {
-    T largest = T(0);
-    for (size_t i = 0; i < term_size; ++i) largest = std::max(largest, std::abs(term[i]));
+    const T largest = max_abs(term, term_size);
     int E = std::numeric_limits<int>::min();
     if (largest > T(0)) E = s_.term_is_matrix ? exponent_of(largest) : 2 * exponent_of(largest);
     const T top = beta * lam[0];
     if (top > T(0)) E = std::max(E, exponent_of(top));
     if (E == std::numeric_limits<int>::min()) return 0;
     if (E % 2 != 0) E += 1;
+    if (std::abs(E) <= std::numeric_limits<T>::max_exponent / 4) return 0;
     const int limit = std::numeric_limits<T>::max_exponent - 4;
     return std::max(-limit, std::min(limit, E));
   }
@@ -469,6 +461,9 @@ class Updater {
     } else {
       const T* g = term;
       if (tscale != one) {
+        // Allocated here, only for terms outside the unscaled range: a buffer that every call
+        // allocates but few use still costs its page faults.
+        sc.factor.resize(sz<T>(d, r));
         for (size_t i = 0; i < sz<T>(d, r); ++i) sc.factor[i] = tscale * term[i];
         g = sc.factor.data();
       }
