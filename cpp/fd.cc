@@ -176,10 +176,8 @@ class Updater {
   // E with max(beta lambda_1, max|M|, max|G|^2) 2^-E in [0.25, 1): even (the factor is scaled by
   // 2^-(E/2)), within +-(max_exponent - 4) so that 2^-E, 2^-(E/2) and the symmetrisation's
   // 2^-(E+1) are normal numbers (XLA runs handlers with denormals flushed to zero); the scaled
-  // magnitudes stay below 16. 0 when everything is zero, and 0 when |E| <= max_exponent / 4:
-  // there products of two entries and their sums stay far inside the range, and no scaled copy
-  // of a factor term is needed (scaling by a power of two is exact, so the answer is the same
-  // either way). Only magnitudes are compared: no square of an input is formed.
+  // magnitudes stay below 16. 0 when everything is zero. Only magnitudes are compared: no square
+  // of an input is formed.
   int scale_exponent(const T* lam, const T* term, size_t term_size, T beta) const {
     const T largest = max_abs(term, term_size);
     int E = std::numeric_limits<int>::min();
@@ -188,7 +186,6 @@ class Updater {
     if (top > T(0)) E = std::max(E, exponent_of(top));
     if (E == std::numeric_limits<int>::min()) return 0;
     if (E % 2 != 0) E += 1;
-    if (std::abs(E) <= std::numeric_limits<T>::max_exponent / 4) return 0;
     const int limit = std::numeric_limits<T>::max_exponent - 4;
     return std::max(-limit, std::min(limit, E));
   }
@@ -459,16 +456,20 @@ class Updater {
         }
       }
     } else {
+      // C = (t G)(t G)^T = t^2 G G^T with t = tscale a power of two: the same bits either way
+      // while the unscaled products stay normal (t within 2^(+-max_exponent / 8)), so SYRK's
+      // alpha carries t^2 there and no scaled copy of G is made (a fresh d x r buffer per call
+      // costs its page faults); outside, G is scaled first so that G G^T cannot overflow.
       const T* g = term;
-      if (tscale != one) {
-        // Allocated here, only for terms outside the unscaled range: a buffer that every call
-        // allocates but few use still costs its page faults.
+      T alpha = tscale * tscale;
+      if (std::abs(std::ilogb(tscale)) > std::numeric_limits<T>::max_exponent / 8) {
         sc.factor.resize(sz<T>(d, r));
         for (size_t i = 0; i < sz<T>(d, r); ++i) sc.factor[i] = tscale * term[i];
         g = sc.factor.data();
+        alpha = one;
       }
       // Row-major G (d x r) is the column-major r x d matrix G^T: C = (G^T)^T G^T = G G^T.
-      Lapack<T>::syrk("L", "T", &d, &r, &one, g, &r, &zero, C, &d);
+      Lapack<T>::syrk("L", "T", &d, &r, &alpha, g, &r, &zero, C, &d);
     }
     T* S = sc.b.data();
     T* root = sc.w.data();

@@ -14,41 +14,52 @@
 
 #include <cstdint>
 
+#include "codes.h"
+
 namespace linalg_core::fd {
 
-enum class Method : int32_t {
-  kAuto = -1,
-  // Thin stack Z = [sqrt(beta) U diag(lambda)^(1/2), G] (d x n, n = l + r <= d). U is already
-  // orthonormal, so Z = [U, Q2] F with G's part orthogonal to U (two Gram-Schmidt passes, GEMMs)
-  // factored as Q2 R2 (LQ of an r x d block) and a small n x n core F; the eigenvectors of
-  // C = Z Z^T are [U, Q2] times those of F F^T. The new basis is re-orthonormalised by one
-  // Cholesky-QR step each update (no drift), and a Householder update replaces this one when that
-  // check finds [U, Q2] far from orthonormal (a term inside span(U) with l + r close to d).
-  kThinStack = 0,
-  // C formed densely (SYRK); tridiagonal reduction (sytrd), divide and conquer on the tridiagonal
-  // matrix (stedc), back-transformation of the top l+1 vectors only (blocked: tridiagonal_eigh.h);
-  // syevr as the fallback.
-  kDenseEigh = 1,
-  // Householder QR of the whole stack Z, eigendecomposition of R R^T, the basis applied through
-  // the reflectors: slower, needs no structure; used for n > d and as the thin stack's fallback.
-  kThinStackHouseholder = 2,
-};
+// Method codes, exported as `fd_methods` (FD_METHODS in linalg_core/fd.py).
+// Thin stack: Z = [sqrt(beta) U diag(lambda)^(1/2), G] (d x n, n = l + r <= d). U is already
+// orthonormal, so Z = [U, Q2] F with G's part orthogonal to U (two Gram-Schmidt passes, GEMMs)
+// factored as Q2 R2 (LQ of an r x d block) and a small n x n core F; the eigenvectors of
+// C = Z Z^T are [U, Q2] times those of F F^T. The new basis is re-orthonormalised by one
+// Cholesky-QR step each update (no drift), and a Householder update replaces this one when that
+// check finds [U, Q2] far from orthonormal (a term inside span(U) with l + r close to d).
+// Dense eigh: C formed densely (SYRK); tridiagonal reduction (sytrd), divide and conquer on the
+// tridiagonal matrix (stedc), back-transformation of the top l+1 vectors only (blocked:
+// tridiagonal_eigh.h); syevr as the fallback.
+// Thin stack, Householder: Householder QR of the whole stack Z, eigendecomposition of R R^T, the
+// basis applied through the reflectors: slower, needs no structure; used for n > d and as the
+// thin stack's fallback.
+#define LC_FD_METHODS(X)       \
+  X(kAuto, auto, -1)           \
+  X(kThinStack, thin_stack, 0) \
+  X(kDenseEigh, dense_eigh, 1) \
+  X(kThinStackHouseholder, thin_stack_householder, 2)
 
-enum class Status : int32_t {
-  kOk = 0,
-  kNonFiniteInput = 1,  // the term or the state held NaN/Inf: the state is passed through unchanged
-  kBadBeta = 2,         // beta outside (0, 1]: the state is passed through unchanged
-  kLapackFailure = 3,   // an eigensolver reported failure, or its answer failed the a-posteriori
-                        // check (finite, lambda descending >= 0, rho >= 0): state unchanged
-  kInvalidState = 4,    // finite state out of contract (lambda negative or not descending, rho < 0)
-  kNonSymmetricTerm = 5,  // matrix term with max|M - M^T| > 8 d eps max|M|
-  kIndefiniteTerm = 6,  // matrix term with a diagonal entry below -tau max|M|, or (dense method)
-                        // C with an eigenvalue below -tau ||C||, tau = sqrt(eps) + 16 d eps:
-                        // flagged, never clipped
-  kNotRepresentable = 7,  // the new eigenvalues or escaped mass overflow the dtype, or the largest
-                          // eigenvalue of C is positive but below min / eps (the rest would be
-                          // subnormal, flushed to zero under XLA: more than eps relative error)
-};
+enum class Method : int32_t { LC_FD_METHODS(LC_ENUMERATOR) };
+
+// Status codes, exported as `fd_status` (FD_STATUS in linalg_core/fd.py).
+#define LC_FD_STATUS(X)                                                                           \
+  X(kOk, ok, 0)                                                                                   \
+  /* the term or the state held NaN/Inf: the state is passed through unchanged */                 \
+  X(kNonFiniteInput, non_finite_input, 1)                                                         \
+  X(kBadBeta, bad_beta, 2) /* beta outside (0, 1]: the state is passed through unchanged */       \
+  /* an eigensolver reported failure, or its answer failed the a-posteriori check (finite, lambda  \
+     descending >= 0, rho >= 0): state unchanged */                                                \
+  X(kLapackFailure, eigensolver_failure, 3)                                                       \
+  /* finite state out of contract (lambda negative or not descending, rho < 0) */                 \
+  X(kInvalidState, invalid_state, 4)                                                              \
+  X(kNonSymmetricTerm, non_symmetric_term, 5) /* matrix term with max|M - M^T| > 8 d eps max|M| */ \
+  /* matrix term with a diagonal entry below -tau max|M|, or (dense method) C with an eigenvalue   \
+     below -tau ||C||, tau = sqrt(eps) + 16 d eps: flagged, never clipped */                      \
+  X(kIndefiniteTerm, indefinite_term, 6)                                                          \
+  /* the new eigenvalues or escaped mass overflow the dtype, or the largest eigenvalue of C is     \
+     positive but below min / eps (the rest would be subnormal, flushed to zero under XLA: more    \
+     than eps relative error) */                                                                  \
+  X(kNotRepresentable, not_representable, 7)
+
+enum class Status : int32_t { LC_FD_STATUS(LC_ENUMERATOR) };
 
 struct UpdateShape {
   int64_t batch = 1;

@@ -23,17 +23,22 @@
 
 #include <cstdint>
 
+#include "codes.h"
+
 namespace linalg_core::kron {
 
-// Codes shared with KRON_STATUS in linalg_core/kron.py.
-enum class Status : int32_t {
-  kOk = 0,
-  kNonFiniteInput = 1,  // the samples held NaN/Inf: zero factors, sigma and change 0
-  // sigma (quadratic in the samples) lies outside T's normal range: it is clamped to it; the
-  // factors (linear in the samples) are accurate, or zero where they overflow T themselves.
-  kOutOfRange = 2,
-  kFailed = 3,  // an eigensolver failed or the a-posteriori check did not hold: zero outputs
-};
+// Status codes, exported as `kron_status` (KRON_STATUS in linalg_core/kron.py).
+#define LC_KRON_STATUS(X)                                                                        \
+  X(kOk, ok, 0)                                                                                  \
+  /* the samples held NaN/Inf: zero factors, sigma and change 0 */                               \
+  X(kNonFiniteInput, non_finite_input, 1)                                                        \
+  /* sigma (quadratic in the samples) lies outside T's normal range: it is clamped to it; the    \
+     factors (linear in the samples) are accurate, or zero where they overflow T themselves */   \
+  X(kOutOfRange, out_of_range, 2)                                                                \
+  /* an eigensolver failed or the a-posteriori check did not hold: zero outputs */               \
+  X(kFailed, failed, 3)
+
+enum class Status : int32_t { LC_KRON_STATUS(LC_ENUMERATOR) };
 
 struct Shape {
   int64_t batch = 1;

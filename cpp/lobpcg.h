@@ -26,6 +26,8 @@
 #pragma once
 
 #include <cstdint>
+
+#include "codes.h"
 #include <functional>
 
 namespace linalg_core::lobpcg {
@@ -52,13 +54,16 @@ struct Options {
   double tol = 0;  // 0: the default n-independent tolerance, 10 * sqrt(eps(T))
 };
 
-enum class Status : int32_t {
-  kConverged = 0,
-  kMaxIters = 1,
-  kBreakdown = 2,
-  kNonFinite = 3,     // A, x0 or a product A X not finite: every output zero
-  kNonSymmetric = 4,  // explicit A (or the dense path's assembled A) not symmetric: outputs zero
-};
+// Status codes, exported as `lobpcg_status` (LOBPCG_STATUS in linalg_core/lobpcg.py).
+#define LC_LOBPCG_STATUS(X)                                                                      \
+  X(kConverged, converged, 0)                                                                    \
+  X(kMaxIters, max_iters, 1)                                                                     \
+  X(kBreakdown, breakdown, 2)                                                                    \
+  X(kNonFinite, non_finite, 3) /* A, x0 or a product A X not finite: every output zero */         \
+  /* explicit A (or the dense path's assembled A) not symmetric: outputs zero */                 \
+  X(kNonSymmetric, non_symmetric, 4)
+
+enum class Status : int32_t { LC_LOBPCG_STATUS(LC_ENUMERATOR) };
 
 template <typename T>
 struct Result {

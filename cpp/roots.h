@@ -30,29 +30,38 @@
 
 #include <cstdint>
 
+#include "codes.h"
+
 namespace linalg_core::roots {
 
-enum class Method : int32_t {
-  kAuto = -1,  // eigh on the CPU: an n x n eigendecomposition costs a few GEMMs, the
-               // iterations 10-30 iterations of 2 GEMMs + log2(p) SYRKs each
-  kEigh = 0,
-  kNewton = 1,
-  kNewton3 = 2,
-  kEighDouble = 3,  // fallback only: eigh in double precision for float input
-  kPrevious = 4,    // fallback only: the caller's previous root
-};
+// Method codes, exported as `root_methods` (ROOT_METHODS). kAuto: eigh on the CPU (an n x n
+// eigendecomposition costs a few GEMMs, the iterations 10-30 iterations of 2 GEMMs + log2(p)
+// SYRKs each).
+#define LC_ROOT_METHODS(X)                                                                       \
+  X(kAuto, auto, -1)                                                                            \
+  X(kEigh, eigh, 0)                                                                             \
+  X(kNewton, newton, 1)                                                                         \
+  X(kNewton3, newton3, 2)                                                                       \
+  X(kEighDouble, eigh_float64, 3) /* fallback only: eigh in double precision for float input */ \
+  X(kPrevious, previous, 4)       /* fallback only: the caller's previous root */
 
-enum class Status : int32_t {
-  kOk = 0,
-  kNonFiniteInput = 1,  // A held NaN/Inf: the previous root (or 0) is returned
-  kFellBack = 2,        // the requested method failed; a later one in the chain succeeded
-  kFailed = 3,          // every method failed: the previous root (or 0) is returned
-  kIllConditioned = 4,  // lambda_min + ridge <= n eps(T) (lambda_max + ridge): the input dtype does
-                        // not resolve the smallest eigenvalues; the (finite) root is returned
-                        // uncertified
-  kNotSymmetric = 5,    // max|A - A^T| > 8 n eps(T) max|A|: the previous root (or 0) is returned
-  kIndefinite = 6,      // lambda_min < -16 n eps(T) lambda_max: the previous root (or 0)
-};
+enum class Method : int32_t { LC_ROOT_METHODS(LC_ENUMERATOR) };
+
+// Status codes, exported as `root_status` (ROOT_STATUS in linalg_core/roots.py).
+#define LC_ROOT_STATUS(X)                                                                         \
+  X(kOk, ok, 0)                                                                                   \
+  X(kNonFiniteInput, non_finite_input, 1) /* A held NaN/Inf: the previous root (or 0) returned */ \
+  X(kFellBack, fell_back, 2)  /* the requested method failed; a later one in the chain succeeded */ \
+  X(kFailed, failed, 3)       /* every method failed: the previous root (or 0) is returned */     \
+  /* lambda_min + ridge <= n eps(T) (lambda_max + ridge): the input dtype does not resolve the     \
+     smallest eigenvalues; the (finite) root is returned uncertified */                           \
+  X(kIllConditioned, ill_conditioned, 4)                                                          \
+  /* max|A - A^T| > 8 n eps(T) max|A|: the previous root (or 0) is returned */                    \
+  X(kNotSymmetric, not_symmetric, 5)                                                              \
+  /* lambda_min < -16 n eps(T) lambda_max: the previous root (or 0) */                            \
+  X(kIndefinite, indefinite, 6)
+
+enum class Status : int32_t { LC_ROOT_STATUS(LC_ENUMERATOR) };
 
 struct Options {
   double p = 2;              // root order, > 0

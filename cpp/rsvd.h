@@ -16,6 +16,8 @@
 
 #include <cstdint>
 
+#include "codes.h"
+
 namespace linalg_core::rsvd {
 
 struct Shape {
@@ -29,7 +31,15 @@ struct Shape {
                            // Rayleigh-Ritz (which remains the fallback)
 };
 
-enum class Status : int32_t { kOk = 0, kNonFiniteInput = 1, kLapackFailure = 2 };
+// Status codes, exported as `rsvd_status` (RSVD_STATUS in linalg_core/rsvd.py). non_symmetric is
+// set by randomized_eigh's input check (linalg_core/rsvd.py), before the kernel runs.
+#define LC_RSVD_STATUS(X)                   \
+  X(kOk, ok, 0)                             \
+  X(kNonFiniteInput, non_finite_input, 1)   \
+  X(kLapackFailure, lapack_failure, 2)      \
+  X(kNonSymmetric, non_symmetric, 3)
+
+enum class Status : int32_t { LC_RSVD_STATUS(LC_ENUMERATOR) };
 
 template <typename T>
 struct SvdArgs {

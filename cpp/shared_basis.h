@@ -30,16 +30,22 @@
 
 #include <cstdint>
 
+#include "codes.h"
+
 namespace linalg_core::shared_basis {
 
-// Codes shared with SHARED_BASIS_STATUS in linalg_core/shared_basis.py.
-enum class Status : int32_t {
-  kOk = 0,
-  kFailed = 1,           // invalid shape, a QR/eigensolver failure or a failed a-posteriori check
-  kNonFiniteInput = 2,   // NaN/Inf in the gradients, the state or the starting block
-  kInvalidState = 3,     // a negative escaped mass, or coefficients R_i not symmetric (cpp/symmetry.h)
-  kOutOfRange = 4,       // the new state (scaling as |g|^2) leaves T's normal range
-};
+// Status codes, exported as `shared_basis_status` (SHARED_BASIS_STATUS in
+// linalg_core/shared_basis.py).
+#define LC_SHARED_BASIS_STATUS(X)                                                                \
+  X(kOk, ok, 0)                                                                                  \
+  /* invalid shape, a QR/eigensolver failure or a failed a-posteriori check */                   \
+  X(kFailed, failed, 1)                                                                          \
+  X(kNonFiniteInput, non_finite_input, 2) /* NaN/Inf in the gradients, the state or Y0 */         \
+  /* a negative escaped mass, or coefficients R_i not symmetric (cpp/symmetry.h) */              \
+  X(kInvalidState, invalid_state, 3)                                                             \
+  X(kOutOfRange, out_of_range, 4) /* the new state (scaling as |g|^2) leaves T's normal range */
+
+enum class Status : int32_t { LC_SHARED_BASIS_STATUS(LC_ENUMERATOR) };
 
 struct Shape {
   int64_t blocks = 0;  // m

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from linalg_core import _jax
+from linalg_core import _native
 from linalg_core import _validation as check
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 
 #: Codes of ``FDInfo.method``: the algorithm that produced the update. ``thin_stack_householder``
 #: is the thin stack's exact fallback (and its only form when ``l + r > d``).
-FD_METHODS = {"thin_stack": 0, "dense_eigh": 1, "thin_stack_householder": 2}
+FD_METHODS: dict[str, int] = {k: v for k, v in _native.cpu.fd_methods.items() if v >= 0}
 #: Codes of ``FDInfo.status``. Any status but ``ok`` leaves the state unchanged.
 #:
 #: - ``non_finite_input``: NaN/Inf in the term, a state field or ``x``;
@@ -53,10 +54,9 @@ FD_METHODS = {"thin_stack": 0, "dense_eigh": 1, "thin_stack_householder": 2}
 #: - ``not_representable``: the new eigenvalues or escaped mass overflow the dtype, or the largest
 #:   eigenvalue of ``C`` is positive but below ``tiny / eps`` (``tiny`` the smallest normal
 #:   number: the smaller eigenvalues would be subnormal, flushed to zero under XLA).
-FD_STATUS = {"ok": 0, "non_finite_input": 1, "bad_beta": 2, "eigensolver_failure": 3,
-             "invalid_state": 4, "non_symmetric_term": 5, "indefinite_term": 6,
-             "not_representable": 7}
-_METHOD_REQUEST = {"auto": -1, **FD_METHODS}
+#: (The codes are cpp/fd.h's, read from the compiled module.)
+FD_STATUS: dict[str, int] = dict(_native.cpu.fd_status)
+_METHOD_REQUEST = dict(_native.cpu.fd_methods)
 
 
 class FDState(NamedTuple):
@@ -97,12 +97,12 @@ class FDInfo(NamedTuple):
         A value of :data:`FD_STATUS`. On any failure the state is returned unchanged.
     """
 
-    step_escaped_mass: Any
-    residual: Any
-    iterations: Any
-    converged: Any
-    method: Any
     status: Any
+    converged: Any
+    iterations: Any
+    residual: Any
+    method: Any
+    step_escaped_mass: Any
 
 
 def fd_state_bytes(dim: int, rank: int, *, dtype: Any = np.float32, batch_shape: Sequence[int] = ()) -> int:
@@ -319,7 +319,8 @@ def _require_state_values(parts, name: str = "state") -> None:
 
 
 def _info(step, residual, method, status, xp: Any) -> FDInfo:
-    return FDInfo(step, residual, xp.zeros(status.shape, xp.int32), status == 0, method, status)
+    return FDInfo(status=status, converged=status == 0, iterations=xp.zeros(status.shape, xp.int32),
+                  residual=residual, method=method, step_escaped_mass=step)
 
 
 def _update_numpy(state, term, beta, batch, dt, name, flags) -> tuple[FDState, FDInfo]:

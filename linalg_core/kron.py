@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from linalg_core import _jax
+from linalg_core import _native
 from linalg_core import _validation as check
 
 __all__ = ["KRON_STATUS", "KronInfo", "kron_approx", "kron_approx_dense", "kron_cosine"]
@@ -26,7 +27,7 @@ __all__ = ["KRON_STATUS", "KronInfo", "kron_approx", "kron_approx_dense", "kron_
 #: dtype's normal range and is clamped to it, the factors are accurate (zero if they overflow
 #: themselves); ``failed`` an eigensolver failed or the a-posteriori check did not hold (zero
 #: outputs).
-KRON_STATUS = {"ok": 0, "non_finite_input": 1, "out_of_range": 2, "failed": 3}
+KRON_STATUS: dict[str, int] = dict(_native.cpu.kron_status)  # cpp/kron.h
 
 _CONVERGED_CHANGE = 1e-3
 

@@ -19,7 +19,7 @@ TOL_FLOOR = float(_native.cpu.lobpcg_tol_floor)
 
 #: Codes of ``LobpcgInfo.status`` (cpp/lobpcg.h ``Status``). ``non_finite`` (NaN/Inf in ``a``,
 #: ``x0`` or a product) and ``non_symmetric`` (JAX path; the NumPy path raises) return zeros.
-LOBPCG_STATUS = {"converged": 0, "max_iters": 1, "breakdown": 2, "non_finite": 3, "non_symmetric": 4}
+LOBPCG_STATUS: dict[str, int] = dict(_native.cpu.lobpcg_status)
 
 
 class LobpcgInfo(NamedTuple):
@@ -43,11 +43,11 @@ class LobpcgInfo(NamedTuple):
         A :data:`LOBPCG_STATUS` code.
     """
 
-    residual: Any
-    iterations: Any
-    converged: Any
-    method: Any
     status: Any
+    converged: Any
+    iterations: Any
+    residual: Any
+    method: Any
 
 
 def lobpcg(
@@ -149,7 +149,7 @@ def lobpcg(
             from linalg_core._lobpcg_jax import lobpcg_matvec
 
             w, v, res, iters, status = lobpcg_matvec(a, jnp.asarray(x0, dt), k, tol, int(max_iters), guard)
-            return w, v, LobpcgInfo(res, iters, status == 0, jnp.zeros((), jnp.int32), status)
+            return w, v, LobpcgInfo(status, status == 0, iters, res, jnp.zeros((), jnp.int32))
     else:
         if not jax_path:
             a = np.asarray(a)
@@ -186,4 +186,4 @@ def lobpcg(
                                     message="a contains NaN or Inf")
             check.raise_if_reported(status, LOBPCG_STATUS["non_symmetric"], lambda: check.require_symmetric(a, "a"),
                                     message=f"a must be symmetric (to {check.symmetry_tolerance(dt, n):.3g} relative)")
-    return w, v, LobpcgInfo(res, iters, status == 0, dense, status)
+    return w, v, LobpcgInfo(status, status == 0, iters, res, dense)

@@ -13,16 +13,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from linalg_core import _jax
+from linalg_core import _native
 from linalg_core import _validation as check
 
 __all__ = ["ROOT_METHODS", "ROOT_STATUS", "RootInfo", "inverse_root"]
 
 #: Codes of ``RootInfo.method``. ``eigh_float64`` and ``previous`` are fallbacks only.
-ROOT_METHODS = {"eigh": 0, "newton": 1, "newton3": 2, "eigh_float64": 3, "previous": 4}
+#: (The codes are cpp/roots.h's, read from the compiled module.)
+ROOT_METHODS: dict[str, int] = {k: v for k, v in _native.cpu.root_methods.items() if v >= 0}
 #: Codes of ``RootInfo.status`` (see :class:`RootInfo`).
-ROOT_STATUS = {"ok": 0, "non_finite_input": 1, "fell_back": 2, "failed": 3, "ill_conditioned": 4,
-               "not_symmetric": 5, "indefinite": 6}
-_REQUEST = {"auto": -1, "eigh": 0, "newton": 1, "newton3": 2}
+ROOT_STATUS: dict[str, int] = dict(_native.cpu.root_status)
+_REQUEST = {name: _native.cpu.root_methods[name] for name in ("auto", "eigh", "newton", "newton3")}
 
 
 class RootInfo(NamedTuple):
@@ -59,11 +60,11 @@ class RootInfo(NamedTuple):
         The ``eps`` actually added to the diagonal.
     """
 
-    residual: Any
-    iterations: Any
-    converged: Any
-    method: Any
     status: Any
+    converged: Any
+    iterations: Any
+    residual: Any
+    method: Any
     lambda_max: Any
     ridge: Any
 
@@ -272,4 +273,5 @@ def inverse_root(
         check.raise_if_reported(status, ROOT_STATUS["not_symmetric"], lambda: check.require_symmetric(a, "a"),
                                 message=f"a must be symmetric (to {check.symmetry_tolerance(dt, a.shape[-1]):.3g} relative)")
     converged = (status == ROOT_STATUS["ok"]) | (status == ROOT_STATUS["fell_back"])
-    return root, RootInfo(residual, iters, converged, used, status, lmax, added)
+    return root, RootInfo(status=status, converged=converged, iterations=iters, residual=residual, method=used,
+                          lambda_max=lmax, ridge=added)

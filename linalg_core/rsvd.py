@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from linalg_core import _jax
+from linalg_core import _native
 from linalg_core import _validation as check
 from linalg_core._scaling import power_of_two_scale
 
@@ -21,7 +22,7 @@ __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "
 #: Codes of ``RandomizedInfo.status``; any failure returns zeros. ``non_symmetric`` (JAX path of
 #: :func:`randomized_eigh`; the NumPy path raises): ``a`` is not symmetric to
 #: :func:`linalg_core._validation.symmetry_tolerance`.
-RSVD_STATUS = {"ok": 0, "non_finite_input": 1, "lapack_failure": 2, "non_symmetric": 3}
+RSVD_STATUS: dict[str, int] = dict(_native.cpu.rsvd_status)  # cpp/rsvd.h
 #: Codes of ``RandomizedInfo.method``.
 RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1, "nystrom": 2}
 
@@ -45,11 +46,11 @@ class RandomizedInfo(NamedTuple):
         A :data:`RSVD_STATUS` code.
     """
 
-    residual: Any
-    iterations: Any
-    converged: Any
-    method: Any
     status: Any
+    converged: Any
+    iterations: Any
+    residual: Any
+    method: Any
 
 
 def _test_matrices(key: Any, batch: tuple, n: int, l: int, probes: int, dt, warm_start, jax_path: bool):
@@ -201,8 +202,8 @@ def randomized_svd(
     # The kernel ran on c A with max|c A| in [1/2, 1) (c a power of two: exact), so its Gram
     # products and error norms cannot overflow or underflow; singular values scale back by 1/c.
     s, err = s / scale[..., None], err / scale
-    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0,
-                          xp.full(batch, RSVD_METHODS["svd"], xp.int32), status)
+    info = RandomizedInfo(status, status == 0, xp.full(batch, int(power_iters), xp.int32), err,
+                          xp.full(batch, RSVD_METHODS["svd"], xp.int32))
     return u, s, vt, info
 
 
@@ -280,5 +281,5 @@ def randomized_eigh(
         xp = np
     # As in randomized_svd: the kernel ran on c A (c a power of two), eigenvalues scale by 1/c.
     w, err = w / scale[..., None], err / scale
-    info = RandomizedInfo(err, xp.full(batch, int(power_iters), xp.int32), status == 0, used, status)
+    info = RandomizedInfo(status, status == 0, xp.full(batch, int(power_iters), xp.int32), err, used)
     return w, v, info

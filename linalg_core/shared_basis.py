@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from linalg_core import _jax
+from linalg_core import _native
 from linalg_core import _validation as check
 
 __all__ = ["SHARED_BASIS_STATUS", "SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
@@ -21,7 +22,7 @@ __all__ = ["SHARED_BASIS_STATUS", "SharedBasisInfo", "SharedBasisState", "shared
 
 #: Status codes (shared with ``shared_basis::Status`` in cpp/shared_basis.h and the portable
 #: kernel). On every code but ``ok`` the state is returned unchanged and the direction is zero.
-SHARED_BASIS_STATUS = {"ok": 0, "failed": 1, "non_finite_input": 2, "invalid_state": 3, "out_of_range": 4}
+SHARED_BASIS_STATUS: dict[str, int] = dict(_native.cpu.shared_basis_status)  # cpp/shared_basis.h
 
 
 class SharedBasisState(NamedTuple):

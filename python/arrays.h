@@ -6,6 +6,16 @@
 
 #include <vector>
 
+// {name: value} of an X-macro list of (enumerator, name, value) (cpp/codes.h), as a module
+// attribute: the Python layer reads its status and method dicts from these.
+#define LC_CODE_ITEM(enumerator, name, value) codes[#name] = static_cast<int>(value);
+#define LC_EXPORT_CODES(module, attribute, LIST) \
+  do {                                          \
+    pybind11::dict codes;                       \
+    LIST(LC_CODE_ITEM)                          \
+    (module).attr(attribute) = codes;           \
+  } while (0)
+
 namespace linalg_core {
 
 template <typename T>

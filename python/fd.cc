@@ -87,6 +87,9 @@ bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()
 }  // namespace
 
 void bind_fd(py::module_& m) {
+  LC_EXPORT_CODES(m, "fd_status", LC_FD_STATUS);
+  LC_EXPORT_CODES(m, "fd_methods", LC_FD_METHODS);
+
   m.def(
       "fd_update",
       [](const py::array& basis, const py::array& eigvals, const py::array& escaped,

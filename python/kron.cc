@@ -62,6 +62,8 @@ bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()
 }  // namespace
 
 void bind_kron(py::module_& m) {
+  LC_EXPORT_CODES(m, "kron_status", LC_KRON_STATUS);
+
   m.def("kron_approx", [](const py::array& samples, int steps) {
     return is_float32(samples) ? approx_impl<float>(samples, steps) : approx_impl<double>(samples, steps);
   });

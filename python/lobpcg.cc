@@ -80,6 +80,8 @@ py::tuple run(const py::object& a_or_matvec, const py::array& x0_in, int k, int 
 }  // namespace
 
 void bind_lobpcg(py::module_& m) {
+  LC_EXPORT_CODES(m, "lobpcg_status", LC_LOBPCG_STATUS);
+
   m.attr("lobpcg_svqb_drop") = lobpcg::kSvqbDrop;
   m.attr("lobpcg_tol_floor") = lobpcg::kTolFloor;
   m.def("lobpcg", [](const py::object& a, const py::array& x0, int k, int max_iters, double tol,

@@ -52,6 +52,9 @@ py::tuple inverse_root_impl(const py::array& a_in, const std::optional<py::array
 }  // namespace
 
 void bind_roots(py::module_& m) {
+  LC_EXPORT_CODES(m, "root_status", LC_ROOT_STATUS);
+  LC_EXPORT_CODES(m, "root_methods", LC_ROOT_METHODS);
+
   m.def(
       "inverse_root",
       [](const py::array& a, const std::optional<py::array>& previous, double p, double eps,

@@ -72,6 +72,8 @@ bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()
 }  // namespace
 
 void bind_rsvd(py::module_& m) {
+  LC_EXPORT_CODES(m, "rsvd_status", LC_RSVD_STATUS);
+
   m.def("randomized_svd", [](const py::array& a, const py::array& omega, const py::array& probes,
                              int k, int power_iters) {
     return is_float32(a) ? svd_impl<float>(a, omega, probes, k, power_iters)

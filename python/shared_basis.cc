@@ -40,6 +40,8 @@ py::tuple update_impl(const py::array& basis_in, const py::array& coeffs_in, con
 }  // namespace
 
 void bind_shared_basis(py::module_& m) {
+  LC_EXPORT_CODES(m, "shared_basis_status", LC_SHARED_BASIS_STATUS);
+
   m.def("shared_basis_update", [](const py::array& basis, const py::array& coeffs, const py::array& escaped,
                                   const py::array& grads, const py::array& y0, double eps, int power_iters) {
     return basis.dtype().is(py::dtype::of<float>())

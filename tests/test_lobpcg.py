@@ -249,7 +249,7 @@ def _run(path, a, x0, **kw):
         w, v, res, iters, status, dense = plobpcg.lobpcg(
             jnp.asarray(a), jnp.asarray(x0), k=k, max_iters=kw.pop("max_iters", 500),
             tol=0.0 if tol is None else tol, guard=max(2, k // 2) if guard is None else guard)
-        info = lc.LobpcgInfo(res, iters, status == 0, dense, status)
+        info = lc.LobpcgInfo(status, status == 0, iters, res, dense)
     else:
         raise AssertionError(path)
     return np.asarray(w), np.asarray(v), lc.LobpcgInfo(*(np.asarray(f) for f in info))

@@ -469,9 +469,10 @@ def test_failed_root_keeps_the_previous_preconditioner(rng, monkeypatch):
         if calls["n"] <= 2:  # the first computation (left and right roots) works
             return root, info
         batch = a.shape[:-2]
-        failed = RootInfo(info.residual, info.iterations, jnp.zeros(batch, bool),
-                          jnp.full(batch, ROOT_METHODS["previous"], jnp.int32),
-                          jnp.full(batch, ROOT_STATUS["failed"], jnp.int32), info.lambda_max, info.ridge)
+        failed = RootInfo(status=jnp.full(batch, ROOT_STATUS["failed"], jnp.int32), converged=jnp.zeros(batch, bool),
+                          iterations=info.iterations, residual=info.residual,
+                          method=jnp.full(batch, ROOT_METHODS["previous"], jnp.int32),
+                          lambda_max=info.lambda_max, ridge=info.ridge)
         return prev, failed
 
     monkeypatch.setattr(linalg_core, "inverse_root", flaky)

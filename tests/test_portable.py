@@ -424,7 +424,14 @@ def test_fd_update_parity_with_cpu_kernel(rng, dtype, name):
                                               jnp.asarray(beta), term_is_matrix=int(matrix), method=method)]
     status, used = FD_CASES[name]
     assert int(want[6]) == int(got[6]) == lc.FD_STATUS[status]
-    if used is not None:
+    if name == "inside_span":
+        # G's part orthogonal to U is exactly zero: Q2 is built from the rounding noise of the
+        # projection, which the BLAS kernel decides (SkylakeX and Haswell differ). The thin stack
+        # then either succeeds (noise columns orthonormal and orthogonal to U: the same answer,
+        # R2 = 0) or falls back; either answer is held to the bounds below.
+        allowed = {lc.FD_METHODS["thin_stack"], lc.FD_METHODS["thin_stack_householder"]}
+        assert int(want[5]) in allowed and int(got[5]) in allowed
+    elif used is not None:
         assert int(want[5]) == int(got[5]) == lc.FD_METHODS[used]
     if status != "ok":  # both pass the state through unchanged, outputs finite
         for a, b in zip(got[:3], parts):
@@ -510,12 +517,17 @@ def test_inverse_root_ffi_and_portable_agree(monkeypatch, dtype, method):
         outs.append((np.asarray(x), [np.asarray(f) for f in info]))
     (x_ffi, i_ffi), (x_port, i_port) = outs
     i_ffi, i_port = lc.RootInfo(*i_ffi), lc.RootInfo(*i_port)
-    # "kappa 1e6" in float32 sits at the iterations' accept threshold, and the C++ Newton
-    # iteration is scaled (Lanczos bound) while the portable one is not: either may fall back
-    # there (both certified below). Every other matrix: the same status and method.
-    same = np.array([name != "kappa 1e6" or method == "eigh" or dtype == np.float64 for name in names])
+    # "kappa 1e6" sits at the iterations' accept threshold (sqrt(eps) in float64, 0.5 in
+    # float32), and the C++ Newton iteration is scaled (Lanczos bound) while the portable one is
+    # not: either may fall back there, depending also on the BLAS kernel's rounding (both
+    # certified below). "kappa 1e9" in float32 is beyond what float32 resolves: both report
+    # ill_conditioned, with whichever link's root passed its residual test first. Every other
+    # matrix: the same status and method.
+    iterative = method != "eigh"
+    same = np.array([not (iterative and name == "kappa 1e6") for name in names])
+    same_method = same & np.array([not (iterative and dtype == np.float32 and name == "kappa 1e9") for name in names])
     np.testing.assert_array_equal(i_port.status[same], i_ffi.status[same], err_msg=str(names))
-    np.testing.assert_array_equal(i_port.method[same], i_ffi.method[same], err_msg=str(names))
+    np.testing.assert_array_equal(i_port.method[same_method], i_ffi.method[same_method], err_msg=str(names))
     assert np.all(np.isfinite(x_ffi)) and np.all(np.isfinite(x_port))
     status = dict(zip(names, i_ffi.status.tolist()))
     assert status["indefinite"] == lc.ROOT_STATUS["indefinite"]
