@@ -100,6 +100,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.ffi_path
 def test_lowers_for_cuda_with_portable_kernels(name):
     fn, args = CASES[name]
     cuda = _targets(fn, args, "cuda")
@@ -127,6 +128,7 @@ def test_optimizers_lower_for_cuda(factory):
     assert not any(t.startswith("linalg_core_") for t in cuda)
 
 
+@pytest.mark.ffi_path
 def test_muon_lowers_for_cuda():
     opt = optim.muon(0.02)
     params = {"w": jnp.zeros((24, 20), F32), "b": jnp.zeros(20, F32)}

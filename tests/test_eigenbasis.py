@@ -401,6 +401,7 @@ PARITY_CASES = [dict(), dict(steps=3), dict(steps=0), dict(skip_tol=1e-2), dict(
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", PARITY_CASES)
+@pytest.mark.ffi_path
 def test_portable_matches_cpp(rng, dtype, kw):
     """Same status, method, iterations and permutation; eigenvalues within the rounding of the
     few products each path takes (16 n eps ||A||), the basis within that times the condition of
@@ -471,6 +472,7 @@ def _custom_calls(fn, args, platform):
 
 @pytest.mark.parametrize("kw", [dict(), dict(skip_tol=1e-3, fallback_tol=0.1, steps=2)])
 @pytest.mark.parametrize("with_basis", [True, False])
+@pytest.mark.ffi_path
 def test_lowers_for_cuda_with_the_portable_kernel(kw, with_basis):
     """CUDA lowering takes the portable kernel (no linalg_core custom call), CPU the FFI one;
     under vmap too."""

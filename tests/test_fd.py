@@ -303,6 +303,7 @@ def test_batch_broadcasts_state_and_term(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("form", ["factor", "matrix"])
+@pytest.mark.ffi_path
 def test_numpy_and_jax_paths_agree(rng, dtype, form):
     d, rank = 32, 8
     state = random_state(rng, d, rank, dtype)
@@ -319,6 +320,7 @@ def test_numpy_and_jax_paths_agree(rng, dtype, form):
     assert out.basis.dtype == np.dtype(dtype)
 
 
+@pytest.mark.ffi_path
 def test_jax_vmap_and_traced_beta(rng):
     d, rank = 16, 4
     states = lc.fd_init(d, rank, dtype=np.float64, batch_shape=(3,), backend="jax")

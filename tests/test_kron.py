@@ -139,6 +139,7 @@ def test_cosine_matches_dense(rng):
     assert float(lc.kron_cosine(g, left, right)) == pytest.approx(ref, rel=1e-12)
 
 
+@pytest.mark.ffi_path
 def test_batched_and_jax(rng):
     g = rng.standard_normal((2, 3, 20, 4, 5))
     left, right, info = lc.kron_approx(g, steps=4)

@@ -136,6 +136,7 @@ def test_batched_equals_looped(rng):
         np.testing.assert_array_equal(w[i], wi)
 
 
+@pytest.mark.ffi_path
 def test_jax_matches_numpy(rng):
     n, k = 80, 3
     a, _ = spd_from(rng, np.geomspace(1, 1e-3, n))

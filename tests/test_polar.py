@@ -261,6 +261,7 @@ CASES = [dict(method="quintic"), dict(method="quintic", fallback=False), dict(me
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items() if k != "coefficients"))
 @pytest.mark.parametrize("shape", [(2, 11, 7), (2, 7, 11), (2, 30, 9)])
+@pytest.mark.ffi_path
 def test_portable_and_cpp_parity(rng, kw, shape):
     """Same status, method and iterations; answers equal up to the rounding of different
     summation orders propagated through the iteration (steps x sqrt(K) eps, amplified by kappa)."""

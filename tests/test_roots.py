@@ -201,6 +201,7 @@ def test_true_residual(rng):
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.ffi_path
 def test_jax_matches_numpy_and_vmaps(rng, method):
     g = rng.standard_normal((3, 10, 10))
     a = g @ np.swapaxes(g, -1, -2) + 0.1 * np.eye(10)

@@ -101,6 +101,7 @@ def test_invariants_and_theorem_2(seed, m, b, data):
     assert np.sqrt(state.escaped_mass).sum() <= (3 * m**3) ** 0.25 * np.sqrt(trace) * (1 + 1e-9)
 
 
+@pytest.mark.ffi_path
 def test_jax_path_matches_numpy(rng):
     import jax
     import jax.numpy as jnp
