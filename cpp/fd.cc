@@ -592,7 +592,8 @@ void apply_factored(int d, int l, int n, const U* basis_t, const L* lam,
 
 template <typename T>
 void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
-                        const T* escaped_mass, const T* x, double p, double eps, T* y) {
+                        const T* escaped_mass, const T* x, double p, double eps, T* y,
+                        uint8_t* y_finite) {
   constexpr bool in_double = std::is_same_v<T, double>;
   const int d = static_cast<int>(s.dim), l = static_cast<int>(s.rank),
             n = static_cast<int>(s.columns);
@@ -624,6 +625,7 @@ void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
       buf.a_t.resize(static_cast<size_t>(l) * n);
       std::memcpy(yb, xb, dn * sizeof(T));
       apply_factored<T, T>(d, l, n, Ub, lam, floor, c0, p, buf.a_t.data(), yb);
+      if (y_finite != nullptr) y_finite[b] = all_finite(yb, dn) ? 1 : 0;
       return;
     }
     buf.a.resize(static_cast<size_t>(l) * n);
@@ -633,14 +635,17 @@ void apply_inverse_root(const ApplyShape& s, const T* basis, const T* eigvals,
     for (size_t i = 0; i < dn; ++i) buf.rhs[i] = xb[i];
     apply_factored<double, T>(d, l, n, buf.basis.data(), lam, floor, c0, p, buf.a.data(), buf.rhs.data());
     for (size_t i = 0; i < dn; ++i) yb[i] = static_cast<T>(buf.rhs[i]);
+    if (y_finite != nullptr) y_finite[b] = all_finite(yb, dn) ? 1 : 0;
   });
 }
 
 template bool update<float>(const UpdateShape&, const UpdateArgs<float>&, Method);
 template bool update<double>(const UpdateShape&, const UpdateArgs<double>&, Method);
 template void apply_inverse_root<float>(const ApplyShape&, const float*, const float*,
-                                        const float*, const float*, double, double, float*);
+                                        const float*, const float*, double, double, float*,
+                                        uint8_t*);
 template void apply_inverse_root<double>(const ApplyShape&, const double*, const double*,
-                                         const double*, const double*, double, double, double*);
+                                         const double*, const double*, double, double, double*,
+                                         uint8_t*);
 
 }  // namespace linalg_core::fd

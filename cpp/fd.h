@@ -113,9 +113,11 @@ struct ApplyShape {
 // amplification c0 / c_1 = (1 + lambda_1 / f)^(1/p) exceeds 2: the error is then one rounding
 // of y to T plus (d + l) eps64 c0 |x|, below one float32 ulp of y for amplifications up to
 // ~1e7 / (d + l). Up to 2, float32 GEMMs lose at most one bit more than any float32 product.
-// x and y are batch x d x n; requires rho + eps > 0 (checked by the caller).
+// x and y are batch x d x n; requires rho + eps > 0 (checked by the caller). y_finite (batch,
+// optional): whether each y is finite (NaN/Inf in x, or an overflow, make it not).
 template <typename T>
 void apply_inverse_root(const ApplyShape& shape, const T* basis, const T* eigvals,
-                        const T* escaped_mass, const T* x, double p, double eps, T* y);
+                        const T* escaped_mass, const T* x, double p, double eps, T* y,
+                        uint8_t* y_finite = nullptr);
 
 }  // namespace linalg_core::fd

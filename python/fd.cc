@@ -61,7 +61,7 @@ py::tuple update_impl(const py::array& basis_in, const py::array& eigvals_in,
 }
 
 template <typename T>
-py::array apply_impl(const py::array& basis_in, const py::array& eigvals_in,
+py::tuple apply_impl(const py::array& basis_in, const py::array& eigvals_in,
                      const py::array& escaped_in, const py::array& x_in, double p, double eps) {
   auto basis = carray<T>::ensure(basis_in);
   auto eigvals = carray<T>::ensure(eigvals_in);
@@ -74,12 +74,13 @@ py::array apply_impl(const py::array& basis_in, const py::array& eigvals_in,
   shape.columns = x.shape(x.ndim() - 1);
   shape.batch = basis.size() / (shape.dim * shape.rank);
   carray<T> y(shape_of(x));
+  py::array_t<uint8_t> finite(batch_shape(x, 2));
   {
     py::gil_scoped_release release;
     fd::apply_inverse_root<T>(shape, basis.data(), eigvals.data(), escaped.data(), x.data(), p,
-                              eps, y.mutable_data());
+                              eps, y.mutable_data(), finite.mutable_data());
   }
-  return y;
+  return py::make_tuple(y, finite);
 }
 
 bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
