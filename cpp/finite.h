@@ -54,4 +54,14 @@ FiniteMax<T> finite_max_abs(const T* x, size_t count) {
   return {acc == T(0), v};
 }
 
+// ||x||_2 of `count` entries, accumulated in double (no overflow for float; double callers keep
+// their entries in range by prescaling).
+template <typename T>
+double frobenius(const T* x, size_t count) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
+  return std::sqrt(s);
+}
+
 }  // namespace linalg_core

@@ -12,19 +12,13 @@
 #include "lapack.h"
 #include "parallel.h"
 #include "scaling.h"
+#include "symmetry.h"
 
 namespace linalg_core::kron {
 namespace {
 
 size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cast<size_t>(b); }
 
-template <typename T>
-double frobenius(const T* x, size_t count) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
-  return std::sqrt(s);
-}
 
 // out = x 2^-e elementwise (exact unless the result is subnormal).
 template <typename T>
@@ -42,13 +36,6 @@ void gemm_rm(bool ta, bool tb, int rows, int cols, int inner, T alpha, const T* 
                   &beta, c, &ldc);
 }
 
-// Copies the column-major upper triangle of an n x n matrix into its lower one.
-template <typename T>
-void mirror_upper(int n, T* out) {
-  for (int i = 0; i < n; ++i) {
-    for (int j = 0; j < i; ++j) out[sz(j, n) + i] = out[sz(i, n) + j];
-  }
-}
 
 // out = scale W^T W for W the (inner x cols) row-major matrix, by SYRK, full symmetric out.
 template <typename T>

@@ -12,18 +12,13 @@
 #include "lapack.h"
 #include "parallel.h"
 #include "scaling.h"
+#include "symmetry.h"
 
 namespace linalg_core::polar {
 namespace {
 
 size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cast<size_t>(b); }
 
-template <typename T>
-double frobenius(const T* x, size_t count) {
-  double s = 0.0;
-  for (size_t i = 0; i < count; ++i) s += static_cast<double>(x[i]) * x[i];
-  return std::sqrt(s);
-}
 
 // The wide orientation of one problem. The row-major (m x n) buffer of A is the column-major
 // (n x m) A^T; the iterate X (k x K) keeps that same buffer layout throughout, so the result is
@@ -36,13 +31,6 @@ struct Dims {
   size_t size() const { return sz(k, K); }
 };
 
-// Copies the column-major upper triangle of a k x k matrix into its lower one.
-template <typename T>
-void mirror_upper(int k, T* g) {
-  for (int j = 0; j < k; ++j) {
-    for (int i = j + 1; i < k; ++i) g[sz(j, k) + i] = g[sz(i, k) + j];
-  }
-}
 
 // g = X X^T (k x k, full symmetric) by SYRK.
 template <typename T>

@@ -13,6 +13,15 @@
 
 namespace linalg_core {
 
+// Copies the column-major upper triangle of an n x n matrix into its lower one (SYRK writes one
+// triangle).
+template <typename T>
+void mirror_upper(int n, T* a) {
+  for (int j = 0; j < n; ++j) {
+    for (int i = j + 1; i < n; ++i) a[i + static_cast<size_t>(j) * n] = a[j + static_cast<size_t>(i) * n];
+  }
+}
+
 template <typename T>
 double symmetry_tolerance(int n) {
   return 8.0 * std::max(n, 1) * static_cast<double>(std::numeric_limits<T>::epsilon());
