@@ -2,9 +2,10 @@
 // Q of a slowly changing symmetric A (n x n), per batch element:
 //   skip test   B = Q^T A Q, off(Q) = ||B - diag(B)||_F / ||B||_F; with skip_tol > 0 and
 //               off(Q) <= skip_tol the power steps are skipped (method kSkipped);
-//   power steps Q <- qr(A Q), `steps` times (geqrf + orgqr), the sign of each column chosen so
-//               that diag(R) >= 0: Householder QR fixes Q only up to column signs, and with this
-//               choice an exact eigenbasis Q of A with positive eigenvalues maps to itself
+//   power steps Q <- qr(A Q), `steps` times: Cholesky QR twice (the first Gram matrix in double
+//               for float32), Householder (geqrf + orgqr) where that Q fails the orthonormality
+//               probes below; diag(R) > 0 (Cholesky QR's own; Householder's columns sign-fixed):
+//               QR fixes Q only up to column signs, and with this choice an exact eigenbasis Q of A with positive eigenvalues maps to itself
 //               (A Q = Q diag(lambda) has the QR factors Q, diag(lambda)), so a refresh of an
 //               unchanged basis returns it up to rounding instead of flipping columns;
 //   fallback    when off(Q) after the steps exceeds fallback_tol (> 0), a full eigh (syevd) of A;
@@ -19,7 +20,7 @@
 // float32, 1e-7 in float64) -- enough for a fallback threshold, not for a tight skip test.
 // Orthonormality is measured in O(n^2) on kProbes fixed sign vectors X (probe_sign):
 // ||(Q^T Q - I) X||_max <= orthonormality_tol (16 n eps: the bound on Householder QR's loss of
-// orthogonality with a margin), for the incoming basis and for the returned one. A random sign
+// orthogonality with a margin, which Cholesky QR twice meets within its reach), for the incoming basis and for the returned one. A random sign
 // vector x gives E||(Q^T Q - I) x||^2 = ||Q^T Q - I||_F^2, so a loss of orthonormality above the
 // tolerance escapes all four probes only when it is (nearly) orthogonal to each of them.
 // Validation, in O(n^2): finite A and Q, A symmetric to 8 n eps max|A| (then symmetrised), the

@@ -100,8 +100,9 @@ def eigenbasis_refresh(
        ``off(Q) = ||B - diag(B)||_F / ||B||_F``; when ``off(Q) <= skip_tol`` no power step is
        taken (method ``skipped``): the incoming columns are returned, only reordered by ``perm``
        (bit for bit: no arithmetic touches them), with fresh eigenvalue estimates;
-    2. ``steps`` power steps ``Q <- qr(A Q)`` (Householder QR, LAPACK ``geqrf`` + ``orgqr``), each
-       column's sign chosen so that ``diag(R) >= 0``. QR determines ``Q`` only up to column signs;
+    2. ``steps`` power steps ``Q <- qr(A Q)`` (Cholesky QR twice, Yamamoto et al. 2015, checked
+       by the orthonormality probes below; Householder QR, LAPACK ``geqrf`` + ``orgqr``, where it
+       fails them), each column's sign chosen so that ``diag(R) >= 0``. QR determines ``Q`` only up to column signs;
        with this choice an exact eigenbasis of a positive definite ``A`` is a fixed point
        (``A Q = Q diag(lambda)`` is already a QR factorisation with ``R >= 0``), so refreshing an
        unchanged basis returns it up to rounding instead of flipping columns at random;
@@ -133,8 +134,10 @@ def eigenbasis_refresh(
     eigenvalues ``c`` times those of ``A`` for any ``c`` the dtype holds (1e+-30 in float32,
     1e+-200 in float64). ``A = 0``: the incoming basis (or the identity) is returned, eigenvalues 0.
 
-    Cost per matrix: one ``n x n`` GEMM ``A Q`` and one QR (``8/3 n^3`` flops, ``geqrf`` +
-    ``orgqr``) per step, one GEMM ``A Q`` for the estimates of the returned basis, ``O(n^2)``
+    Cost per matrix: one ``n x n`` GEMM ``A Q`` and one QR per step (Cholesky QR twice: two
+    SYRKs, two Cholesky factorisations and two triangular solves, ``10/3 n^3`` flops in level-3
+    BLAS, the first Gram matrix in double for float32; Householder ``geqrf`` + ``orgqr`` where
+    ``A Q`` is too ill-conditioned for it, about ``kappa > 1e7``), one GEMM ``A Q`` for the estimates of the returned basis, ``O(n^2)``
     checks; the skip test adds ``Q^T (A Q)`` (its ``A Q`` is reused by the first step). A full
     ``eigh`` is ``O(n^3)`` too, with a memory-bound tridiagonal reduction; which is faster depends
     on the machine (bench/bench_eigenbasis.py measures both).
@@ -172,6 +175,8 @@ def eigenbasis_refresh(
     N. Vyas, D. Morwani, R. Zhao, I. Shapira, D. Brandfonbrener, L. Janson, S. Kakade, "SOAP:
     Improving and stabilizing Shampoo using Adam", arXiv:2409.11321, 2024 (Algorithm 4).
     G. H. Golub, C. F. Van Loan, "Matrix Computations", 4th ed., Sec. 8.2.4 (orthogonal iteration).
+    Y. Yamamoto, Y. Nakatsukasa, Y. Yanagisawa, T. Fukaya, "Roundoff error analysis of the
+    CholeskyQR2 algorithm", Electron. Trans. Numer. Anal. 44, 2015.
 
     Examples
     --------

@@ -202,6 +202,35 @@ def test_permutation_after_a_power_step_matches_numpy_qr(rng):
     np.testing.assert_allclose(lam, d[expected], atol=16 * n * eps(np.float64))
 
 
+@pytest.mark.parametrize("dtype,kappa", [(np.float32, 1e2), (np.float32, 1e5), (np.float32, 1e9),
+                                         (np.float64, 1e2), (np.float64, 1e7), (np.float64, 1e13)])
+def test_power_step_qr_across_conditioning(rng, dtype, kappa):
+    """The power step's QR (Cholesky QR twice, Householder where the Gram matrix of A Q is too
+    ill-conditioned) against an independent float64 Householder QR of the same rounded A Q
+    inputs: the kappa values straddle where Cholesky QR gives way (float32 1e5 within its reach
+    with the Gram matrix in double, 1e9 past it; float64 1e7 within, 1e13 past)."""
+    n = 14
+    lam = kappa ** (-np.arange(n) / (n - 1))
+    v = haar(rng, n)
+    a = ((v * lam) @ v.T).astype(dtype)
+    a = (a + a.T) / 2
+    q_in = np.linalg.qr(v + 1e-3 * rng.standard_normal((n, n)))[0].astype(dtype)
+    new, _, perm, info = lc.eigenbasis_refresh(a, q_in)
+    assert info.status == OK and info.method == M["power"]
+    # Orthonormal to the documented tolerance, whichever QR ran.
+    assert np.abs(new.astype(np.float64).T @ new - np.eye(n)).max() <= 2 * orthonormality_tol(dtype, n)
+    c = a.astype(np.float64) @ q_in.astype(np.float64)
+    qq, r = np.linalg.qr(c)
+    qq = qq * np.where(np.diag(r) < 0, -1.0, 1.0)
+    got = presort(new, perm).astype(np.float64)
+    # Column j of the Q factor depends on the leading j + 1 columns of A Q, whose condition is
+    # lam_0 / lam_j (A Q ~ V diag(lam)): its forward error is the QR's backward error 16 n eps
+    # (the product A Q in dtype included) times that condition, at most 2 (a unit vector).
+    tol = np.minimum(16 * n * eps(dtype) * lam[0] / lam, 2.0)
+    err = np.abs(got - qq).max(axis=0)
+    assert np.all(err <= tol), (err / tol).max()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_skip_test(rng, dtype):
     n = 12
