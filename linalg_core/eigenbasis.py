@@ -223,12 +223,15 @@ def eigenbasis_refresh(
             a, q, portable=portable.refresh, **attrs)
     else:
         a = np.ascontiguousarray(a, dtype=dt)
-        check.require_finite(a, "a")
-        check.require_symmetric(a, "a")
         if basis is not None:
             basis = np.ascontiguousarray(basis, dtype=dt)
-            check.require_finite(basis, "basis")
         outs = cpu.eigenbasis_refresh(a, basis, attrs)
+        # The kernel scans finiteness and symmetry itself; NumPy scans only to name the argument.
+        check.raise_if_reported(outs[-1], EIGENBASIS_STATUS["non_finite_input"], lambda: check.require_finite(a, "a"),
+                                lambda: basis is None or check.require_finite(basis, "basis"),
+                                message="'a' or 'basis' contains NaN or Inf")
+        check.raise_if_reported(outs[-1], EIGENBASIS_STATUS["not_symmetric"], lambda: check.require_symmetric(a, "a"),
+                                message="'a' is not symmetric")
         if np.any(outs[-1] == EIGENBASIS_STATUS["invalid_basis"]):
             raise ValueError(f"'basis' must have orthonormal columns: ||(basis^T basis - I) X||_max exceeds "
                              f"{orthonormality_tol(dt, n):.3g} (16 n eps for n={n}, dtype {dt})")
