@@ -46,18 +46,45 @@ void gram_t(int cols, int inner, T scale, const T* w, T* out) {
   mirror_upper(cols, out);
 }
 
+// A factor F of a PSD matrix M for the sample products below: the upper Cholesky factor U
+// (M = U^T U, column-major, lower triangle ignored) where potrf succeeds -- each sample's
+// product is then a TRMM, half a GEMM's flops -- and otherwise the PSD square root (M singular
+// to working precision).
+template <typename T>
+struct Factor {
+  const T* data = nullptr;
+  bool triangular = false;
+};
+
+// The PSD square root of a symmetric matrix (negative rounding eigenvalues clamped to 0).
+template <typename T>
+bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
+              std::vector<T>& vecs, std::vector<T>& w);
+
+template <typename T>
+bool psd_factor(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
+                std::vector<T>& vecs, std::vector<T>& w, Factor<T>& f) {
+  std::copy(a, a + sz(n, n), out);
+  int info = 0;
+  Lapack<T>::potrf("U", &n, out, &n, &info);
+  f.data = out;
+  f.triangular = info == 0;
+  return f.triangular || psd_sqrt(n, a, out, work, iwork, vecs, w);
+}
+
 // Sums over the N row-major (m x n) samples G_i stacked in s, each sample first scaled by 2^-e
-// (when e != 0, into a per-worker copy) and multiplied by an optional symmetric factor (right:
-// n x n, or left: m x m; at most one):
-//   outer: out (m x m) = scale sum_i H_i H_i^T, H_i = G_i right   (or G_i)
-//   inner: out (n x n) = scale sum_i H_i^T H_i, H_i = left G_i    (or G_i)
-// One GEMM (when a factor is given) and one accumulating SYRK per sample, the samples split
+// (when e != 0, into a per-worker copy) and multiplied by an optional factor (Factor above) of a
+// PSD matrix (right: n x n, R = F F^T, or left: m x m, L = F^T F; at most one):
+//   outer: out (m x m) = scale sum_i H_i H_i^T, H_i = G_i F    (or G_i): G_i R G_i^T
+//   inner: out (n x n) = scale sum_i H_i^T H_i, H_i = F G_i    (or G_i): G_i^T L G_i
+// with F = U^T (right) or U (left) for a Cholesky factor, F = M^(1/2) for a square root.
+// One GEMM or TRMM (when a factor is given) and one accumulating SYRK per sample, the samples split
 // across the cores (one BLAS thread each). Per-sample products read each G_i where it lies: the
 // earlier formulation as one SYRK over a rearranged m x N n copy of the stack measured 115 ms for
 // the first step at N = m = n = 256 float32 (strided SYRK, the 64 MB copy and its page faults);
 // this one 38 ms.
 template <typename T>
-void sample_grams(int m, int n, int count, int e, T scale, const T* s, const T* right, const T* left,
+void sample_grams(int m, int n, int count, int e, T scale, const T* s, Factor<T> right, Factor<T> left,
                   bool outer, T* out) {
   const int dim = outer ? m : n;
   const int workers = count >= 8 && blas_threads_local_available() ? hardware_threads() : 1;
@@ -65,7 +92,7 @@ void sample_grams(int m, int n, int count, int e, T scale, const T* s, const T* 
   const int chunk = (count + workers - 1) / workers;
   parallel_for(workers, workers, [&](int, int64_t wk) {
     const T one = T(1), zero = T(0);
-    std::vector<T> h(right != nullptr || left != nullptr ? sz(m, n) : 0), scaled(e != 0 ? sz(m, n) : 0);
+    std::vector<T> h(right.data != nullptr || left.data != nullptr ? sz(m, n) : 0), scaled(e != 0 ? sz(m, n) : 0);
     const int begin = static_cast<int>(wk) * chunk, end = std::min(count, begin + chunk);
     for (int i = begin; i < end; ++i) {
       const T* g = s + sz(i, sz(m, n));
@@ -74,11 +101,20 @@ void sample_grams(int m, int n, int count, int e, T scale, const T* s, const T* 
         g = scaled.data();
       }
       const T* hi = g;
-      if (right != nullptr) {
-        gemm_rm<T>(false, false, m, n, n, one, g, n, right, n, zero, h.data(), n);
+      // Row-major G_i is the column-major (n x m) G_i^T; TRMM overwrites its copy in h.
+      if (right.triangular) {
+        std::copy(g, g + sz(m, n), h.begin());
+        Lapack<T>::trmm("L", "U", "N", "N", &n, &m, &one, right.data, &n, h.data(), &n);  // U G_i^T
         hi = h.data();
-      } else if (left != nullptr) {
-        gemm_rm<T>(false, false, m, n, m, one, left, m, g, n, zero, h.data(), n);
+      } else if (left.triangular) {
+        std::copy(g, g + sz(m, n), h.begin());
+        Lapack<T>::trmm("R", "U", "T", "N", &n, &m, &one, left.data, &m, h.data(), &n);  // G_i^T U^T
+        hi = h.data();
+      } else if (right.data != nullptr) {
+        gemm_rm<T>(false, false, m, n, n, one, g, n, right.data, n, zero, h.data(), n);
+        hi = h.data();
+      } else if (left.data != nullptr) {
+        gemm_rm<T>(false, false, m, n, m, one, left.data, m, g, n, zero, h.data(), n);
         hi = h.data();
       }
       // Row-major H_i is the column-major (n x m) H_i^T.
@@ -96,7 +132,6 @@ void sample_grams(int m, int n, int count, int e, T scale, const T* s, const T* 
   mirror_upper(dim, out);
 }
 
-// The PSD square root of a symmetric matrix (negative rounding eigenvalues clamped to 0).
 template <typename T>
 bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
               std::vector<T>& vecs, std::vector<T>& w) {
@@ -139,21 +174,22 @@ Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T
       // From the identities: L = E[G G^T] = (1/N) sum_i G_i G_i^T, R = E[G^T G] =
       // (1/N) sum_i G_i^T G_i (the unit-norm scalings 1/sqrt(n), 1/sqrt(m) drop out after
       // normalisation).
-      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, nullptr, true, L.data());
-      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, nullptr, false, R.data());
+      sample_grams<T>(m, n, N, e, inv_n, S, {}, {}, true, L.data());
+      sample_grams<T>(m, n, N, e, inv_n, S, {}, {}, false, R.data());
       for (int i = 0; i < m; ++i) trace_h += L[sz(i, m) + i];  // tr(H) = E ||G||_F^2
       norm_l = frobenius(L.data(), L.size()) / std::sqrt(static_cast<double>(n));
       norm_r = frobenius(R.data(), R.size()) / std::sqrt(static_cast<double>(m));
     } else {
-      // L = (1/N) sum_i (G_i R^(1/2)) (G_i R^(1/2))^T.
-      if (!psd_sqrt(n, R.data(), root.data(), work, iwork, vecs, w)) return Status::kFailed;
-      sample_grams<T>(m, n, N, e, inv_n, S, root.data(), nullptr, true, L.data());
+      // L = (1/N) sum_i (G_i F) (G_i F)^T, R = F F^T.
+      Factor<T> f;
+      if (!psd_factor(n, R.data(), root.data(), work, iwork, vecs, w, f)) return Status::kFailed;
+      sample_grams<T>(m, n, N, e, inv_n, S, f, {}, true, L.data());
       norm_l = frobenius(L.data(), L.size());
       if (!(norm_l > 0) || !std::isfinite(norm_l)) return Status::kFailed;
       for (T& v : L) v = static_cast<T>(v / norm_l);
-      // R = (1/N) sum_i (L^(1/2) G_i)^T (L^(1/2) G_i).
-      if (!psd_sqrt(m, L.data(), root.data(), work, iwork, vecs, w)) return Status::kFailed;
-      sample_grams<T>(m, n, N, e, inv_n, S, nullptr, root.data(), false, R.data());
+      // R = (1/N) sum_i (F G_i)^T (F G_i), L = F^T F.
+      if (!psd_factor(m, L.data(), root.data(), work, iwork, vecs, w, f)) return Status::kFailed;
+      sample_grams<T>(m, n, N, e, inv_n, S, {}, f, false, R.data());
       norm_r = frobenius(R.data(), R.size());
     }
     if (!(norm_l > 0 && norm_r > 0) || !std::isfinite(norm_l * norm_r)) return Status::kFailed;

@@ -20,6 +20,8 @@ lapack_fn::syevr_t<T> Lapack<T>::syevr = nullptr;
 template <typename T>
 lapack_fn::trsm_t<T> Lapack<T>::trsm = nullptr;
 template <typename T>
+lapack_fn::trsm_t<T> Lapack<T>::trmm = nullptr;
+template <typename T>
 lapack_fn::orgqr_t<T> Lapack<T>::orgqr = nullptr;
 template <typename T>
 lapack_fn::potrf_t<T> Lapack<T>::potrf = nullptr;
@@ -61,6 +63,7 @@ std::vector<Slot>& slots() {
       {"ssyevd", slot(Lapack<float>::syevd)}, {"dsyevd", slot(Lapack<double>::syevd)},
       {"ssyevr", slot(Lapack<float>::syevr)}, {"dsyevr", slot(Lapack<double>::syevr)},
       {"strsm", slot(Lapack<float>::trsm)},   {"dtrsm", slot(Lapack<double>::trsm)},
+      {"strmm", slot(Lapack<float>::trmm)},   {"dtrmm", slot(Lapack<double>::trmm)},
       {"sorgqr", slot(Lapack<float>::orgqr)}, {"dorgqr", slot(Lapack<double>::orgqr)},
       {"spotrf", slot(Lapack<float>::potrf)}, {"dpotrf", slot(Lapack<double>::potrf)},
       {"ssytrd", slot(Lapack<float>::sytrd)}, {"dsytrd", slot(Lapack<double>::sytrd)},

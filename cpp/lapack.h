@@ -74,6 +74,7 @@ struct Lapack {
   static lapack_fn::syevd_t<T> syevd;
   static lapack_fn::syevr_t<T> syevr;
   static lapack_fn::trsm_t<T> trsm;
+  static lapack_fn::trsm_t<T> trmm;  // the same signature as trsm
   static lapack_fn::orgqr_t<T> orgqr;
   static lapack_fn::potrf_t<T> potrf;
   static lapack_fn::sytrd_t<T> sytrd;

@@ -379,3 +379,28 @@ def test_honest_or_error(data):
             assert float(info.sigma.reshape(-1)[i]) == pytest.approx(sigma, rel=tol)
         else:  # honest: sigma is indeed outside the normal range
             assert not float(np.finfo(dtype).tiny) <= sigma <= float(np.finfo(dtype).max)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rank", [None, 1])
+def test_steps_after_the_first_match_the_float64_iteration(rng, dtype, rank):
+    """Steps >= 2 multiply each sample by a factor of the other side's PSD statistic: its
+    Cholesky factor by TRMM where it is positive definite (full-rank samples), its square root
+    where it is singular (rank-one samples, N = 2 < m, n: L and R have rank 2). Both against the
+    float64 iteration."""
+    count, m, n, steps = (24, 7, 5, 5) if rank is None else (2, 7, 5, 5)
+    if rank is None:
+        g = rng.standard_normal((count, m, n))
+    else:
+        g = np.einsum("im,in->imn", rng.standard_normal((count, m)), rng.standard_normal((count, n)))
+    g = g.astype(dtype)
+    left, right, info = lc.kron_approx(g, steps=steps)
+    assert int(info.status) == lc.KRON_STATUS["ok"]
+    ol, orr, sigma, e = _power_iteration_oracle(g, steps)
+    # Each step's sums of N products of length m or n carry (N + m + n) eps relative rounding
+    # (the kernel's own allowance is 32 (N + m + n) eps); over `steps` steps, with the
+    # iteration's contraction keeping earlier errors from growing, 32 steps (N + m + n) eps.
+    tol = 32 * steps * (count + m + n) * np.finfo(dtype).eps
+    scale = 2.0 ** e
+    np.testing.assert_allclose(left, ol * scale, atol=tol * np.abs(ol).max() * scale)
+    np.testing.assert_allclose(right, orr * scale, atol=tol * np.abs(orr).max() * scale)
