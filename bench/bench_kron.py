@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def numpy_kron(g: np.ndarray, steps: int):
@@ -49,6 +49,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     g = (a @ rng.standard_normal((n_samples, m, n)) @ b + 0.3 * rng.standard_normal((n_samples, m, n))).astype(np.float32)
     cases = []
     for steps in (1, 5):
+        case(log, f"N={n_samples} {m}x{n} steps={steps}")
         ref_l, ref_r, ref_sigmas = numpy_kron(g.astype(np.float64), steps)
         methods = {
             "linalg_core kron_approx": lambda s=steps: lc.kron_approx(g, steps=s),
