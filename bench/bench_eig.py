@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def _residual(a, w, v) -> float:
@@ -31,6 +31,7 @@ def _residual(a, w, v) -> float:
 
 def lobpcg_case(rng, quick: bool, log) -> dict:
     n, k = (1500 if quick else 4000), 16
+    case(log, f"LOBPCG n={n} k={k}")
     q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     lam = np.geomspace(1.0, 1e-6, n)
     a = (q * lam) @ q.T
@@ -105,6 +106,7 @@ def lobpcg_case(rng, quick: bool, log) -> dict:
 
 def rsvd_case(rng, quick: bool, log) -> dict:
     m, n, k = (2000, 1000, 64) if quick else (4000, 2000, 64)
+    case(log, f"randomized SVD {m}x{n} k={k}")
     u, _ = np.linalg.qr(rng.standard_normal((m, n)))
     v, _ = np.linalg.qr(rng.standard_normal((n, n)))
     s = 1.0 / np.arange(1, n + 1)

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def drifted(rng, n, batch, warmup=60, calls=10, beta=0.95, rank=32):
@@ -69,6 +69,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     shapes = [(1, 512), (16, 128)] if quick else [(1, 1024), (64, 256)]
     cases = []
     for batch, n in shapes:
+        case(log, f"{batch} x {n}x{n}")
         a0, a1 = drifted(rng, n, batch)
         a = a1.astype(np.float32)
         q_prev = lc.eigenbasis_refresh(a0.astype(np.float32), None)[0]

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 BETA = 0.999
 CASES = [
@@ -167,6 +167,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     rng = np.random.default_rng(20261122)
     cases = []
     for case in CASES:
+        case(log, case["label"])
         d, rank, cols, batch = case["d"], case["rank"], case["cols"], case["batch"]
         shape = (batch,) if batch else ()
         state = warm_start(rng, d, rank, batch)

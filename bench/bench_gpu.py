@@ -22,7 +22,7 @@ import numpy as np
 
 import linalg_core as lc
 from bench.bench_fd import peer_precondition
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def _device() -> str:
@@ -39,6 +39,7 @@ def _gemm_rate(d: int) -> float:
 
 def run(quick: bool, log: Callable[[str], None]) -> dict:
     device = _device()
+    case(log, f"device {device}")
     if not quick and device != "gpu":
         log(f"  no GPU (JAX device: {device}): the accelerator suite runs only with --quick here")
         return {"suite": "gpu", "device": device, "skipped": True}

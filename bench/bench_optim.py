@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 from linalg_core import optim
 
 
@@ -55,6 +55,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     rank, block = (128, 512) if quick else (256, 1024)
     results = []
     for shape in shapes:
+        case(log, f"layer {shape[0]}x{shape[1]}")
         params = {"w": jnp.zeros(shape, jnp.float32)}
         mix = np.geomspace(1.0, 1e-2, shape[1]).astype(np.float32)
 

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def _sigma_range(q: np.ndarray) -> tuple[float, float]:
@@ -54,6 +54,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     shapes = [(256, 1024), (16, 128, 128)] if quick else [(1024, 4096), (64, 256, 256)]
     cases = []
     for shape in shapes:
+        case(log, " x ".join(map(str, shape)) + f" quintic x{steps}")
         a = rng.standard_normal(shape).astype(np.float32)
         aj = jnp.asarray(a)
         peer = jax.jit(peer_fn if len(shape) == 2 else jax.vmap(peer_fn))
@@ -89,6 +90,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
                       "target": 2.0})
 
     shape = (256, 512) if quick else (1024, 4096)
+    case(log, " x ".join(map(str, shape)) + " converging")
     a = rng.standard_normal(shape).astype(np.float32)
     import scipy.linalg
 

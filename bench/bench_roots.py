@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 P = 4
 RIDGE = 1e-6
@@ -88,6 +88,7 @@ def scipy_fractional(a32):
 
 
 def speed_case(label, a32, methods, pairs, repeats, log):
+    case(log, label)
     ref = oracle(a32.astype(np.float64))
     fns = {name: make() for name, make in methods.items()}
     errors = {name: rel_err(fn(), ref) for name, fn in fns.items()}
@@ -156,6 +157,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
         [("precondition-opt newton (vmap)", "linalg_core auto (eigh)", 2.0),
          ("precondition-opt eigh (vmap)", "linalg_core auto (eigh)", 2.0)],
         repeats=2 if quick else 3, log=log)
+    case(log, "stability sweep")
     log("stability (relative error vs exact root, no ridge):")
     report = stability(rng, log)
     return {"suite": "roots", "cases": [big, batch], "stability": report}

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import time_methods
+from bench.harness import case, time_methods
 
 
 def numpy_update(state, g, y0, eps, power_iters, mass_iters=30):
@@ -59,6 +59,7 @@ def numpy_update(state, g, y0, eps, power_iters, mass_iters=30):
 def run(quick: bool, log: Callable[[str], None]) -> dict:
     rng = np.random.default_rng(20261122)
     m, b, k = (256, 512, 32) if quick else (1024, 1024, 32)
+    case(log, f"m={m} b={b} k={k}")
     eps = 1e-6
     mix = (rng.standard_normal((b, b)) * np.geomspace(1, 0.01, b)).astype(np.float32)
     state = lc.shared_basis_init(m, b, k, dtype=np.float32)

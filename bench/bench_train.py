@@ -153,11 +153,12 @@ def _tasks(quick: bool, log: Callable[[str], None]) -> dict:
     return tasks
 
 
-def run_task(data: datasets.ImageData, quick: bool, log: Callable[[str], None]) -> dict:
+def run_task(data: datasets.ImageData, quick: bool, log: Callable[[str], None], task: str = "") -> dict:
     train_x = data.x_train[:10000] if quick else data.x_train
     tune_steps, steps = (8, 20) if quick else (25, 150)
     results = {}
     for name, (make, grid) in optimizers(quick).items():
+        case(log, f"{task} {name}".strip())
         start = time.perf_counter()
         step = compile_step(make, train_x[:1000].reshape(1000, -1).astype(np.float32) / 255.0)
         compile_s = time.perf_counter() - start
@@ -195,7 +196,7 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     tasks = {}
     for task, data in _tasks(quick, log).items():
         log(f"-- {task}")
-        tasks[task] = run_task(data, quick, log)
+        tasks[task] = run_task(data, quick, log, task)
     return {"suite": "train", "quick": quick, "rank": RANK,
             "loss": "sigmoid cross-entropy, summed over the 784 pixels, mean over the batch",
             "tasks": tasks}

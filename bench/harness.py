@@ -73,37 +73,245 @@ def time_methods(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
     }
 
 
-def log(msg: str) -> None:
-    print(msg, flush=True)
+class Log:
+    """What a suite writes to: `log(msg)` prints a line of its report; `log.case(name)` announces
+    the case it starts now (the previous one is then done), for the progress display."""
+
+    def __init__(self, progress: "Progress | None" = None, suite: str = ""):
+        self.progress, self.suite = progress, suite
+
+    def __call__(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress.message(msg)
+        else:
+            print(msg, flush=True)
+
+    def case(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress.case(self.suite, name)
+
+
+log = Log()
+
+
+def case(log: Callable[[str], None], name: str) -> None:
+    """A suite announces the case it starts; a plain callable given as `log` (a suite run by
+    hand with `log=print`) has no progress display and is left alone."""
+    announce = getattr(log, "case", None)
+    if announce is not None:
+        announce(name)
+
+# Expected seconds and case counts per suite and size, measured once on the development machine
+# (bench/durations.json); a run's own measurements (<out>/durations.json) take precedence.
+DURATIONS = Path(__file__).parent / "durations.json"
+PROGRESS_TAG = "@bench-progress "  # a child process's machine-readable progress line (stdout)
+
+
+def load_durations(out: Path) -> dict:
+    table: dict = {}
+    for path in (DURATIONS, out / "durations.json"):
+        try:
+            for suite, sizes in json.loads(path.read_text()).items():
+                if not suite.startswith("_"):  # "_note"
+                    table.setdefault(suite, {}).update(sizes)
+        except (OSError, ValueError):
+            pass
+    return table
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Progress:
+    """The progress display on stderr: suite, case, cases done / total, elapsed and the time left.
+
+    The estimate is the expected duration of what remains (the durations table, per suite and
+    size; a suite's cases share its duration evenly), scaled by how fast this run has gone so far
+    against the same table. On a terminal one line is redrawn; otherwise one line per case.
+    """
+
+    def __init__(self, plan: Sequence[tuple[str, str]], durations: dict, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.plan = list(plan)  # (suite, size)
+        self.expected = {}
+        for suite, size in self.plan:
+            entry = durations.get(suite, {}).get(size, {})
+            self.expected[suite] = (float(entry.get("seconds", 60.0)), max(int(entry.get("cases", 1)), 1))
+        self.total = sum(c for _, c in self.expected.values())
+        self.start = time.perf_counter()
+        self.suite, self.case_name, self.suite_cases, self.suite_start = "", "", 0, self.start
+        self.measured: dict[str, dict] = {}
+        self.finished: list[str] = []
+        self._drawn = False
+
+    def _remaining_expected(self) -> float:
+        left = 0.0
+        for suite, _ in self.plan:
+            if suite in self.finished:
+                continue
+            seconds, cases = self.expected[suite]
+            if suite == self.suite:
+                started = max(self.suite_cases - 1, 0)  # the current case counts as still to do
+                left += seconds * max(cases - started, 1) / cases
+            else:
+                left += seconds
+        return left
+
+    def eta(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        done_expected = sum(self.expected[s][0] for s in self.finished)
+        if self.suite and self.suite not in self.finished:
+            seconds, cases = self.expected[self.suite]
+            done_expected += seconds * min(max(self.suite_cases - 1, 0), cases) / cases
+        speed = elapsed / done_expected if done_expected > 0 and elapsed > 5 else 1.0
+        return self._remaining_expected() * speed
+
+    @property
+    def done(self) -> int:
+        """Cases finished: a finished suite counts its expected cases, the running one those it
+        announced before the current case."""
+        done = sum(self.expected[s][1] for s in self.finished)
+        if self.suite and self.suite not in self.finished:
+            done += min(max(self.suite_cases - 1, 0), self.expected[self.suite][1] - 1)
+        return done
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        frac = min(self.done / self.total, 1.0) if self.total else 1.0
+        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
+        return (f"[{bar}] {self.done}/{self.total} cases | {self.suite}: {self.case_name} | "
+                f"elapsed {_clock(elapsed)} | eta {_clock(self.eta())}")
+
+    def _show(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.line())
+            self._drawn = True
+        else:
+            self.stream.write("progress " + self.line() + "\n")
+        self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+            self._drawn = False
+
+    def message(self, msg: str) -> None:
+        """A report line from a suite: printed on stdout, the bar drawn again below it."""
+        self._clear()
+        print(msg, flush=True)
+        if self.tty and self.suite:
+            self._show()
+
+    def begin_suite(self, suite: str) -> None:
+        self.suite, self.case_name, self.suite_cases = suite, "(starting)", 0
+        self.suite_start = time.perf_counter()
+        self._show()
+
+    def case(self, suite: str, name: str) -> None:
+        if suite != self.suite:
+            self.begin_suite(suite)
+        self.suite_cases += 1
+        seconds, cases = self.expected.setdefault(suite, (60.0, 1))
+        if self.suite_cases > cases:  # more cases than the table knows: the total grows
+            self.expected[suite] = (seconds * self.suite_cases / cases, self.suite_cases)
+            self.total += self.suite_cases - cases
+        self.case_name = name
+        self._show()
+
+    def end_suite(self, suite: str, ok: bool = True) -> None:
+        size = dict(self.plan).get(suite, "")
+        if ok:
+            self.measured[suite] = {size: {"seconds": round(time.perf_counter() - self.suite_start, 1),
+                                           "cases": max(self.suite_cases, 1)}}
+        self.finished.append(suite)
+        self.case_name = "done" if ok else "FAILED"
+        self._show()
+
+    def close(self, out: Path) -> None:
+        self._clear()
+        if self.tty:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+        if self.measured:  # this run's durations, read by the next run's estimate
+            path = out / "durations.json"
+            table = {}
+            try:
+                table = json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+            for suite, sizes in self.measured.items():
+                table.setdefault(suite, {}).update(sizes)
+            path.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+
+
+class ChildProgress:
+    """A suite's process under `_isolated`: case announcements go to stdout as tagged lines that
+    the parent's `Progress` reads; report lines are printed as they are."""
+
+    def message(self, msg: str) -> None:
+        print(msg, flush=True)
+
+    def case(self, suite: str, name: str) -> None:
+        print(PROGRESS_TAG + json.dumps({"suite": suite, "case": name}), flush=True)
+
+
+# Size each suite runs at per profile: "quick" is the CI smoke run, "full" the complete report,
+# and the default the report a person waits for (about 10 minutes on a 2-core machine).
+# Measured (bench/durations.json): the quick sizes alone take ~10 min here, the training suite most
+# of it, so today the default is the quick size everywhere; a suite that gains a middle size, or
+# whose full size proves cheap, is switched here.
+DEFAULT_SIZES = {suite: "quick" for suite in SUITES}
+
+
+def sizes(args: argparse.Namespace) -> dict[str, str]:
+    if args.quick:
+        return {suite: "quick" for suite in SUITES}
+    if args.full:
+        return {suite: "full" for suite in SUITES}
+    return dict(DEFAULT_SIZES)
 
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="few repeats (CI smoke run)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="every suite at its smallest size (CI smoke run)")
+    size.add_argument("--full", action="store_true",
+                      help="every suite at full size (the complete report; about 35 min on 2 cores)")
     parser.add_argument("--only", choices=SUITES, action="append", help="run these suites only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--in-process", action="store_true",
                         help="run several suites in this process instead of one process each")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one suite under _isolated
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     suites = args.only or list(SUITES)
+    size_of = sizes(args)
     if len(suites) > 1 and not args.in_process:
-        return _isolated(suites, args)
+        return _isolated(suites, size_of, args)
 
+    progress = ChildProgress() if args.child else Progress([(s, size_of[s]) for s in suites], load_durations(args.out))
+    say = Log(progress)
     env = environment()
-    log(f"linalg_core benchmarks: {env['cpus']} CPUs, JAX {env['jax']}, NumPy {env['numpy']}")
+    say(f"linalg_core benchmarks: {env['cpus']} CPUs, JAX {env['jax']}, NumPy {env['numpy']}")
     for b in env["blas"]:
-        log(f"  BLAS: {b['prefix']} {b['version']} kernel={b['architecture']} threads={b['num_threads']}")
+        say(f"  BLAS: {b['prefix']} {b['version']} kernel={b['architecture']} threads={b['num_threads']}")
     if env["openblas_coretype"]:
-        log(f"  warning: OPENBLAS_CORETYPE={env['openblas_coretype']} is still set")
+        say(f"  warning: OPENBLAS_CORETYPE={env['openblas_coretype']} is still set")
 
     from bench import report
 
     summaries = []
     for suite in suites:
         module = __import__(f"bench.bench_{suite}", fromlist=["run"])
-        log(f"\n== {suite} ==")
-        result = module.run(quick=args.quick, log=log)
+        say(f"\n== {suite} ({size_of[suite]} size) ==")
+        if isinstance(progress, Progress):
+            progress.begin_suite(suite)
+        result = module.run(quick=size_of[suite] == "quick", log=Log(progress, suite))
+        result["size"] = size_of[suite]
         result["environment"] = env
         path = args.out / f"{suite}.json"
         path.write_text(json.dumps(result, indent=2, default=float))
@@ -111,26 +319,47 @@ def main(argv: Sequence[str]) -> int:
         section = summarize(result, args.out) if summarize else report.write_suite(suite, result, args.out)
         (args.out / f"{suite}.md").write_text(section + "\n")  # read back by _isolated
         summaries.append(section)
-        log(f"wrote {path}")
+        if isinstance(progress, Progress):
+            progress.end_suite(suite)
+        say(f"wrote {path}")
+    if args.child:
+        return 0
     (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
-    log(f"\nsummary: {args.out / 'summary.md'}")
+    progress.close(args.out)
+    print(f"\nreport: {args.out / 'summary.md'}", flush=True)
     return 0
 
 
-def _isolated(suites: Sequence[str], args: argparse.Namespace) -> int:
+def _isolated(suites: Sequence[str], size_of: dict[str, str], args: argparse.Namespace) -> int:
     """One fresh process per suite, then one summary. The peers bring their own thread pools
     (XLA's, NumPy's and SciPy's OpenBLAS copies, torch's): in one long process the pools of
     earlier suites stay alive and measured ratios drifted by up to 2.5x against the same
-    comparison run alone (randomized SVD vs sklearn), so each suite gets a clean process."""
+    comparison run alone (randomized SVD vs sklearn), so each suite gets a clean process.
+
+    A child prints its report lines and tagged case announcements on one pipe; this process
+    passes the report lines on and draws the progress from the announcements."""
     import subprocess
 
+    progress = Progress([(s, size_of[s]) for s in suites], load_durations(args.out))
     failed = []
     for suite in suites:
-        cmd = [sys.executable, "-m", "bench", "--only", suite, "--out", str(args.out)]
-        if args.quick:
+        cmd = [sys.executable, "-m", "bench", "--only", suite, "--out", str(args.out), "--child"]
+        if size_of[suite] == "quick":
             cmd.append("--quick")
-        if subprocess.run(cmd).returncode != 0:
+        else:
+            cmd.append("--full")
+        progress.begin_suite(suite)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
+            for line in child.stdout:
+                if line.startswith(PROGRESS_TAG):
+                    event = json.loads(line[len(PROGRESS_TAG):])
+                    progress.case(event["suite"], event["case"])
+                else:
+                    progress.message(line.rstrip("\n"))
+        ok = child.returncode == 0
+        if not ok:
             failed.append(suite)
+        progress.end_suite(suite, ok)
     summaries = []
     for suite in suites:
         section = args.out / f"{suite}.md"  # each child's summary section (and its plots)
@@ -139,7 +368,8 @@ def _isolated(suites: Sequence[str], args: argparse.Namespace) -> int:
             continue
         summaries.append(section.read_text().rstrip("\n"))
     (args.out / "summary.md").write_text("\n\n".join(summaries) + "\n")
-    log(f"\nsummary: {args.out / 'summary.md'}" + (f"; failed suites: {failed}" if failed else ""))
+    progress.close(args.out)
+    print(f"\nreport: {args.out / 'summary.md'}" + (f"; failed suites: {failed}" if failed else ""), flush=True)
     return 1 if failed else 0
 
 
