@@ -255,6 +255,10 @@ bool approx(const Shape& s, const Args<T>& a) {
   const size_t per = sz(s.samples, sz(s.m, s.n));
   std::vector<T> work, vecs, w;
   std::vector<int> iwork;
+  // Where the sample products run on one worker per core (sample_grams), the whole call keeps
+  // one BLAS thread: a multithreaded call between them (the factor of an m x m statistic)
+  // leaves the BLAS pool's threads spinning on the cores the workers need next.
+  ScopedBlasThreads single(s.samples >= 8 && hardware_threads() > 1 ? 1 : 0);
   for (int64_t b = 0; b < s.batch; ++b) {
     a.status[b] = static_cast<int32_t>(approx_one<T>(s, a.samples + b * per, a.left + b * sz(s.m, s.m),
                                                      a.right + b * sz(s.n, s.n), a.sigma + b, a.change + b,
