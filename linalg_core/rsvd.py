@@ -101,7 +101,8 @@ def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
     k = check.integer(k, "k")
     if not 1 <= k <= min(m, n):
         raise ValueError(f"k must satisfy 1 <= k <= min(m, n) = {min(m, n)}, got {k}")
-    oversample = check.integer(oversample, "oversample", 0)
+    # Default oversampling (None): max(10, k), i.e. l = max(k + 10, 2 k) before the min(m, n) cap.
+    oversample = max(10, k) if oversample is None else check.integer(oversample, "oversample", 0)
     check.integer(power_iters, "power_iters", 0)
     check.integer(probes, "probes", 0)
     l = min(k + oversample, m, n)
@@ -133,7 +134,7 @@ def randomized_svd(
     k: int,
     *,
     key: Any,
-    oversample: int = 10,
+    oversample: int | None = None,
     power_iters: int = 2,
     warm_start: Any = None,
     probes: int = 10,
@@ -145,7 +146,8 @@ def randomized_svd(
     (l x n) is decomposed exactly (gesdd) and ``U = Q U_B``. The error is
     ``||A - U S V^T|| <= (1 + c (l/(l-k))^(1/2) ...) sigma_{k+1}`` shrinking like
     ``(sigma_{k+1}/sigma_j)^(2 q + 1)`` with ``q`` power iterations (Halko et al. 2011, Sec. 10).
-    Cost ``O(m n l (2 q + 2))`` GEMM flops plus ``O(n l^2)``.
+    Cost ``O(m n l (2 q + 2))`` GEMM flops plus ``O(n l^2)``; the defaults (``l = 2 k``,
+    ``q = 2``) cost ``~ 12 m n k`` against sklearn's defaults' ``~ 16 m n (k + 10)``.
 
     Parameters
     ----------
@@ -154,7 +156,19 @@ def randomized_svd(
     k : int
         Number of singular triplets, ``1 <= k <= min(m, n)``.
     key : JAX PRNG key (JAX path) or int seed / ``numpy.random.Generator`` (NumPy path)
-    oversample, power_iters : int
+    oversample : int, optional
+        Extra columns of ``Omega``. Default ``None``: ``max(10, k)``, so ``l = max(k + 10, 2 k)``
+        (capped at ``min(m, n)``).
+    power_iters : int
+        Default 2. With ``l = 2 k`` the error of ``sigma_j`` shrinks like
+        ``(sigma_{l+1} / sigma_j)^(2 q + 1)`` (Halko et al. 2011, Thm. 10.8 / Sec. 10.4), so
+        doubling ``l`` buys more than extra power iterations at the same GEMM cost
+        ``~ 2 (q + 1) m n l``: measured on the bench case (float32 4000 x 2000, ``s_i = 1/i``,
+        k = 64, 1 BLAS thread) the defaults give ``max|s - s_exact| / s_1 = 1.2e-5`` in 209 ms
+        against sklearn's defaults (``n_iter=7``, 10 oversamples, LU) 1.6e-5 in 294 ms; the
+        previous defaults (10, 2) gave 7.2e-4 in 138 ms. For small ``k`` (measured k = 32,
+        n = 600) sklearn's seven iterations are more accurate (3.9e-6 vs 2.6e-5) at more cost;
+        pass ``power_iters`` for that regime.
     warm_start : array, shape (..., n, w), optional
         A previous right basis (e.g. last step's ``vt.T``), ``w <= l``: it fills the first
         columns of ``Omega``, the rest stays random.
@@ -212,7 +226,7 @@ def randomized_eigh(
     k: int,
     *,
     key: Any,
-    oversample: int = 10,
+    oversample: int | None = None,
     power_iters: int = 2,
     warm_start: Any = None,
     probes: int = 10,
