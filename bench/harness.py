@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-SUITES = ("fd", "roots", "eig", "kron", "shared_basis", "optim", "train", "gpu", "polar", "eigenbasis")
+SUITES = ("fd", "roots", "eig", "kron", "shared_basis", "optim", "train", "gpu", "polar", "eigenbasis", "stability")
 
 
 def environment() -> dict:
