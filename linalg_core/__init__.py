@@ -84,3 +84,14 @@ from linalg_core.eigenbasis import (  # noqa: E402
 )
 
 __all__ += ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenbasis_refresh"]
+
+# torch.Tensor arguments at every primitive (CPU, zero-copy; see linalg_core/_torch.py): one
+# wrapper around the public functions, so the NumPy and JAX paths themselves stay torch-free.
+from linalg_core import _torch  # noqa: E402
+
+for _name in ("fd_init", "fd_update", "fd_apply_inverse_root", "fd_merge", "kron_approx",
+              "kron_approx_dense", "kron_cosine", "lobpcg", "inverse_root", "root_times",
+              "randomized_svd", "randomized_eigh", "shared_basis_init", "shared_basis_update",
+              "polar", "eigenbasis_refresh"):
+    globals()[_name] = _torch.accepts_torch(globals()[_name])
+del _name
