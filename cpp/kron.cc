@@ -56,20 +56,9 @@ struct Factor {
   bool triangular = false;
 };
 
-// The PSD square root of a symmetric matrix (negative rounding eigenvalues clamped to 0).
-template <typename T>
-bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
-              std::vector<T>& vecs, std::vector<T>& w);
-
-template <typename T>
-bool psd_factor(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
-                std::vector<T>& vecs, std::vector<T>& w, Factor<T>& f) {
-  std::copy(a, a + sz(n, n), out);
-  int info = 0;
-  Lapack<T>::potrf("U", &n, out, &n, &info);
-  f.data = out;
-  f.triangular = info == 0;
-  return f.triangular || psd_sqrt(n, a, out, work, iwork, vecs, w);
+// The sample products run one worker per core (one BLAS thread each) from 8 samples on.
+inline int sample_workers(int count) {
+  return count >= 8 && blas_threads_local_available() ? hardware_threads() : 1;
 }
 
 // Sums over the N row-major (m x n) samples G_i stacked in s, each sample first scaled by 2^-e
@@ -87,7 +76,7 @@ template <typename T>
 void sample_grams(int m, int n, int count, int e, T scale, const T* s, Factor<T> right, Factor<T> left,
                   bool outer, T* out) {
   const int dim = outer ? m : n;
-  const int workers = count >= 8 && blas_threads_local_available() ? hardware_threads() : 1;
+  const int workers = sample_workers(count);
   std::vector<std::vector<T>> partial(workers, std::vector<T>(sz(dim, dim), T(0)));
   const int chunk = (count + workers - 1) / workers;
   parallel_for(workers, workers, [&](int, int64_t wk) {
@@ -132,6 +121,7 @@ void sample_grams(int m, int n, int count, int e, T scale, const T* s, Factor<T>
   mirror_upper(dim, out);
 }
 
+// The PSD square root of a symmetric matrix (negative rounding eigenvalues clamped to 0).
 template <typename T>
 bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
               std::vector<T>& vecs, std::vector<T>& w) {
@@ -146,6 +136,17 @@ bool psd_sqrt(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>&
   // W^T W = V diag(w^(1/2)) V^T.
   gram_t(n, n, T(1), vecs.data(), out);
   return true;
+}
+
+template <typename T>
+bool psd_factor(int n, const T* a, T* out, std::vector<T>& work, std::vector<int>& iwork,
+                std::vector<T>& vecs, std::vector<T>& w, Factor<T>& f) {
+  std::copy(a, a + sz(n, n), out);
+  int info = 0;
+  Lapack<T>::potrf("U", &n, out, &n, &info);
+  f.data = out;
+  f.triangular = info == 0;
+  return f.triangular || psd_sqrt(n, a, out, work, iwork, vecs, w);
 }
 
 // One batch element: the iteration on the samples scaled by 2^-e, its a-posteriori check, the
@@ -258,7 +259,7 @@ bool approx(const Shape& s, const Args<T>& a) {
   // Where the sample products run on one worker per core (sample_grams), the whole call keeps
   // one BLAS thread: a multithreaded call between them (the factor of an m x m statistic)
   // leaves the BLAS pool's threads spinning on the cores the workers need next.
-  ScopedBlasThreads single(s.samples >= 8 && hardware_threads() > 1 ? 1 : 0);
+  ScopedBlasThreads single(sample_workers(static_cast<int>(s.samples)) > 1 ? 1 : 0);
   for (int64_t b = 0; b < s.batch; ++b) {
     a.status[b] = static_cast<int32_t>(approx_one<T>(s, a.samples + b * per, a.left + b * sz(s.m, s.m),
                                                      a.right + b * sz(s.n, s.n), a.sigma + b, a.change + b,
