@@ -230,7 +230,7 @@ def test_kron_approx_is_scale_safe(rng, backend, dtype, scales):
         sigma = float(ref.sigma) * s * s
         if info_tiny <= sigma <= info_max:
             assert int(info.status) == lc.KRON_STATUS["ok"] and bool(info.converged) == bool(ref.converged)
-            assert float(info.sigma) == pytest.approx(sigma, rel=tol)
+            assert float(info.sigma) == pytest.approx(sigma, rel=float(tol))
         else:
             assert int(info.status) == lc.KRON_STATUS["out_of_range"] and not bool(info.converged)
 
@@ -249,7 +249,7 @@ def test_kron_cosine_is_scale_invariant(rng, jax_path, dtype, scales):
             got = float(lc.kron_cosine(*(conv(a) for a in args)))
             # The scaled copies round once (one ulp each); the cosine is a ratio of sums of
             # N m n products: 16 N m n eps relative.
-            assert got == pytest.approx(ref, rel=16 * 12 * 4 * 3 * np.finfo(dtype).eps), (s, sg, sl, sr)
+            assert got == pytest.approx(ref, rel=float(16 * 12 * 4 * 3 * np.finfo(dtype).eps)), (s, sg, sl, sr)
 
 
 def test_kron_approx_dense_rejects_non_finite_h_and_never_hangs():
@@ -376,7 +376,7 @@ def test_honest_or_error(data):
         np.testing.assert_allclose(np.ldexp(ri.astype(np.float64), -e), orr, atol=tol * np.abs(orr).max())
         sigma = float(np.ldexp(osigma, 2 * e))
         if code == lc.KRON_STATUS["ok"]:
-            assert float(info.sigma.reshape(-1)[i]) == pytest.approx(sigma, rel=tol)
+            assert float(info.sigma.reshape(-1)[i]) == pytest.approx(sigma, rel=float(tol))
         else:  # honest: sigma is indeed outside the normal range
             assert not float(np.finfo(dtype).tiny) <= sigma <= float(np.finfo(dtype).max)
 
