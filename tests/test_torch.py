@@ -82,3 +82,123 @@ def test_bfloat16_follows_numpy_path():
     out, _ = lc.polar(torch.from_numpy(g.view(np.int16)).view(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     np.testing.assert_array_equal(out.view(torch.int16).numpy(), np.asarray(ref).view(np.int16))
+
+
+# Every public primitive, called once with NumPy arrays and once with the same bytes as tensors.
+# The torch path hands the NumPy path views of the same memory, so the same kernels see the same
+# bytes and every output (arrays, state fields, info fields) must be bitwise equal, of the same
+# dtype and shape, as a CPU tensor. Chained calls feed a result back in, so states and factors
+# round-trip as tensors. ``x`` turns a NumPy array into the argument type under test.
+
+def _as_numpy(t):
+    """A tensor's bytes as the NumPy array of the same dtype (bfloat16 as ml_dtypes.bfloat16)."""
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def _assert_same(out, ref, where="result"):
+    if isinstance(ref, (np.ndarray, np.generic)):
+        assert isinstance(out, torch.Tensor) and out.device.type == "cpu", f"{where}: {type(out)}"
+        ref, got = np.asarray(ref), _as_numpy(out)
+        assert got.dtype == ref.dtype and got.shape == ref.shape, f"{where}: {got.dtype}{got.shape} vs {ref.dtype}{ref.shape}"
+        assert got.tobytes() == np.ascontiguousarray(ref).tobytes(), f"{where}: values differ"
+    elif isinstance(ref, tuple):
+        assert type(out) is type(ref) and len(out) == len(ref), f"{where}: {type(out)} vs {type(ref)}"
+        for field, o, r in zip(getattr(ref, "_fields", range(len(ref))), out, ref):
+            _assert_same(o, r, f"{where}.{field}")
+    else:
+        assert type(out) is type(ref) and out == ref, f"{where}: {out!r} vs {ref!r}"
+
+
+def _tensor(a):
+    a = np.asarray(a)
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+def _inputs(dt, seed=4):
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((16, 16))
+    a = g @ g.T / 16 + np.eye(16)
+    samples = rng.standard_normal((5, 12, 8))
+    return dict(
+        a=a.astype(dt), a2=(a + 0.1 * np.outer(g[0], g[0])).astype(dt),
+        g=rng.standard_normal((16, 3)).astype(dt), g2=rng.standard_normal((16, 3)).astype(dt),
+        m=rng.standard_normal((12, 8)).astype(dt), samples=samples.astype(dt),
+        left=_spd(12, dt, seed + 1), right=_spd(8, dt, seed + 2), h=_spd(12, dt, seed + 3),
+        grads=rng.standard_normal((2, 12)).astype(dt), grads2=rng.standard_normal((2, 12)).astype(dt),
+        # FD and shared-basis states hold float32/float64; low-precision terms go into float32.
+        state_dtype=dt if np.dtype(dt) in (np.float32, np.float64) else np.float32)
+
+
+def _fields(x, state):
+    return type(state)(*(x(v) for v in state))
+
+
+def _fd(x, i):
+    s = _fields(x, lc.fd_init(16, 4, dtype=i["state_dtype"]))
+    s, info1 = lc.fd_update(s, factor=x(i["g"]), beta=0.9)
+    s, info2 = lc.fd_update(s, matrix=x(i["a"]), method="dense_eigh")
+    return s, info1, info2
+
+
+def _fd_apply(x, i):
+    s = _fd(x, i)[0]
+    return lc.fd_apply_inverse_root(s, x(i["g"]), p=2, eps=1e-3, return_status=True)
+
+
+def _fd_merge(x, i):
+    s = _fd(x, i)[0]
+    s2, _ = lc.fd_update(s, factor=x(i["g2"]))
+    return lc.fd_merge([s, s2], return_info=True)
+
+
+def _kron(x, i):
+    left, right, info = lc.kron_approx(x(i["samples"]), steps=2)
+    return left, right, info, lc.kron_cosine(x(i["samples"]), left, right)
+
+
+def _shared_basis(x, i):
+    s = _fields(x, lc.shared_basis_init(2, 12, 3, dtype=i["state_dtype"]))
+    s, u1, info1 = lc.shared_basis_update(s, x(i["grads"]), key=0, eps=1e-3)
+    s, u2, info2 = lc.shared_basis_update(s, x(i["grads2"]), key=1, eps=1e-3)
+    return s, u1, u2, info1, info2
+
+
+def _eigenbasis(x, i):
+    q, lam, perm, info = lc.eigenbasis_refresh(x(i["a"]), None)
+    return (q, lam, perm, info), lc.eigenbasis_refresh(x(i["a2"]), q, steps=1)
+
+
+def _rsvd(x, i):
+    u, s, vt, info = lc.randomized_svd(x(i["m"]), 2, key=0, power_iters=1)
+    return (u, s, vt, info), lc.randomized_svd(x(i["m"]), 2, key=1, warm_start=vt[:1].T)
+
+
+CASES = {
+    "fd_update": _fd,
+    "fd_apply_inverse_root": _fd_apply,
+    "fd_merge": _fd_merge,
+    "kron_approx+kron_cosine": _kron,
+    "kron_approx_dense": lambda x, i: lc.kron_approx_dense(x(i["h"]), 3, 4),
+    "lobpcg": lambda x, i: lc.lobpcg(x(i["a"]), x(i["g"]), k=2),
+    "inverse_root": lambda x, i: lc.inverse_root(x(i["a"]), 4, method="eigh"),
+    "root_times": lambda x, i: (lc.root_times(x(i["m"]), x(i["left"]), x(i["right"]), p=4, eps=1e-6),
+                                lc.root_times(x(i["m"]), x(i["left"]), p=2, eps=1e-6, return_status=True)),
+    "randomized_svd": _rsvd,
+    "randomized_eigh": lambda x, i: lc.randomized_eigh(x(i["a"]), 3, key=np.random.default_rng(0)),
+    "shared_basis": _shared_basis,
+    "polar": lambda x, i: lc.polar(x(i["m"])),
+    "eigenbasis_refresh": _eigenbasis,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_primitive_matches_numpy_bitwise(case, dtype):
+    i = _inputs(dtype)
+    _assert_same(CASES[case](_tensor, i), CASES[case](np.asarray, i))
