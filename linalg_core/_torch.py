@@ -7,9 +7,9 @@ state) and runs them through the NumPy path (the C++ kernels):
   storage). A non-contiguous tensor becomes a strided NumPy view, still without a copy; the NumPy
   path then treats it as it treats any strided array (the bindings copy it to contiguous storage).
   ``bfloat16`` tensors become ``ml_dtypes.bfloat16`` arrays (a view, no copy), ``float16``
-  tensors ``float16`` arrays, so both get exactly what the NumPy path does for those dtypes
-  (the primitives compute them in float32 and return their dtype where the NumPy docs say so);
-  without ``ml_dtypes`` a bfloat16 tensor is cast to float32 (a copy).
+  tensors ``float16`` arrays, so both get exactly what the NumPy path does with those dtypes:
+  the same result dtype, or the same error. A tensor of a dtype NumPy cannot hold
+  (``float8_*``, ``complex32``) raises ``ValueError`` naming the argument.
 - **Devices.** A tensor on any device other than the CPU (``cuda``, ``mps``, ``meta``) raises
   ``ValueError`` naming the argument: linalg_core's CUDA backend does not exist yet.
 - **Autograd.** A tensor with ``requires_grad`` is detached: the kernels are not differentiable
@@ -21,8 +21,10 @@ state) and runs them through the NumPy path (the C++ kernels):
   from a torch call is a state of tensors and can be passed straight back.
 - **Callables.** A callable argument (``lobpcg``'s matvec) is wrapped so that it receives
   tensors and may return a tensor.
-- **Init functions** (``fd_init``, ``shared_basis_init``) take no arrays: pass
-  ``dtype=torch.float32`` / ``torch.float64`` to get a state of tensors.
+- **Dtypes and init functions.** A torch dtype argument means the NumPy dtype of the same name
+  (``torch.bfloat16`` -> ``ml_dtypes.bfloat16``), so it gets the NumPy path's checks and errors.
+  ``fd_init`` and ``shared_basis_init`` take no arrays: ``dtype=torch.float32`` /
+  ``torch.float64`` returns a state of tensors.
 
 torch is imported only when a tensor (or torch dtype) is already in the call: ``linalg_core``
 never imports it itself. The JAX path is untouched.
@@ -53,16 +55,44 @@ def _contains_torch(x: Any, torch: Any) -> bool:
     return False
 
 
-def _bf16() -> Any:
-    try:
-        import ml_dtypes
-    except ImportError:  # pragma: no cover - ml_dtypes comes with jax
-        return None
+#: torch dtype -> NumPy dtype, filled at the first call that passes each torch dtype.
+_NUMPY_DTYPES: dict = {}
+
+
+@functools.cache
+def _bfloat16() -> np.dtype:
+    import ml_dtypes  # a dependency of jax, so always installed; imported at the first bf16 use
+
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def numpy_dtype(dtype: Any) -> Any:
+    """The NumPy dtype of a torch dtype; the torch dtype itself where NumPy has none (float8), so
+    that the NumPy path's own dtype check rejects it by name."""
+    try:
+        return _NUMPY_DTYPES[dtype]
+    except KeyError:
+        pass
+    torch = _torch()
+    if dtype == torch.bfloat16:
+        out = _bfloat16()
+    else:
+        try:
+            out = torch.empty((), dtype=dtype).numpy().dtype
+        except TypeError:
+            out = dtype
+    _NUMPY_DTYPES[dtype] = out
+    return out
+
+
 def tensor_to_numpy(t: Any, name: str) -> np.ndarray:
-    """A CPU tensor as a NumPy array sharing its storage (see the module notes for the rules)."""
+    """A CPU tensor as a NumPy array sharing its storage (see the module notes for the rules).
+
+    Raises
+    ------
+    ValueError
+        ``t`` is not on the CPU, or has a dtype NumPy cannot hold; the message names ``name``.
+    """
     torch = _torch()
     if t.device.type != "cpu":
         raise ValueError(
@@ -70,11 +100,13 @@ def tensor_to_numpy(t: Any, name: str) -> np.ndarray:
             f"with .cpu()")
     t = t.detach().resolve_conj().resolve_neg()
     if t.dtype == torch.bfloat16:
-        bf16 = _bf16()
-        if bf16 is None:
-            return t.to(torch.float32).numpy()
-        return t.view(torch.int16).numpy().view(bf16)
-    return t.numpy()
+        return t.view(torch.int16).numpy().view(_bfloat16())
+    try:
+        return t.numpy()
+    except TypeError as err:
+        raise ValueError(
+            f"{name} has dtype {t.dtype}, which NumPy cannot hold; linalg_core takes float32 or "
+            f"float64 (bfloat16/float16 computed in float32)") from err
 
 
 def numpy_to_tensor(a: Any) -> Any:
@@ -93,7 +125,7 @@ def _to_numpy_tree(x: Any, name: str) -> Any:
     if isinstance(x, torch.Tensor):
         return tensor_to_numpy(x, name)
     if isinstance(x, torch.dtype):
-        return torch.empty((), dtype=x).numpy().dtype
+        return numpy_dtype(x)
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return type(x)(*(_to_numpy_tree(v, f"{name}.{f}") for f, v in zip(x._fields, x)))
     if isinstance(x, (tuple, list)):

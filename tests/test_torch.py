@@ -197,8 +197,43 @@ CASES = {
 }
 
 
+def _bfloat16():
+    return pytest.importorskip("ml_dtypes").bfloat16
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"])
 def test_every_primitive_matches_numpy_bitwise(case, dtype):
-    i = _inputs(dtype)
-    _assert_same(CASES[case](_tensor, i), CASES[case](np.asarray, i))
+    # float16/bfloat16: whatever the NumPy path does with those arrays (a result in float32 or in
+    # the input's dtype, or an error), the torch path must do the same: same dtype and bits, or
+    # the same exception type and message.
+    i = _inputs(_bfloat16() if dtype == "bfloat16" else dtype)
+    try:
+        ref = CASES[case](np.asarray, i)
+    except Exception as err:  # noqa: BLE001 - any NumPy-path error must be reproduced as it is
+        with pytest.raises(type(err)) as got:
+            CASES[case](_tensor, i)
+        assert str(got.value) == str(err)
+        return
+    _assert_same(CASES[case](_tensor, i), ref)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16"])
+def test_low_precision_torch_dtype_is_the_numpy_dtype(name):
+    # A torch dtype is the NumPy dtype of that name: the init functions reject float16/bfloat16
+    # states (they hold float32 or float64) with the NumPy path's own message.
+    np_dtype = _bfloat16() if name == "bfloat16" else np.float16
+    for init, args in ((lc.fd_init, (8, 2)), (lc.shared_basis_init, (2, 8, 2))):
+        with pytest.raises(ValueError) as ref:
+            init(*args, dtype=np_dtype)
+        with pytest.raises(ValueError) as got:
+            init(*args, dtype=getattr(torch, name))
+        assert str(got.value) == str(ref.value) == f"dtype must be float32 or float64, got {name}"
+
+
+def test_dtype_numpy_cannot_hold_names_the_argument():
+    a = torch.eye(4).to(torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match=r"^a has dtype torch.float8_e4m3fn, which NumPy cannot hold"):
+        lc.inverse_root(a, 2)
+    with pytest.raises(ValueError, match=r"^dtype must be float32 or float64, got torch.float8_e4m3fn"):
+        lc.fd_init(8, 2, dtype=torch.float8_e4m3fn)
