@@ -1,7 +1,10 @@
 """linalg_core: numerical linear algebra kernels for memory-efficient second-order optimization.
 
 One function per primitive, the same signature for NumPy arrays (C++ kernels via pybind11) and JAX
-arrays (XLA FFI custom calls, traced or not). See DESIGN.md for the math contract.
+arrays (XLA FFI custom calls, traced or not). CPU ``torch.Tensor`` arguments go through the NumPy
+path and come back as tensors: each primitive is decorated where it is defined
+(:func:`linalg_core._torch.accepts_torch`), so ``linalg_core.fd.fd_update`` takes them too, and
+torch is never imported unless a call brings it. See DESIGN.md for the math contract.
 """
 
 from linalg_core import _native  # noqa: F401  (loads LAPACK into the kernels at import)
@@ -84,14 +87,3 @@ from linalg_core.eigenbasis import (  # noqa: E402
 )
 
 __all__ += ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenbasis_refresh"]
-
-# torch.Tensor arguments at every primitive (CPU, zero-copy; see linalg_core/_torch.py): one
-# wrapper around the public functions, so the NumPy and JAX paths themselves stay torch-free.
-from linalg_core import _torch  # noqa: E402
-
-for _name in ("fd_init", "fd_update", "fd_apply_inverse_root", "fd_merge", "kron_approx",
-              "kron_approx_dense", "kron_cosine", "lobpcg", "inverse_root", "root_times",
-              "randomized_svd", "randomized_eigh", "shared_basis_init", "shared_basis_update",
-              "polar", "eigenbasis_refresh"):
-    globals()[_name] = _torch.accepts_torch(globals()[_name])
-del _name

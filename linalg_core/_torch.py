@@ -1,7 +1,9 @@
 """PyTorch tensors at the public primitives: one conversion, applied by :func:`accepts_torch`.
 
-Every public primitive takes ``torch.Tensor`` arguments (alone, or as fields of its NamedTuple
-state) and runs them through the NumPy path (the C++ kernels):
+Every public primitive is decorated with :func:`accepts_torch` where it is defined, so the
+module-level function (``linalg_core.fd.fd_update``) and the re-exported one
+(``linalg_core.fd_update``) are the same object. It takes ``torch.Tensor`` arguments (alone, or as
+fields of its NamedTuple state) and runs them through the NumPy path (the C++ kernels):
 
 - **In.** A CPU tensor becomes a NumPy array without a copy (``Tensor.numpy()``, which shares the
   storage). A non-contiguous tensor becomes a strided NumPy view, still without a copy; the NumPy
@@ -26,8 +28,9 @@ state) and runs them through the NumPy path (the C++ kernels):
   ``fd_init`` and ``shared_basis_init`` take no arrays: ``dtype=torch.float32`` /
   ``torch.float64`` returns a state of tensors.
 
-torch is imported only when a tensor (or torch dtype) is already in the call: ``linalg_core``
-never imports it itself. The JAX path is untouched.
+torch is imported only when a tensor (or torch dtype) is already in the call: this module imports
+only NumPy, so ``import linalg_core`` and every NumPy or JAX call stay torch-free. The JAX path is
+untouched.
 """
 
 from __future__ import annotations

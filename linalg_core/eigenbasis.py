@@ -16,6 +16,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _validation as check
 from linalg_core._native import cpu
+from linalg_core._torch import accepts_torch
 
 __all__ = ["EIGENBASIS_METHODS", "EIGENBASIS_STATUS", "EigenbasisInfo", "eigenbasis_refresh",
            "orthonormality_tol"]
@@ -84,6 +85,7 @@ def _tolerance(value: Any, name: str) -> float:
     return 0.0 if value is None else check.positive_number(value, name)
 
 
+@accepts_torch
 def eigenbasis_refresh(
     a: Any,
     basis: Any,

@@ -24,6 +24,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _native
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 
 __all__ = [
     "FDState",
@@ -105,12 +106,14 @@ class FDInfo(NamedTuple):
     step_escaped_mass: Any
 
 
+@accepts_torch
 def fd_state_bytes(dim: int, rank: int, *, dtype: Any = np.float32, batch_shape: Sequence[int] = ()) -> int:
     """Bytes of an FD state: ``(d*l + l + 1) * itemsize`` per sketch (vs ``d*d`` for the full statistic)."""
     per = (dim * rank + rank + 1) * np.dtype(dtype).itemsize
     return int(per * int(np.prod(batch_shape, dtype=np.int64)))
 
 
+@accepts_torch
 def fd_init(
     dim: int,
     rank: int,
@@ -177,6 +180,7 @@ def _state_parts(state: FDState) -> tuple[int, int, tuple[int, ...], np.dtype]:
     return dim, rank, batch, dt
 
 
+@accepts_torch
 def fd_update(
     state: FDState,
     *,
@@ -379,6 +383,7 @@ def _update_jax(state, term, beta, batch, dt, flags) -> tuple[FDState, FDInfo]:
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, jnp)
 
 
+@accepts_torch
 def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
                           return_status: bool = False) -> Any:
     r"""Applies the escaped-mass compensated preconditioner of a sketch to ``x``.
@@ -472,6 +477,7 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
     return (y, status) if return_status else y
 
 
+@accepts_torch
 def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bool = False) -> Any:
     r"""The FD sketch of the sum of several streams, from their sketches.
 

@@ -18,6 +18,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _native
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 
 __all__ = ["KRON_STATUS", "KronInfo", "kron_approx", "kron_approx_dense", "kron_cosine"]
 
@@ -83,6 +84,7 @@ def _info(status, change, sigma, steps, method, xp):
                     xp.full(status.shape, method, xp.int32), sigma)
 
 
+@accepts_torch
 def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     r"""Best Kronecker approximation ``right (x) left`` of ``H = E[vec(G) vec(G)^T]`` from samples.
 
@@ -145,6 +147,7 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     return left, right, _info(status, change, sigma, steps, 0, xp)
 
 
+@accepts_torch
 def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tuple[Any, Any, KronInfo]:
     r"""Best Kronecker approximation ``right (x) left`` of an explicit ``H`` (mn x mn), exactly.
 
@@ -214,6 +217,7 @@ def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tu
     return left, right, _info(status, xp.zeros(batch, h.dtype), sigma, 0, 1, xp)
 
 
+@accepts_torch
 def kron_cosine(samples: Any, left: Any, right: Any) -> Any:
     r"""Cosine similarity ``tr(H K) / (||H||_F ||K||_F)`` of ``H = E[vec(G) vec(G)^T]`` and
     ``K = right (x) left``, from the samples, never forming an ``mn x mn`` matrix:

@@ -8,6 +8,7 @@ import numpy as np
 
 from linalg_core import _jax, _native
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 
 __all__ = ["LOBPCG_STATUS", "LobpcgInfo", "lobpcg"]
 
@@ -50,6 +51,7 @@ class LobpcgInfo(NamedTuple):
     method: Any
 
 
+@accepts_torch
 def lobpcg(
     a: Any | Callable[[np.ndarray], np.ndarray],
     x0: Any,

@@ -26,6 +26,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _validation as check
 from linalg_core._native import cpu
+from linalg_core._torch import accepts_torch
 
 __all__ = [
     "CLASSIC_QUINTIC",
@@ -244,6 +245,7 @@ def _default_tol(dtype, m, n) -> float:
     return min(16.0 * (np.sqrt(float(m)) + np.sqrt(float(n))) * float(np.finfo(dtype).eps), 0.5)
 
 
+@accepts_torch
 def polar(a: Any, *, method: str = "auto", steps: int | None = None, coefficients: Any = None,
           lower_bound: float = _DEFAULT_LOWER, tol: float | None = None, max_iters: int = 30,
           fallback: bool = True) -> tuple[Any, PolarInfo]:

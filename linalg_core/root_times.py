@@ -15,6 +15,7 @@ import numpy as np
 
 from linalg_core import _jax
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 from linalg_core.fd import FD_STATUS, FDState, fd_apply_inverse_root
 
 __all__ = ["root_times"]
@@ -34,6 +35,7 @@ def _check_side(factor: Any, name: str, dim: int, p: Any, eps: Any) -> None:
         raise ValueError(f"{name} must have shape (..., {dim}, {dim}), got {tuple(np.shape(factor))}")
 
 
+@accepts_torch
 def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None = None,
                eps: float | None = None, return_status: bool = False) -> Any:
     r"""``left_root @ G @ right_root`` for roots given densely, as FD sketches, or not at all.

@@ -15,6 +15,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _native
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 
 __all__ = ["ROOT_METHODS", "ROOT_STATUS", "RootInfo", "inverse_root"]
 
@@ -69,6 +70,7 @@ class RootInfo(NamedTuple):
     ridge: Any
 
 
+@accepts_torch
 def inverse_root(
     a: Any,
     p: float,

@@ -16,6 +16,7 @@ from linalg_core import _jax
 from linalg_core import _native
 from linalg_core import _validation as check
 from linalg_core._scaling import power_of_two_scale
+from linalg_core._torch import accepts_torch
 
 __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "randomized_svd"]
 
@@ -129,6 +130,7 @@ def _finite_warm_start(status: Any, warm_start: Any, batch: tuple) -> Any:
     return jnp.where(bad, RSVD_STATUS["non_finite_input"], status).astype(jnp.int32)
 
 
+@accepts_torch
 def randomized_svd(
     a: Any,
     k: int,
@@ -221,6 +223,7 @@ def randomized_svd(
     return u, s, vt, info
 
 
+@accepts_torch
 def randomized_eigh(
     a: Any,
     k: int,

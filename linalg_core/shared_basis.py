@@ -16,6 +16,7 @@ import numpy as np
 from linalg_core import _jax
 from linalg_core import _native
 from linalg_core import _validation as check
+from linalg_core._torch import accepts_torch
 
 __all__ = ["SHARED_BASIS_STATUS", "SharedBasisInfo", "SharedBasisState", "shared_basis_init", "shared_basis_update"]
 
@@ -67,6 +68,7 @@ def _require_valid_state(parts) -> None:
     check.require_symmetric(parts[1], "state.coeffs")
 
 
+@accepts_torch
 def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np.float32,
                       backend: str = "numpy") -> SharedBasisState:
     """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation)."""
@@ -88,6 +90,7 @@ def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np
     return state
 
 
+@accepts_torch
 def shared_basis_update(
     state: SharedBasisState,
     grads: Any,

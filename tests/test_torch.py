@@ -237,3 +237,36 @@ def test_dtype_numpy_cannot_hold_names_the_argument():
         lc.inverse_root(a, 2)
     with pytest.raises(ValueError, match=r"^dtype must be float32 or float64, got torch.float8_e4m3fn"):
         lc.fd_init(8, 2, dtype=torch.float8_e4m3fn)
+
+
+def test_module_level_functions_take_tensors():
+    # The decorator sits where each primitive is defined: the module's function is the exported one.
+    import importlib
+
+    for module, names in {"fd": ("fd_init", "fd_update", "fd_apply_inverse_root", "fd_merge", "fd_state_bytes"),
+                          "kron": ("kron_approx", "kron_approx_dense", "kron_cosine"), "lobpcg": ("lobpcg",),
+                          "roots": ("inverse_root",), "root_times": ("root_times",),
+                          "rsvd": ("randomized_svd", "randomized_eigh"),
+                          "shared_basis": ("shared_basis_init", "shared_basis_update"), "polar": ("polar",),
+                          "eigenbasis": ("eigenbasis_refresh",)}.items():
+        mod = importlib.import_module(f"linalg_core.{module}")
+        for name in names:
+            assert getattr(mod, name) is getattr(lc, name), f"linalg_core.{module}.{name}"
+            assert hasattr(getattr(mod, name), "__wrapped__"), f"linalg_core.{module}.{name} is not wrapped"
+    from linalg_core import fd
+
+    state = fd.fd_init(16, 4, dtype=torch.float64)
+    state, info = fd.fd_update(state, factor=torch.ones(16, 2, dtype=torch.float64))
+    assert all(isinstance(v, torch.Tensor) for v in (*state, *info))
+    assert fd.fd_state_bytes(16, 4, dtype=torch.float64) == fd.fd_state_bytes(16, 4, dtype=np.float64)
+
+
+def test_numpy_calls_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, linalg_core as lc; lc.inverse_root(np.eye(3), 2); "
+            "s, _ = lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1))); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
