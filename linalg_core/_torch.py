@@ -25,11 +25,12 @@ fields of its NamedTuple state) and runs them through the NumPy path (the C++ ke
   tensors and may return a tensor.
 - **Dtypes and init functions.** A torch dtype argument means the NumPy dtype of the same name
   (``torch.bfloat16`` -> ``ml_dtypes.bfloat16``), so it gets the NumPy path's checks and errors.
-  ``fd_init`` and ``shared_basis_init`` take no arrays: ``dtype=torch.float32`` /
-  ``torch.float64`` returns a state of tensors.
+  ``fd_init`` and ``shared_basis_init`` take no arrays: ``backend="torch"``, or a torch
+  ``dtype=`` without ``backend=``, returns a fresh state of CPU tensors. An explicit
+  ``backend="numpy"`` or ``"jax"`` is obeyed even with a torch dtype.
 
-torch is imported only when a tensor (or torch dtype) is already in the call: this module imports
-only NumPy, so ``import linalg_core`` and every NumPy or JAX call stay torch-free. The JAX path is
+torch is imported only when a tensor (or torch dtype) is already in the call, or the caller asked
+for ``backend="torch"``: this module imports only NumPy, so ``import linalg_core`` and every NumPy or JAX call stay torch-free. The JAX path is
 untouched.
 """
 
@@ -160,21 +161,43 @@ def _numpy_callable(fn: Callable) -> Callable:
 
 
 def accepts_torch(fn: Callable) -> Callable:
-    """Wraps a public primitive: tensors in (arguments or state fields) -> NumPy path -> tensors out.
+    """Decorates a public primitive: tensors in (arguments or state fields) -> NumPy path -> tensors out.
 
-    A call without torch tensors (or without torch imported) goes straight to ``fn``."""
+    Parameters
+    ----------
+    fn : callable
+        The NumPy/JAX primitive. If it has a ``backend`` parameter (the init functions), the
+        decorated function also takes ``backend="torch"``: ``fn`` builds the NumPy result, which
+        comes back as tensors.
+
+    Returns
+    -------
+    callable
+        ``fn`` with its signature and docs (``functools.wraps``). A call without torch objects (or
+        with torch not imported) goes straight to ``fn``.
+    """
     import inspect
 
     params = list(inspect.signature(fn).parameters)
+    takes_backend = "backend" in params
 
     @functools.wraps(fn)
     def primitive(*args: Any, **kwargs: Any) -> Any:
-        torch = _torch()
-        if torch is None or not (_contains_torch(args, torch) or _contains_torch(tuple(kwargs.values()), torch)):
-            return fn(*args, **kwargs)
+        backend = kwargs.get("backend") if takes_backend else None
+        if backend == "torch":
+            import torch  # the caller asked for tensors
+
+            kwargs["backend"] = "numpy"
+        else:
+            torch = _torch()
+            if torch is None or not (_contains_torch(args, torch)
+                                     or _contains_torch(tuple(kwargs.values()), torch)):
+                return fn(*args, **kwargs)
         args = tuple(_to_numpy_tree(a, params[i] if i < len(params) else f"argument {i}")
                      for i, a in enumerate(args))
         kwargs = {k: _to_numpy_tree(v, k) for k, v in kwargs.items()}
-        return _to_torch_tree(fn(*args, **kwargs))
+        out = fn(*args, **kwargs)
+        # An explicit backend="numpy"/"jax" is obeyed even when a torch dtype chose the dtype.
+        return out if backend in ("numpy", "jax") else _to_torch_tree(out)
 
     return primitive

@@ -134,8 +134,9 @@ def fd_init(
         Dtype of the state; terms of other floating dtypes are cast to it by :func:`fd_update`.
     batch_shape : tuple of int
         Leading batch axes (one independent sketch per element, e.g. per parameter block).
-    backend : {"numpy", "jax"}
-        Array type of the returned state.
+    backend : {"numpy", "jax", "torch"}
+        Array type of the returned state; ``"torch"``: CPU tensors, also what a torch ``dtype``
+        gives when ``backend`` is not passed (:mod:`linalg_core._torch`).
 
     Returns
     -------
@@ -156,7 +157,7 @@ def fd_init(
 
         return FDState(*(jnp.asarray(a) for a in state))
     if backend != "numpy":
-        raise ValueError(f"backend must be 'numpy' or 'jax', got {backend!r}")
+        raise ValueError(f"backend must be 'numpy', 'jax' or 'torch', got {backend!r}")
     return state
 
 

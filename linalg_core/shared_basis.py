@@ -71,7 +71,11 @@ def _require_valid_state(parts) -> None:
 @accepts_torch
 def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np.float32,
                       backend: str = "numpy") -> SharedBasisState:
-    """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation)."""
+    """The empty state: ``B = 0``, ``R_i = 0``, ``rho_i = 0`` (the paper's initialisation).
+
+    ``backend``: ``"numpy"``, ``"jax"`` or ``"torch"`` (CPU tensors, also what a torch ``dtype``
+    gives when ``backend`` is not passed), as in :func:`linalg_core.fd_init`.
+    """
     dt = check.state_dtype(dtype)
     blocks, block_dim = check.integer(blocks, "blocks"), check.integer(block_dim, "block_dim")
     rank = check.integer(rank, "rank")
@@ -86,7 +90,7 @@ def shared_basis_init(blocks: int, block_dim: int, rank: int, *, dtype: Any = np
 
         return SharedBasisState(*(jnp.asarray(x) for x in state))
     if backend != "numpy":
-        raise ValueError(f"backend must be 'numpy' or 'jax', got {backend!r}")
+        raise ValueError(f"backend must be 'numpy', 'jax' or 'torch', got {backend!r}")
     return state
 
 

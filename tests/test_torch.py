@@ -270,3 +270,20 @@ def test_numpy_calls_never_import_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("init, args", [(lc.fd_init, (16, 4)), (lc.shared_basis_init, (2, 8, 3))])
+def test_init_backend_torch(init, args):
+    ref = init(*args, dtype=np.float64)
+    state = init(*args, dtype=np.float64, backend="torch")
+    _assert_same(state, ref)
+    _assert_same(init(*args, backend="torch"), init(*args))  # float32 by default, like NumPy
+    # An explicit backend wins over a torch dtype, which then only names the dtype.
+    as_numpy = init(*args, dtype=torch.float64, backend="numpy")
+    assert all(type(v) is np.ndarray and v.dtype == np.float64 for v in as_numpy)
+    import jax
+
+    as_jax = init(*args, dtype=torch.float32, backend="jax")
+    assert all(isinstance(v, jax.Array) and v.dtype == np.float32 for v in as_jax)
+    with pytest.raises(ValueError, match=r"^backend must be 'numpy', 'jax' or 'torch', got 'cuda'$"):
+        init(*args, backend="cuda")
