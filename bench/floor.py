@@ -1,0 +1,92 @@
+"""The floor of a benchmark case: the BLAS/LAPACK calls its algorithm cannot avoid, timed alone.
+
+Each factory returns a callable that runs one such call (SciPy's wrappers of the same OpenBLAS
+the kernels call) on inputs of the case's shapes; a suite adds them to a case as methods named
+``floor: <what>``, so they are timed in the same run, and `bench.harness.floor_multiples` reports
+our time as a multiple of their sum. Where LAPACK's routine is not wrapped by SciPy, the stand-in
+is a call with the same flop count, named so in the method name (``~`` in front).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.linalg.blas as blas
+import scipy.linalg.lapack as lapack
+
+_PREFIX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
+
+
+def _rng(seed: int = 20261202) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _routine(module, name: str, dtype) -> Callable:
+    return getattr(module, _PREFIX[np.dtype(dtype)] + name)
+
+
+def _fortran(a: np.ndarray) -> np.ndarray:
+    return np.asfortranarray(a)
+
+
+def gemm(m: int, k: int, n: int, dtype=np.float32) -> Callable[[], object]:
+    """C = A B with A m x k, B k x n: 2 m k n flops."""
+    rng = _rng()
+    a = _fortran(rng.standard_normal((m, k)).astype(dtype))
+    b = _fortran(rng.standard_normal((k, n)).astype(dtype))
+    f = _routine(blas, "gemm", dtype)
+    return lambda: f(1.0, a, b)
+
+
+def syrk(n: int, k: int, dtype=np.float32) -> Callable[[], object]:
+    """C = A A^T (one triangle) with A n x k: n^2 k flops."""
+    a = _fortran(_rng().standard_normal((n, k)).astype(dtype))
+    f = _routine(blas, "syrk", dtype)
+    return lambda: f(1.0, a)
+
+
+def _spd(n: int, dtype) -> np.ndarray:
+    g = _rng().standard_normal((n, n))
+    return _fortran((g @ g.T / n + np.eye(n)).astype(dtype))
+
+
+def sytrd(n: int, dtype=np.float32, a: np.ndarray | None = None) -> Callable[[], object]:
+    """Householder tridiagonalisation of a symmetric n x n matrix (``a``, or a random SPD one):
+    4/3 n^3 flops."""
+    a = _spd(n, dtype) if a is None else _fortran(np.asarray(a, dtype))
+    f = _routine(lapack, "sytrd", dtype)
+    lwork = int(_routine(lapack, "sytrd_lwork", dtype)(n)[0])
+    return lambda: f(a, lwork=lwork)
+
+
+def tridiagonal_eigh(n: int, dtype=np.float32, a: np.ndarray | None = None) -> Callable[[], object]:
+    """Eigenvalues and eigenvectors, by divide and conquer (``stevd``, which is ``stedc`` for
+    this input), of the tridiagonal matrix ``sytrd`` makes of ``a`` (or of a random SPD matrix):
+    the deflation, and so the cost, depends on the spectrum."""
+    a = _spd(n, dtype) if a is None else _fortran(np.asarray(a, dtype))
+    lwork = int(_routine(lapack, "sytrd_lwork", dtype)(n)[0])
+    _, d, e, _, _ = _routine(lapack, "sytrd", dtype)(a, lwork=lwork)
+    f = _routine(lapack, "stevd", dtype)
+    return lambda: f(d, e, compute_v=1)
+
+
+def syevd(n: int, dtype=np.float32, a: np.ndarray | None = None) -> Callable[[], object]:
+    """Every eigenpair of a symmetric n x n matrix (``a``, or a random SPD one) by ``syevd``."""
+    a = _spd(n, dtype) if a is None else _fortran(np.asarray(a, dtype))
+    f = _routine(lapack, "syevd", dtype)
+    return lambda: f(a, compute_v=1, lower=1)
+
+
+def potrf(n: int, dtype=np.float32) -> Callable[[], object]:
+    """Cholesky factorisation of an SPD n x n matrix: n^3 / 3 flops."""
+    a = _spd(n, dtype)
+    f = _routine(lapack, "potrf", dtype)
+    return lambda: f(a, lower=0, clean=0)
+
+
+def geqrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
+    """Householder QR of an m x n matrix (the factored form, no Q): 2 m n^2 - 2/3 n^3 flops."""
+    a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
+    f = _routine(lapack, "geqrf", dtype)
+    return lambda: f(a)
