@@ -17,13 +17,15 @@ def _built(suite: str, case: harness.Case) -> harness.Built:
     key = (suite, case.label)
     if _Current.key != key:
         _Current.key, _Current.built = None, None
-        harness.announce(suite, case.label)
         _Current.built, _Current.key = case.build(), key
     return _Current.built
 
 
 def test_case(benchmark, bench_method):
     suite, case, method = bench_method
+    # One progress step per benchmark: a case's build counts towards its first method, and a
+    # suite of few long benchmarks (the training runs) still moves the display.
+    harness.announce(suite, f"{case.label}: {method}")
     built = _built(suite, case)
     benchmark.group = f"{suite}: {case.label}"
     benchmark.extra_info.update(suite=suite, case=case.label, method=method, record=built.record)

@@ -50,7 +50,7 @@ def test_kron_quick_run(tmp_path):
     assert proc.stdout.rstrip().splitlines()[-1] == f"report: {tmp_path / 'summary.md'}"
     assert (tmp_path / "summary.md").exists()
     measured = json.loads((tmp_path / "durations.json").read_text())  # read by the next run's estimate
-    assert measured["kron"]["quick"]["cases"] == 2
+    assert measured["kron"]["quick"]["cases"] == 4  # one per benchmark: 2 cases x 2 methods
 
 
 @pytest.mark.bench
