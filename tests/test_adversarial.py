@@ -1,8 +1,9 @@
 """Adversarial input for every public primitive: the only outcomes allowed are a ``ValueError``
 (the NumPy path's and the JAX trace-time answer to bad input) or a result whose floating outputs
 are all finite, and on the NumPy path no warning either way (the failure policy of linalg_core's
-module docstring: warnings are errors in those tests). Internal errors (``TypeError``, ``AttributeError``, ``ZeroDivisionError``,
-``IndexError``, a LAPACK ``LinAlgError``, a crash) never reach the user.
+module docstring: warnings are errors in those tests). Internal errors (``TypeError``,
+``AttributeError``, ``ZeroDivisionError``, ``IndexError``, a LAPACK ``LinAlgError``, a crash)
+never reach the user.
 
 The per-primitive test files check that each error names the right argument; this table tries
 the same odd values against every primitive at once, on the NumPy path and the JAX path (the

@@ -101,9 +101,11 @@ NUMERICAL_FAILURE = {
                                  max_iters=1), (2, "status"), "max_iters"),
     # A warm start at the top of float32's range: A Omega overflows, and no power step follows.
     "randomized_svd": (lambda: lc.randomized_svd(np.ones((6, 6), F32), 1, key=0, power_iters=0,
-                                                 warm_start=np.full((6, 1), 3e38, F32)), (3, "status"), "lapack_failure"),
+                                                 warm_start=np.full((6, 1), 3e38, F32)),
+                       (3, "status"), "lapack_failure"),
     "randomized_eigh": (lambda: lc.randomized_eigh(np.ones((6, 6), F32), 1, key=0, power_iters=0,
-                                                   warm_start=np.full((6, 1), 3e38, F32)), (2, "status"), "lapack_failure"),
+                                                   warm_start=np.full((6, 1), 3e38, F32)),
+                        (2, "status"), "lapack_failure"),
     "kron_approx": (lambda: lc.kron_approx(np.full((3, 2, 2), 1e30, F32)), (2, "status"), "out_of_range"),
     "kron_approx_dense": (lambda: lc.kron_approx_dense(np.full((4, 4), 3e38, F32), 2, 2), (2, "status"),
                           "out_of_range"),
@@ -114,9 +116,9 @@ NUMERICAL_FAILURE = {
     # Entries at the top of float32's range: the answer fails the kernel's a-posteriori check.
     "eigenbasis_refresh": (lambda: lc.eigenbasis_refresh(np.full((4, 4), 3e38, F32), None), (3, "status"), "failed"),
 }
-STATUS_CODES = {"fd": lc.FD_STATUS, "root_times": lc.FD_STATUS, "inverse_root": lc.ROOT_STATUS, "lobpcg": lc.LOBPCG_STATUS,
-                "randomized": lc.RSVD_STATUS, "kron": lc.KRON_STATUS, "shared_basis": lc.SHARED_BASIS_STATUS,
-                "polar": lc.POLAR_STATUS, "eigenbasis": lc.EIGENBASIS_STATUS}
+STATUS_CODES = {"fd": lc.FD_STATUS, "root_times": lc.FD_STATUS, "inverse_root": lc.ROOT_STATUS,
+                "lobpcg": lc.LOBPCG_STATUS, "randomized": lc.RSVD_STATUS, "kron": lc.KRON_STATUS,
+                "shared_basis": lc.SHARED_BASIS_STATUS, "polar": lc.POLAR_STATUS, "eigenbasis": lc.EIGENBASIS_STATUS}
 
 
 def test_the_policy_covers_every_public_primitive():
