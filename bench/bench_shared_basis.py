@@ -52,7 +52,7 @@ def numpy_update(state, g, y0, eps, power_iters, mass_iters=30):
     rho_new = rho + mass
     cc = rho_new + eps
     z = np.einsum("mji,mj->mi", vec, h) * ((shifted + cc[:, None]) ** -0.5 - cc[:, None] ** -0.5)
-    u = -(np.einsum("mij,mj->mi", vec, z) @ basis.T + cc[:, None] ** -0.5 * g)
+    u = np.einsum("mij,mj->mi", vec, z) @ basis.T + cc[:, None] ** -0.5 * g
     return basis, r_new, rho_new, u
 
 
