@@ -9,7 +9,8 @@ float32 with syevd (one matrix at a time) and its default driver syevr, SciPy's 
 linalg_core calls). Quality of
 both, against a float64 eigh of the same matrix: the largest principal angle (sin) between the
 top-k subspaces (k = 8, 32) and the relative off-diagonal mass ||Q^T A Q - diag||_F / ||A||_F.
-Cases: n = 1024 float32, one matrix; and a batch of 64 matrices 256 x 256 float32.
+Cases: n = 1024 float32, one matrix; and a batch of 64 matrices 256 x 256 float32. Floor of the
+single matrix (bench/floor.py): one power step's GEMM and QR (`floors`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ float32 rounding. Reported: those errors and the singular-value range of each ou
 
 Converging mode: ``lc.polar(a, tol=1e-4)`` (float32) against ``scipy.linalg.polar`` (SVD based),
 time and the certified residual next to the true ``max|sigma(q) - 1|``.
+
+Floor (bench/floor.py) of each single-matrix case: the SYRK/GEMM/POTRF calls cpp/polar.cc makes
+at that shape (`schedule_floors`, `converging_floors`), timed on the BLAS threads the kernel
+gives that problem; the batch has none (`schedule_floors` says why).
 """
 
 from __future__ import annotations
@@ -104,9 +108,9 @@ def schedule_floors(shape: tuple[int, ...], steps: int) -> dict[tuple, int]:
     A batch of small matrices has no floor. The kernel splits the batch over the cores, one BLAS
     thread per matrix; SciPy's calls, one at a time, cannot be timed that way: on one thread
     their sum is the work of every core added up (about the core count times a floor), on
-    OpenBLAS's threads every small call pays the threads' synchronisation (measured here: a
-    128 x 128 batch's calls on OpenBLAS's threads summed to three times our time). SciPy's
-    per-call overhead (under 1 us) is not what spoils it."""
+    OpenBLAS's threads every small call pays the threads' synchronisation (measured: the floor
+    of the 16 x 128 x 128 case so timed came out at three times our time). SciPy's per-call
+    overhead (under 1 us) is not what spoils it."""
     if len(shape) > 2:
         return {}
     m, n = shape
@@ -120,9 +124,10 @@ def schedule_floors(shape: tuple[int, ...], steps: int) -> dict[tuple, int]:
 def converging_floors(shape: tuple[int, int], schedule_steps: int) -> tuple[dict[tuple, int], str]:
     """The floor of the converging case: the Polar Express schedule's calls (`_schedule_calls`),
     and per converging step its check's Gram matrix and the cubic step's product, plus the last
-    check's Gram matrix: c (SYRK k x K + GEMM k x k x K) + SYRK k x K for c cubic steps, c known
-    once the case has run (the last method, named here). The check's repeated squarings, run only
-    when ||G - I||_F cannot decide the tolerance, stay out: the floor is a lower bound."""
+    check's Gram matrix: c (SYRK k x K + GEMM k x k x K) + SYRK k x K for c cubic steps (the
+    method named here; c is the iteration count of the build's own call, past the schedule). The
+    check's repeated squarings, run only when ||G - I||_F cannot decide the tolerance, and the
+    band-free start's O(k K) passes stay out: the floor is a lower bound."""
     m, n = shape
     k, big = min(m, n), max(m, n)
     return (_schedule_calls(k, big, schedule_steps),
