@@ -127,7 +127,7 @@ def converging_floors(shape: tuple[int, int], schedule_steps: int) -> tuple[dict
     check's Gram matrix: c (SYRK k x K + GEMM k x k x K) + SYRK k x K for c cubic steps (the
     method named here; c is the iteration count of the build's own call, past the schedule). The
     check's repeated squarings, run only when ||G - I||_F cannot decide the tolerance, and the
-    band-free start's O(k K) passes stay out: the floor is a lower bound."""
+    start's O(k K) passes stay out: the floor is a lower bound."""
     m, n = shape
     k, big = min(m, n), max(m, n)
     return (_schedule_calls(k, big, schedule_steps),
