@@ -4,7 +4,9 @@ Each factory returns a callable that runs one such call (SciPy's wrappers of the
 the kernels call) on inputs of the case's shapes; a suite adds them to a case as methods named
 ``floor: <what>``, so they are timed in the same run, and `bench.harness.floor_multiples` reports
 our time as a multiple of their sum. Where LAPACK's routine is not wrapped by SciPy, the stand-in
-is a call with the same flop count, named so in the method name (``~`` in front).
+is a call with the same flop count, named so in the method name (``~`` in front). A kernel that
+runs a problem on one BLAS thread (cpp/blas_threads.h) has its floor timed on one too
+(`on_threads`).
 """
 
 from __future__ import annotations
@@ -90,3 +92,38 @@ def geqrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
     a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
     f = _routine(lapack, "geqrf", dtype)
     return lambda: f(a)
+
+
+def repeated(call: Callable[[], object], times: int) -> Callable[[], object]:
+    """``call`` run ``times`` times back to back: a call the algorithm makes once per step (or per
+    batch element) at the same shape."""
+
+    def run():
+        for _ in range(times):
+            call()
+
+    return run
+
+
+def small_problem_threads(rows: int) -> int | None:
+    """The BLAS threads the kernels' small-problem policy (cpp/blas_threads.h,
+    ``SmallProblemBlasThreads``) gives a problem of ``rows`` rows: one up to 512, else
+    OpenBLAS's own count (None)."""
+    return 1 if rows <= 512 else None
+
+
+def on_threads(call: Callable[[], object], threads: int | None) -> Callable[[], object]:
+    """``call`` with BLAS limited to ``threads`` threads (None: as it is), as the kernel runs the
+    same calls: one BLAS thread against OpenBLAS's threaded calls at a few hundred rows is not a
+    floor of the same work."""
+    if threads is None:
+        return call
+    import threadpoolctl
+
+    controller = threadpoolctl.ThreadpoolController()
+
+    def run():
+        with controller.limit(limits=threads, user_api="blas"):
+            return call()
+
+    return run
