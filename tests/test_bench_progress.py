@@ -18,6 +18,9 @@ import pytest
 
 from bench import harness
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^progress \[[#-]{20}\] (\d+)/(\d+) cases \| (\w+): (.*) \| elapsed (\d+:\d\d) \| eta (\d+:\d\d)$")
 

@@ -13,6 +13,9 @@ import pytest
 import linalg_core as lc
 from linalg_core._native import cpu
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 # public dict -> (module attribute, the name of success)
 CODES = [
     (lc.ROOT_STATUS, "root_status", "ok"),

@@ -7,6 +7,9 @@ import pytest
 
 from linalg_core import stability
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 
 @pytest.mark.parametrize("primitive", list(stability.PRIMITIVES))
 def test_tiny_sweep_records(primitive):
