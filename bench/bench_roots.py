@@ -286,6 +286,9 @@ def summarize(result: dict, out) -> str:
     ours = list(dict.fromkeys(o for c in result["cases"] for o in c.get("floor_multiples", {})))
     if ours:
         lines += [report.floor_table(result["cases"], ours), ""]
+        its = {n: i for c in result["cases"] for n, i in c.get("floor_iterations", {}).items()}
+        lines += ["Iterations in the Newton floors (our calls' own `info.iterations`): "
+                  + ", ".join(f"{n} {i}" for n, i in its.items()) + ".", ""]
     rows = result["stability"]["rows"]
     names = [k for k in rows[0] if k != "kappa"]
     lines += ["Stability: relative error against the exact root of Q diag(lambda) Q^T "

@@ -168,3 +168,20 @@ def multiples(times: dict, ours) -> dict[str, float]:
         if o in times and own:
             out.update(floor_multiples({o: times[o], **own}, [o]))
     return out
+
+
+def products(n: int, widths, dtype=np.float64) -> Callable[[], object]:
+    """A X for an n x n A and blocks X of the given column counts, in that order: an iterative
+    solver's products with its operator, as it made them."""
+    rng = _rng()
+    widths = [int(w) for w in widths]
+    a = _fortran(rng.standard_normal((n, n)).astype(dtype))
+    x = _fortran(rng.standard_normal((n, max(widths, default=1))).astype(dtype))
+    f = _routine(blas, "gemm", dtype)
+    blocks = [x[:, :w] for w in widths]  # column slices of a Fortran array stay contiguous
+
+    def run():
+        for block in blocks:
+            f(1.0, a, block)
+
+    return run
