@@ -89,14 +89,23 @@ def geqrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
     """Householder QR of an m x n matrix (the factored form, no Q): 2 m n^2 - 2/3 n^3 flops."""
     a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
     f = _routine(lapack, "geqrf", dtype)
-    return lambda: f(a)
+    lwork = _qr_lwork(m, n, dtype)
+    return lambda: f(a, lwork=lwork)
+
+
+def _qr_lwork(m: int, n: int, dtype) -> int:
+    """The optimal workspace of geqrf: SciPy's default is the minimal one, with which LAPACK
+    falls back to its unblocked (BLAS-2) algorithm."""
+    return int(_routine(lapack, "geqrf_lwork", dtype)(m, n)[0])
 
 
 def gesdd(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
     """Thin SVD of an m x n matrix by divide and conquer, singular vectors included."""
     a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
     f = _routine(lapack, "gesdd", dtype)
-    return lambda: f(a, compute_uv=1, full_matrices=0)
+    # The optimal workspace (SciPy's default, the minimal one, makes gesdd several times slower).
+    lwork = int(_routine(lapack, "gesdd_lwork", dtype)(m, n, compute_uv=1, full_matrices=0)[0])
+    return lambda: f(a, compute_uv=1, full_matrices=0, lwork=lwork)
 
 
 def getrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
@@ -111,10 +120,13 @@ def householder_q(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
     flops."""
     a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
     qr, orgqr = _routine(lapack, "geqrf", dtype), _routine(lapack, "orgqr", dtype)
+    qr_lwork = _qr_lwork(m, n, dtype)
+    factored, tau, _, _ = qr(a, lwork=qr_lwork)
+    q_lwork = int(orgqr(factored, tau, lwork=-1)[1][0])  # workspace query
 
     def run():
-        factored, tau, _, _ = qr(a)
-        return orgqr(factored, tau)
+        factored, tau, _, _ = qr(a, lwork=qr_lwork)
+        return orgqr(factored, tau, lwork=q_lwork)
 
     return run
 
