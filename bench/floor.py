@@ -91,12 +91,51 @@ def geqrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
     """Householder QR of an m x n matrix (the factored form, no Q): 2 m n^2 - 2/3 n^3 flops."""
     a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
     f = _routine(lapack, "geqrf", dtype)
+    lwork = _qr_lwork(m, n, dtype)
+    return lambda: f(a, lwork=lwork)
+
+
+def _qr_lwork(m: int, n: int, dtype) -> int:
+    """The optimal workspace of geqrf: SciPy's default is the minimal one, with which LAPACK
+    falls back to its unblocked (BLAS-2) algorithm."""
+    return int(_routine(lapack, "geqrf_lwork", dtype)(m, n)[0])
+
+
+def gesdd(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
+    """Thin SVD of an m x n matrix by divide and conquer, singular vectors included."""
+    a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
+    f = _routine(lapack, "gesdd", dtype)
+    # The optimal workspace (SciPy's default, the minimal one, makes gesdd several times slower).
+    lwork = int(_routine(lapack, "gesdd_lwork", dtype)(m, n, compute_uv=1, full_matrices=0)[0])
+    return lambda: f(a, compute_uv=1, full_matrices=0, lwork=lwork)
+
+
+def getrf(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
+    """LU factorisation with partial pivoting of an m x n matrix: m n^2 - n^3 / 3 flops (m >= n)."""
+    a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
+    f = _routine(lapack, "getrf", dtype)
     return lambda: f(a)
 
 
+def householder_q(m: int, n: int, dtype=np.float32) -> Callable[[], object]:
+    """The orthonormal Q (m x n) of an m x n matrix: ``geqrf`` then ``orgqr``, 4 m n^2 - 4/3 n^3
+    flops."""
+    a = _fortran(_rng().standard_normal((m, n)).astype(dtype))
+    qr, orgqr = _routine(lapack, "geqrf", dtype), _routine(lapack, "orgqr", dtype)
+    qr_lwork = _qr_lwork(m, n, dtype)
+    factored, tau, _, _ = qr(a, lwork=qr_lwork)
+    q_lwork = int(orgqr(factored, tau, lwork=-1)[1][0])  # workspace query
+
+    def run():
+        factored, tau, _, _ = qr(a, lwork=qr_lwork)
+        return orgqr(factored, tau, lwork=q_lwork)
+
+    return run
+
+
 def repeated(call: Callable[[], object], times: int) -> Callable[[], object]:
-    """``call`` run ``times`` times back to back: a call the algorithm makes once per step (or per
-    batch element) at the same shape."""
+    """``call`` run ``times`` times in a row: a floor call that the algorithm makes once per
+    iteration, for the iterations the case's own run counted."""
 
     def run():
         for _ in range(times):
@@ -125,5 +164,62 @@ def on_threads(call: Callable[[], object], threads: int | None) -> Callable[[], 
     def run():
         with controller.limit(limits=threads, user_api="blas"):
             return call()
+
+    return run
+
+
+def sequence(*calls: Callable[[], object]) -> Callable[[], object]:
+    """The calls run in order, timed as one floor entry (a method whose floor is many small calls
+    of several kinds)."""
+
+    def run():
+        for call in calls:
+            call()
+
+    return run
+
+
+def of(method: str, call: str) -> str:
+    """The method name of a floor call that belongs to one of our methods only (``floor: <method>:
+    <call>``), for cases whose methods differ in what they cannot avoid (an eigendecomposition
+    against Newton iterations, a cold against a warm start). A floor named ``floor: <call>``
+    (no method) belongs to every method of its case."""
+    return f"floor: {method}: {call}"
+
+
+def owner(name: str) -> str | None:
+    """The method a floor call belongs to (`of`), None when it belongs to all of them."""
+    method, sep, _ = name[len("floor: "):].partition(": ")
+    return method if sep else None
+
+
+def multiples(times: dict, ours) -> dict[str, float]:
+    """Each of our methods' median time as a multiple of its floor: the sum of the medians of the
+    floor calls that belong to it (`of`) or to every method of the case
+    (`bench.harness.floor_multiples` on each method's own floor). Methods without a floor call
+    are left out."""
+    from bench.harness import floor_multiples
+
+    out = {}
+    for o in ours:
+        own = {n: t for n, t in times.items() if n.startswith("floor: ") and owner(n) in (None, o)}
+        if o in times and own:
+            out.update(floor_multiples({o: times[o], **own}, [o]))
+    return out
+
+
+def products(n: int, widths, dtype=np.float64) -> Callable[[], object]:
+    """A X for an n x n A and blocks X of the given column counts, in that order: an iterative
+    solver's products with its operator, as it made them."""
+    rng = _rng()
+    widths = [int(w) for w in widths]
+    a = _fortran(rng.standard_normal((n, n)).astype(dtype))
+    x = _fortran(rng.standard_normal((n, max(widths, default=1))).astype(dtype))
+    f = _routine(blas, "gemm", dtype)
+    blocks = [x[:, :w] for w in widths]  # column slices of a Fortran array stay contiguous
+
+    def run():
+        for block in blocks:
+            f(1.0, a, block)
 
     return run

@@ -47,13 +47,27 @@ def write_suite(suite: str, result: dict, out: Path) -> str:
 
 def floor_table(cases: list, ours) -> str:
     """Markdown: each case's floor (the BLAS/LAPACK calls its algorithm cannot avoid, timed in the
-    same run: bench/floor.py) and our time as a multiple of it."""
-    lines = ["Floor: the unavoidable BLAS/LAPACK calls of each case, timed alone in the same run "
-             "(bench/floor.py); our time as a multiple of their sum.", "",
+    same run: bench/floor.py) and our time as a multiple of it. Where the floor calls belong to
+    one method each (`bench.floor.of`), one row per case and method instead."""
+    from bench.floor import owner
+
+    intro = ("Floor: the unavoidable BLAS/LAPACK calls of each case, timed alone in the same run "
+             "(bench/floor.py); our time as a multiple of their sum.")
+    parts_of = [{n: t["median_s"] for n, t in c["times"].items() if n.startswith("floor: ")} for c in cases]
+    if any(owner(n) is not None for parts in parts_of for n in parts):
+        lines = [intro, "", "| case | method | floor calls | floor ms | method / floor |", "|---" * 5 + "|"]
+        for c, parts in zip(cases, parts_of):
+            mult = c.get("floor_multiples", {})
+            for o in (o for o in ours if o in mult):
+                own = {n: v for n, v in parts.items() if owner(n) in (None, o)}
+                calls = ", ".join(f"{n[len('floor: '):].removeprefix(o + ': ')} {1e3 * v:.2f}"
+                                  for n, v in own.items())
+                lines.append(f"| {c['label']} | {o} | {calls} | {1e3 * sum(own.values()):.2f} | {mult[o]:.2f}x |")
+        return "\n".join(lines)
+    lines = [intro, "",
              "| case | floor calls | floor ms | " + " | ".join(f"{o} / floor" for o in ours) + " |",
              "|---" * (len(ours) + 3) + "|"]
-    for c in cases:
-        parts = {n: t["median_s"] for n, t in c["times"].items() if n.startswith("floor: ")}
+    for c, parts in zip(cases, parts_of):
         if not parts:
             continue
         calls = ", ".join(f"{n[len('floor: '):]} {1e3 * v:.2f}" for n, v in parts.items())
