@@ -26,7 +26,7 @@ import numpy as np
 
 import linalg_core as lc
 from bench import floor, report
-from bench.harness import Built, Case, run_cases
+from bench.harness import Built, Case, floor_multiples, run_cases
 
 
 def _residual(a, w, v) -> float:
@@ -183,7 +183,7 @@ def lobpcg_finish(label: str, c: dict, log) -> dict:
     targets = {f"{fastest} / ours cold": 3.0, "eigh(subset) / ours cold": 1.0, "ours cold / ours warm": 3.0}
     for key, value in ratios.items():
         log(f"  {key}: {value:.1f}x (target >= {targets[key]:g}x)")
-    multiples = floor.multiples(times, LOBPCG_OURS)
+    multiples = floor_multiples(times, LOBPCG_OURS)
     counts = c["floor_products"]
     log("  floor multiple (ours / its products with A): " + ", ".join(
         f"{o} {m:.2f}x ({counts[o]['products']} products, {counts[o]['columns']} columns, "
@@ -309,7 +309,7 @@ def rsvd_finish(label: str, c: dict, log) -> dict:
     targets["sklearn defaults / ours defaults"] = 1.5
     for key, value in ratios.items():
         log(f"  {key}: {value:.1f}x (target >= {targets[key]:g}x)")
-    multiples = floor.multiples(times, RSVD_OURS)
+    multiples = floor_multiples(times, RSVD_OURS)
     log("  floor multiple (ours / sum of its floor calls): "
         + ", ".join(f"{o} {m:.2f}x" for o, m in multiples.items()))
     return {"label": label, **c, "ratios": ratios, "targets": targets, "floor_multiples": multiples}

@@ -23,7 +23,7 @@ import numpy as np
 
 import linalg_core as lc
 from bench import floor, report
-from bench.harness import Built, Case, run_cases
+from bench.harness import Built, Case, floor_multiples, run_cases
 
 P = 4
 RIDGE = 1e-6
@@ -251,7 +251,7 @@ def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
         times, errors = c["times"], c["accuracy"]
         ratios = {f"{p} / {o}": times[p]["median_s"] / times[o]["median_s"] for p, o, _ in PAIRS[label]}
         ours_names = [n for n in times if n.startswith("linalg_core")]
-        multiples = floor.multiples(times, ours_names)
+        multiples = floor_multiples(times, ours_names)
         log(f"{label}:")
         for name in times:
             err = f"   rel err {errors[name]:.1e}" if name in errors else ""

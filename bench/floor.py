@@ -187,27 +187,6 @@ def of(method: str, call: str) -> str:
     return f"floor: {method}: {call}"
 
 
-def owner(name: str) -> str | None:
-    """The method a floor call belongs to (`of`), None when it belongs to all of them."""
-    method, sep, _ = name[len("floor: "):].partition(": ")
-    return method if sep else None
-
-
-def multiples(times: dict, ours) -> dict[str, float]:
-    """Each of our methods' median time as a multiple of its floor: the sum of the medians of the
-    floor calls that belong to it (`of`) or to every method of the case
-    (`bench.harness.floor_multiples` on each method's own floor). Methods without a floor call
-    are left out."""
-    from bench.harness import floor_multiples
-
-    out = {}
-    for o in ours:
-        own = {n: t for n, t in times.items() if n.startswith("floor: ") and owner(n) in (None, o)}
-        if o in times and own:
-            out.update(floor_multiples({o: times[o], **own}, [o]))
-    return out
-
-
 def products(n: int, widths, dtype=np.float64) -> Callable[[], object]:
     """A X for an n x n A and blocks X of the given column counts, in that order: an iterative
     solver's products with its operator, as it made them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -101,15 +102,25 @@ class Case(NamedTuple):
     warmup: int = 1
 
 
+def floor_owner(name: str) -> str | None:
+    """The method a floor call belongs to: ``floor: <method>: <call>`` counts for that method only
+    (a case whose methods differ in what they cannot avoid: an eigendecomposition against Newton
+    iterations, a cold against a warm start), ``floor: <call>`` for every method of its case."""
+    method, sep, _ = name[len("floor: "):].partition(": ")
+    return method if sep else None
+
+
 def floor_multiples(times: dict, ours: Sequence[str]) -> dict[str, float]:
-    """Each of our methods' median time as a multiple of the case's floor: the sum of the medians
-    of the methods named ``floor: ...`` (the BLAS/LAPACK calls the algorithm cannot avoid, timed
-    in the same run). Empty when the case has no floor."""
-    parts = [t["median_s"] for name, t in times.items() if name.startswith("floor: ")]
-    if not parts:
-        return {}
-    floor = sum(parts)
-    return {name: times[name]["median_s"] / floor for name in ours if name in times}
+    """Each of our methods' median time as a multiple of its floor: the sum of the medians of the
+    methods named ``floor: ...`` that belong to it (`floor_owner`): the BLAS/LAPACK calls the
+    algorithm cannot avoid, timed in the same run. Methods without a floor call are left out."""
+    out = {}
+    for name in ours:
+        parts = [t["median_s"] for n, t in times.items()
+                 if n.startswith("floor: ") and floor_owner(n) in (None, name)]
+        if name in times and parts:
+            out[name] = times[name]["median_s"] / sum(parts)
+    return out
 
 
 def run_cases(module, size: str, log: Callable[[str], None]) -> dict:
@@ -405,18 +416,16 @@ def main(argv: Sequence[str]) -> int:
     _announce = progress.case
     summaries = []
     for suite in suites:
-        module = __import__(f"bench.bench_{suite}", fromlist=["run"])
+        module = importlib.import_module(f"bench.bench_{suite}")
         say(f"\n== {suite} ({size_of[suite]} size) ==")
         if isinstance(progress, Progress):
             progress.begin_suite(suite)
-        if hasattr(module, "cases"):  # timed under pytest-benchmark, the report rendered from its JSON
-            # A suite with no case at this size (the accelerator suite without a GPU) skips
-            # pytest, which fails a run that collects no test.
-            planned = module.cases(size_of[suite])
-            done = cases_from_json(run_pytest(suite, size_of[suite], args.out)) if planned else {}
-            result = module.finish(size_of[suite], done, Log(progress, suite))
-        else:
-            result = module.run(quick=size_of[suite] == "quick", log=Log(progress, suite))
+        # Timed under pytest-benchmark, the report rendered from its JSON. A suite with no case at
+        # this size (the accelerator suite without a GPU) skips pytest, which fails a run that
+        # collects no test.
+        planned = module.cases(size_of[suite])
+        done = cases_from_json(run_pytest(suite, size_of[suite], args.out)) if planned else {}
+        result = module.finish(size_of[suite], done, Log(progress, suite))
         result["size"] = size_of[suite]
         result["environment"] = env
         path = args.out / f"{suite}.json"

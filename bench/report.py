@@ -49,7 +49,7 @@ def floor_table(cases: list, ours) -> str:
     """Markdown: each case's floor (the BLAS/LAPACK calls its algorithm cannot avoid, timed in the
     same run: bench/floor.py) and our time as a multiple of it. Where the floor calls belong to
     one method each (`bench.floor.of`), one row per case and method instead."""
-    from bench.floor import owner
+    from bench.harness import floor_owner as owner
 
     intro = ("Floor: the unavoidable BLAS/LAPACK calls of each case, timed alone in the same run "
              "(bench/floor.py); our time as a multiple of their sum.")
