@@ -16,12 +16,14 @@ Accuracy against a float64 oracle (dense eigh of the float64 C built from the sa
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import case, time_methods
+from bench import floor
+from bench.harness import Built, Case, floor_multiples, run_cases
 
 BETA = 0.999
 CASES = [
@@ -163,41 +165,94 @@ OURS = ("linalg_core (NumPy)", "linalg_core (JAX)")
 PEER = "precondition-opt"
 
 
-def run(quick: bool, log: Callable[[str], None]) -> dict:
+def floors(case: dict) -> tuple[str, ...]:
+    """Names of the case's floor calls (`floor_fns`): the dense path (a full-rank factor) cannot
+    avoid forming C = beta U diag(lambda) U^T + G G^T (one SYRK of the stack [sqrt(beta) U
+    diag(lambda)^(1/2), G]), tridiagonalising it, the tridiagonal eigensolve and the
+    back-transformation of the l+1 vectors it keeps (LAPACK's ``ormtr``, stood in for by a GEMM
+    of its flop count). The factored path (a thin factor) cannot avoid U^T G, a QR of the part of
+    G outside span(U), the (l+r) x (l+r) eigenproblem and rotating [U Q] into the new basis.
+
+    A batch of small blocks has no floor here: timed one SciPy call per block, the wrappers'
+    per-call overhead is the size of the calls themselves (measured: the floor of the 64 x 128 x
+    128 case came out above our time), and NumPy's batched ``eigh`` computes every vector."""
+    d, rank, cols = case["d"], case["rank"], case["cols"]
+    if case["batch"]:
+        return ()
+    if cols >= d:
+        return (f"floor: syrk {d}x{rank + cols}", f"floor: sytrd {d}", f"floor: stedc {d}",
+                f"floor: ~ormtr (gemm {d}x{d}x{rank + 1})")
+    return (f"floor: gemm {rank}x{d}x{cols}", f"floor: geqrf {d}x{cols}", f"floor: syevd {rank + cols}",
+            f"floor: gemm {d}x{rank + cols}x{rank}")
+
+
+def floor_fns(case: dict, state: lc.FDState, g: np.ndarray) -> dict[str, Callable]:
+    d, rank, cols = case["d"], case["rank"], case["cols"]
+    if not floors(case):
+        return {}
+    if cols >= d:
+        u, lam, g0 = (np.asarray(x, np.float64) for x in (state.basis, state.eigvals, g))
+        c = BETA * (u * lam) @ u.T + g0 @ g0.T
+        calls = (floor.syrk(d, rank + cols), floor.sytrd(d, a=c), floor.tridiagonal_eigh(d, a=c),
+                 floor.gemm(d, d, rank + 1))
+    else:
+        calls = (floor.gemm(rank, d, cols), floor.geqrf(d, cols), floor.syevd(rank + cols),
+                 floor.gemm(d, rank + cols, rank))
+    return dict(zip(floors(case), calls))
+
+
+def build(case: dict, rng: np.random.Generator) -> Built:
+    d, rank, cols, batch = case["d"], case["rank"], case["cols"], case["batch"]
+    shape = (batch,) if batch else ()
+    state = warm_start(rng, d, rank, batch)
+    g = (np.geomspace(1.0, 1e-2, d)[:, None] * rng.standard_normal(shape + (d, cols))).astype(np.float32)
+    fns, accs = {}, {}
+    for name, make in METHODS.items():
+        run_fn, outputs = make(state, g, BETA)
+        fns[name] = run_fn
+        accs[name] = accuracy(*outputs(), state, g, BETA)
+    fns.update(floor_fns(case, state, g))
+    record = {**case, "beta": BETA, "accuracy": accs,
+              "state_bytes": {"linalg_core": lc.fd_state_bytes(d, rank, dtype=np.float32, batch_shape=shape),
+                              "precondition-opt": (batch or 1) * d * (rank + 2) * 4,
+                              "full statistic": (batch or 1) * d * d * 4}}
+    return Built(fns, record)
+
+
+def cases(size: str) -> list[Case]:
+    quick = size == "quick"
+    # One generator for the suite, drawn from in case order (each case's inputs depend on the
+    # cases before it, as when the suite ran in one loop).
     rng = np.random.default_rng(20261122)
-    cases = []
-    for case in CASES:
-        case(log, case["label"])
-        d, rank, cols, batch = case["d"], case["rank"], case["cols"], case["batch"]
-        shape = (batch,) if batch else ()
-        state = warm_start(rng, d, rank, batch)
-        g = (np.geomspace(1.0, 1e-2, d)[:, None] * rng.standard_normal(shape + (d, cols))).astype(np.float32)
-        fns, accs = {}, {}
-        for name, make in METHODS.items():
-            run_fn, outputs = make(state, g, BETA)
-            fns[name] = run_fn
-            accs[name] = accuracy(*outputs(), state, g, BETA)
-        repeats = 3 if quick else (5 if d * cols >= 1024 * 1024 else 9)
-        times = time_methods(fns, repeats=repeats)
-        ratios = {
-            f"{peer} / {ours}": times[peer]["median_s"] / times[ours]["median_s"]
-            for ours in OURS
-            for peer in METHODS
-            if peer not in OURS
-        }
-        bytes_ours = lc.fd_state_bytes(d, rank, dtype=np.float32, batch_shape=shape)
-        bytes_peer = (batch or 1) * d * (rank + 2) * 4
-        bytes_full = (batch or 1) * d * d * 4
-        result = {**case, "beta": BETA, "times": times, "accuracy": accs, "ratios": ratios,
-                  "state_bytes": {"linalg_core": bytes_ours, "precondition-opt": bytes_peer,
-                                  "full statistic": bytes_full}}
-        cases.append(result)
-        log(f"{case['label']}:")
-        for name in METHODS:
-            a = accs[name]
-            log(f"  {name:24s} {1e3 * times[name]['median_s']:9.2f} ms   sketch err {a['sketch_rel_err']:.1e}"
-                f"   rho err {a['rho_rel_err']:.1e}   orth {a['orthogonality']:.1e}")
+    out = []
+    for c in CASES:
+        repeats = 3 if quick else (5 if c["d"] * c["cols"] >= 1024 * 1024 else 9)
+        out.append(Case(c["label"], (*METHODS, *floors(c)), lambda c=c: build(c, rng), rounds=repeats))
+    return out
+
+
+def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
+    cases_out = []
+    for label, c in done.items():
+        times, accs = c["times"], c["accuracy"]
+        ratios = {f"{peer} / {ours}": times[peer]["median_s"] / times[ours]["median_s"]
+                  for ours in OURS for peer in METHODS if peer not in OURS}
+        multiples = floor_multiples(times, OURS)
+        cases_out.append({**c, "ratios": ratios, "floor_multiples": multiples})
+        log(f"{label}:")
+        for name in times:
+            a = accs.get(name)
+            err = (f"   sketch err {a['sketch_rel_err']:.1e}   rho err {a['rho_rel_err']:.1e}"
+                   f"   orth {a['orthogonality']:.1e}") if a else ""
+            log(f"  {name:36s} {1e3 * times[name]['median_s']:9.2f} ms{err}")
         for key in (f"{PEER} / {OURS[0]}", f"{PEER} / {OURS[1]}"):
-            target = f" (target >= {case['target']:g}x)" if case["target"] else ""
+            target = f" (target >= {c['target']:g}x)" if c["target"] else ""
             log(f"  speed-up {key}: {ratios[key]:.1f}x{target}")
-    return {"suite": "fd", "cases": cases, "peer": PEER, "ours": list(OURS)}
+        log("  floor multiple (ours / sum of floor calls): "
+            + ", ".join(f"{name} {m:.2f}x" for name, m in multiples.items()))
+    return {"suite": "fd", "cases": cases_out, "peer": PEER, "ours": list(OURS)}
+
+
+def run(size: str, log: Callable[[str], None]) -> dict:
+    """The suite timed in this process (`bench.harness.run_cases`)."""
+    return run_cases(sys.modules[__name__], size, log)

@@ -14,6 +14,7 @@ Fraction of peak: useful flops of the operation (FD: the thin stack's, 2 d n^2 +
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import jax
@@ -22,32 +23,38 @@ import numpy as np
 
 import linalg_core as lc
 from bench.bench_fd import peer_precondition
-from bench.harness import case, time_methods
+from bench.harness import Built, Case, run_cases
 
 
 def _device() -> str:
     return jax.devices()[0].platform
 
 
-def _gemm_rate(d: int) -> float:
+GEMM = "jax.jit(x @ x)"
+METHODS = ("linalg_core fd_update", "precondition-opt FD update", "linalg_core inverse_root newton3",
+           "precondition-opt matrix_inverse_pth_root", "linalg_core inverse_root eigh",
+           "precondition-opt matrix_inverse_pth_root_eigh")
+
+
+def _sizes(quick: bool) -> tuple[int, int]:
+    return (512, 64) if quick else (4096, 256)
+
+
+def _runs(quick: bool, device: str) -> bool:
+    """Whether the suite runs here: always at the quick size, else only on a GPU."""
+    return quick or device == "gpu"
+
+
+def build_gemm(d: int) -> Built:
+    """The device's d x d float32 GEMM, whose rate the fractions of peak divide by."""
     a = jnp.asarray(np.random.default_rng(0).standard_normal((d, d)), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     jax.block_until_ready(f(a))
-    t = time_methods({"gemm": lambda: jax.block_until_ready(f(a))}, repeats=5)["gemm"]["median_s"]
-    return 2.0 * d ** 3 / t
+    return Built({GEMM: lambda: jax.block_until_ready(f(a))}, {})
 
 
-def run(quick: bool, log: Callable[[str], None]) -> dict:
-    device = _device()
-    case(log, f"device {device}")
-    if not quick and device != "gpu":
-        log(f"  no GPU (JAX device: {device}): the accelerator suite runs only with --quick here")
-        return {"suite": "gpu", "device": device, "skipped": True}
-    d, rank = (512, 64) if quick else (4096, 256)
+def build(d: int, rank: int) -> Built:
     rng = np.random.default_rng(20261122)
-    rate = _gemm_rate(d)
-    log(f"device {device}: {d}x{d} float32 GEMM {rate / 1e12:.2f} TFLOP/s")
-
     # FD update with a full-rank d x d factor (the dense path), warm sketch.
     state = lc.fd_init(d, rank, dtype=np.float32)
     state, _ = lc.fd_update(state, factor=rng.standard_normal((d, rank)).astype(np.float32), beta=0.999)
@@ -67,16 +74,44 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     peer_eigh = jax.jit(lambda m: ds.matrix_inverse_pth_root_eigh(m, 4, ridge_epsilon=1e-6)[0])
     ours_newton = jax.jit(lambda m: lc.inverse_root(m, 4, eps=1e-6, method="newton3")[0])
     ours_eigh = jax.jit(lambda m: lc.inverse_root(m, 4, eps=1e-6, method="eigh")[0])
+    fns = dict(zip(METHODS, (
+        lambda: jax.block_until_ready(ours_fd(jstate, jg)),
+        peer_fd,
+        lambda: jax.block_until_ready(ours_newton(ja)),
+        lambda: jax.block_until_ready(peer_newton(ja)),
+        lambda: jax.block_until_ready(ours_eigh(ja)),
+        lambda: jax.block_until_ready(peer_eigh(ja)),
+    )))
+    return Built(fns, {})
 
-    methods = {
-        "linalg_core fd_update": lambda: jax.block_until_ready(ours_fd(jstate, jg)),
-        "precondition-opt FD update": peer_fd,
-        "linalg_core inverse_root newton3": lambda: jax.block_until_ready(ours_newton(ja)),
-        "precondition-opt matrix_inverse_pth_root": lambda: jax.block_until_ready(peer_newton(ja)),
-        "linalg_core inverse_root eigh": lambda: jax.block_until_ready(ours_eigh(ja)),
-        "precondition-opt matrix_inverse_pth_root_eigh": lambda: jax.block_until_ready(peer_eigh(ja)),
-    }
-    times = time_methods(methods, repeats=2 if quick else 5)
+
+def _labels(quick: bool, device: str) -> tuple[str, str]:
+    d, rank = _sizes(quick)
+    return f"device {device}: {d}x{d} float32 GEMM", f"device {device}: d={d}, l={rank} float32"
+
+
+def cases(size: str) -> list[Case]:
+    quick = size == "quick"
+    device = _device()
+    if not _runs(quick, device):
+        return []
+    d, rank = _sizes(quick)
+    gemm_label, label = _labels(quick, device)
+    return [Case(gemm_label, (GEMM,), lambda: build_gemm(d), rounds=5),
+            Case(label, METHODS, lambda: build(d, rank), rounds=2 if quick else 5)]
+
+
+def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
+    quick = size == "quick"
+    device = _device()
+    if not _runs(quick, device):
+        log(f"  no GPU (JAX device: {device}): the accelerator suite runs only with --quick here")
+        return {"suite": "gpu", "device": device, "skipped": True}
+    d, rank = _sizes(quick)
+    gemm_label, label = _labels(quick, device)
+    rate = 2.0 * d ** 3 / done[gemm_label]["times"][GEMM]["median_s"]
+    log(f"device {device}: {d}x{d} float32 GEMM {rate / 1e12:.2f} TFLOP/s")
+    times = done[label]["times"]
     # Useful flops: dense FD = SYRK (d^2 (l + d)) + eigh (~9 d^3 with vectors); a root ~ the
     # eigh root (~9 d^3 + d^3): the same count for every method of one operation, so the
     # fractions compare like the times do.
@@ -96,6 +131,11 @@ def run(quick: bool, log: Callable[[str], None]) -> dict:
     log("  peer / ours: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     return {"suite": "gpu", "device": device, "d": d, "rank": rank, "gemm_flops": rate, "rows": rows,
             "ratios": ratios, "skipped": False}
+
+
+def run(size: str, log: Callable[[str], None]) -> dict:
+    """The suite timed in this process (`bench.harness.run_cases`)."""
+    return run_cases(sys.modules[__name__], size, log)
 
 
 def summarize(result: dict, out) -> str:

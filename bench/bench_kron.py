@@ -8,12 +8,14 @@ distance of left (x) right to a float64 run of the NumPy peer; sigma_1 per step 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+import sys
+from typing import Callable
 
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import case, time_methods
+from bench.harness import Built, Case, run_cases
 
 
 def numpy_kron(g: np.ndarray, steps: int):
@@ -41,17 +43,10 @@ def numpy_kron(g: np.ndarray, steps: int):
 
 
 STEPS = (1, 5)
-METHODS = ("linalg_core kron_approx", "NumPy batched matmul")
-
-
-class Case(NamedTuple):
-    """One case, shared by `run` (the report) and bench/test_bench_kron.py (pytest-benchmark)."""
-
-    label: str
-    steps: int
-    methods: dict[str, Callable[[], object]]  # name -> callable timed
-    accuracy: dict[str, float]  # name -> relative Frobenius error of left (x) right vs float64
-    ref_sigmas: list[float]
+OURS, PEER = "linalg_core kron_approx", "NumPy batched matmul"
+# One step from the identities is two SYRKs against the peer's GEMMs; every later step does the
+# peer's products with half the flops at best (TRMM + SYRK against 2 GEMMs).
+TARGETS = {1: 5.0, 5: 2.0}
 
 
 def samples(quick: bool) -> np.ndarray:
@@ -63,45 +58,47 @@ def samples(quick: bool) -> np.ndarray:
     return (a @ rng.standard_normal((n_samples, m, n)) @ b + 0.3 * rng.standard_normal((n_samples, m, n))).astype(np.float32)
 
 
-def make_case(g: np.ndarray, steps: int) -> Case:
-    n_samples, m, n = g.shape
+def build(g: np.ndarray, steps: int) -> Built:
     ref_l, ref_r, ref_sigmas = numpy_kron(g.astype(np.float64), steps)
-    methods = {
-        "linalg_core kron_approx": lambda s=steps: lc.kron_approx(g, steps=s),
-        "NumPy batched matmul": lambda s=steps: numpy_kron(g, s),
-    }
+    fns = {OURS: lambda: lc.kron_approx(g, steps=steps), PEER: lambda: numpy_kron(g, steps)}
     acc = {}
-    for name, fn in methods.items():
+    for name, fn in fns.items():
         left, right = fn()[:2]
         # ||l (x) r - L (x) R||_F via ||l||^2||r||^2 + ||L||^2||R||^2 - 2 <l, L><r, R>.
         l, r = left.astype(np.float64), right.astype(np.float64)
         cross = np.sum(l * ref_l) * np.sum(r * ref_r)
         dist2 = (np.sum(l * l) * np.sum(r * r) + np.sum(ref_l * ref_l) * np.sum(ref_r * ref_r) - 2 * cross)
         acc[name] = float(np.sqrt(max(dist2, 0)) / (np.linalg.norm(ref_l) * np.linalg.norm(ref_r)))
-    return Case(f"N={n_samples} {m}x{n} float32, steps={steps}", steps, methods, acc, ref_sigmas)
+    return Built(fns, {"steps": steps, "accuracy": acc, "sigma_per_step": ref_sigmas})
 
 
-def run(quick: bool, log: Callable[[str], None]) -> dict:
-    g = samples(quick)
-    n_samples, m, n = g.shape
-    cases = []
-    for steps in STEPS:
-        case(log, f"N={n_samples} {m}x{n} steps={steps}")
-        c = make_case(g, steps)
-        methods, acc, ref_sigmas = c.methods, c.accuracy, c.ref_sigmas
-        times = time_methods(methods, repeats=2 if quick else 3)
-        ratio = times["NumPy batched matmul"]["median_s"] / times["linalg_core kron_approx"]["median_s"]
-        log(f"kron N={n_samples} {m}x{n} float32 steps={steps}: sigma per step {', '.join(f'{s:.4g}' for s in ref_sigmas)}")
-        for name in methods:
+def cases(size: str) -> list[Case]:
+    quick = size == "quick"
+    n_samples, m, n = (64, 128, 128) if quick else (256, 256, 256)
+    g = functools.cache(lambda: samples(quick))  # built once, when the first case is
+    return [Case(f"N={n_samples} {m}x{n} float32, steps={steps}", (OURS, PEER),
+                 lambda steps=steps: build(g(), steps), rounds=2 if quick else 3)
+            for steps in STEPS]
+
+
+def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
+    out = []
+    for label, c in done.items():
+        times, acc = c["times"], c["accuracy"]
+        ratio = times[PEER]["median_s"] / times[OURS]["median_s"]
+        target = TARGETS[c["steps"]]
+        log(f"kron {label}: sigma per step {', '.join(f'{s:.4g}' for s in c['sigma_per_step'])}")
+        for name in times:
             log(f"  {name:28s} {1e3 * times[name]['median_s']:9.1f} ms   rel err {acc[name]:.1e}")
-        # One step from the identities is two SYRKs against the peer's GEMMs; every later step
-        # does the peer's products with half the flops at best (TRMM + SYRK against 2 GEMMs).
-        target = 5.0 if steps == 1 else 2.0
         log(f"  speed-up NumPy / linalg_core: {ratio:.1f}x (target >= {target:g}x)")
-        cases.append({"label": c.label, "times": times, "accuracy": acc,
-                      "ratios": {"NumPy / linalg_core": ratio}, "targets": {"NumPy / linalg_core": target},
-                      "sigma_per_step": ref_sigmas})
-    return {"suite": "kron", "cases": cases}
+        out.append({"label": label, **c, "ratios": {"NumPy / linalg_core": ratio},
+                    "targets": {"NumPy / linalg_core": target}})
+    return {"suite": "kron", "cases": out}
+
+
+def run(size: str, log: Callable[[str], None]) -> dict:
+    """The suite timed in this process (`bench.harness.run_cases`)."""
+    return run_cases(sys.modules[__name__], size, log)
 
 
 def summarize(result: dict, out) -> str:

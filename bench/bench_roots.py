@@ -7,6 +7,7 @@ Speed (float32, same process, two rounds of opposite order):
   256 blocks of 128 x 128: ours batched vs precondition-opt's vmapped.
 Accuracy: relative spectral error against the float64 root of the same float32 matrix, with the
 same ridge (relative 1e-6 of lambda_max for everyone).
+Floor (d=1024): each of our methods against the BLAS/LAPACK calls it cannot avoid (`floors`).
 Stability report: relative error against the exact root of the intended matrix
 Q diag(lambda) Q^T (n=128, p=4, geometric spectra, no ridge) for kappa = 1e1 .. 1e12, every method
 and dtype, with the rule of thumb "an inverse p-th root loses log2(kappa/p) bits" drawn as
@@ -15,12 +16,14 @@ eps * kappa / p.
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
 
 import linalg_core as lc
-from bench.harness import case, time_methods
+from bench import floor, report
+from bench.harness import Built, Case, floor_multiples, run_cases
 
 P = 4
 RIDGE = 1e-6
@@ -87,26 +90,107 @@ def scipy_fractional(a32):
     return run
 
 
-def speed_case(label, a32, methods, pairs, repeats, log):
-    case(log, label)
+BIG = "d=1024 p=4 kappa=1e4 float32"
+BATCH = "256 x (128 x 128) p=4 kappa=1e4 float32"
+SWEEP = "stability sweep"
+
+
+def big_methods(a32) -> dict[str, Callable[[], Callable]]:
+    return {
+        "linalg_core newton": lambda: ours(a32, "newton"),
+        "linalg_core newton3": lambda: ours(a32, "newton3"),
+        "linalg_core eigh": lambda: ours(a32, "eigh"),
+        "linalg_core eigh (float64 inside)": lambda: ours(a32, "eigh", True),
+        "precondition-opt newton": lambda: peer(a32, eigh=False),
+        "precondition-opt eigh": lambda: peer(a32, eigh=True),
+        "NumPy eigh root (float64 inside)": lambda: numpy_eigh_root(a32),
+        "SciPy fractional_matrix_power (f64)": lambda: scipy_fractional(a32),
+    }
+
+
+def batch_methods(b32) -> dict[str, Callable[[], Callable]]:
+    return {
+        "linalg_core auto (eigh)": lambda: ours(b32, "auto"),
+        "linalg_core newton3": lambda: ours(b32, "newton3"),
+        "precondition-opt newton (vmap)": lambda: peer(b32, eigh=False),
+        "precondition-opt eigh (vmap)": lambda: peer(b32, eigh=True),
+    }
+
+
+PAIRS = {
+    BIG: [("precondition-opt newton", "linalg_core newton", 2.0),
+          ("precondition-opt eigh", "linalg_core eigh", 1.2)],
+    BATCH: [("precondition-opt newton (vmap)", "linalg_core auto (eigh)", 2.0),
+            ("precondition-opt eigh (vmap)", "linalg_core auto (eigh)", 2.0)],
+}
+ITERATIONS = {"linalg_core newton": "newton", "linalg_core newton3": "newton3"}
+EIGH = {"linalg_core eigh": np.float32, "linalg_core eigh (float64 inside)": np.float64}
+
+
+def floors(d: int) -> tuple[str, ...]:
+    """Names of the floor calls of the d x d case (`floor_fns`), each belonging to one of our
+    methods (`bench.floor.of`).
+
+    eigh (in float32, and in float64 for the float64-inside variant): the tridiagonalisation
+    (``sytrd``), the tridiagonal eigensolve of the case's own matrix (``stedc``: its deflation
+    depends on the spectrum), the back-transformation of all d vectors (LAPACK's ``ormtr``,
+    2 d^3 flops, stood in for by a d x d x d GEMM of the same flops) and forming
+    X = (V f^(1/2)) (V f^(1/2))^T by one SYRK.
+
+    Newton (second order, p = 4): per iteration, the products the coupled iteration cannot avoid:
+    T_k^p M_k (one GEMM), T_k^2 and T_k^4 (two SYRKs) and X_k T_k, a product of two commuting
+    symmetric matrices whose lower triangle is all that is needed (d^3 flops: a SYRK of the
+    same flops stands in), times the iterations our call made (``info.iterations``, counted
+    from its own run on the case's matrix). newton3 adds E_k^2 (a SYRK) per iteration. Left out:
+    the lambda_max power steps and the Lanczos bound (matrix-vector work) and the a-posteriori
+    certificate (log2 p + 2 GEMMs once), which the multiple therefore includes.
+
+    The batch of 256 small blocks has no floor: timed one SciPy call per block, the wrappers'
+    per-call overhead and BLAS's threading of 128 x 128 calls are the size of the calls
+    themselves (measured: the eigh floor and the newton3 floor both came out above our time)."""
+    calls = {}
+    for name, it in ITERATIONS.items():
+        syrks = 4 if it == "newton3" else 3
+        calls[name] = (f"iterations x (gemm + {syrks} syrk) {d}",)
+    for name, dt in EIGH.items():
+        x = "d" if dt == np.float64 else "s"
+        calls[name] = (f"{x}sytrd {d}", f"{x}stedc {d}", f"~{x}ormtr ({x}gemm {d}x{d}x{d})", f"{x}syrk {d}x{d}")
+    return tuple(floor.of(name, c) for name, cs in calls.items() for c in cs)
+
+
+def floor_fns(a32: np.ndarray, iterations: dict[str, int]) -> dict[str, Callable]:
+    d = a32.shape[-1]
+    fns = []
+    for name, it in ITERATIONS.items():
+        syrks = 4 if it == "newton3" else 3
+        step = floor.sequence(floor.gemm(d, d, d), *(floor.syrk(d, d) for _ in range(syrks)))
+        fns.append(floor.repeated(step, iterations[name]))
+    for dt in EIGH.values():
+        a = a32.astype(dt)
+        fns += [floor.sytrd(d, dt, a=a), floor.tridiagonal_eigh(d, dt, a=a), floor.gemm(d, d, d, dt),
+                floor.syrk(d, d, dt)]
+    return dict(zip(floors(d), fns))
+
+
+def build_speed(label: str, a32: np.ndarray, methods: dict) -> Built:
     ref = oracle(a32.astype(np.float64))
     fns = {name: make() for name, make in methods.items()}
     errors = {name: rel_err(fn(), ref) for name, fn in fns.items()}
-    times = time_methods(fns, repeats=repeats)
-    ratios = {f"{p} / {o}": times[p]["median_s"] / times[o]["median_s"] for p, o, _ in pairs}
-    log(f"{label}:")
-    for name in fns:
-        log(f"  {name:40s} {1e3 * times[name]['median_s']:9.2f} ms   rel err {errors[name]:.1e}")
-    for p, o, target in pairs:
-        log(f"  speed-up {p} / {o}: {ratios[f'{p} / {o}']:.1f}x (target >= {target:g}x)")
-    return {"label": label, "times": times, "accuracy": errors, "ratios": ratios,
-            "targets": {f"{p} / {o}": t for p, o, t in pairs}}
+    record = {"accuracy": errors, "targets": {f"{p} / {o}": t for p, o, t in PAIRS[label]}}
+    if label == BIG:
+        iterations, produced = {}, {}
+        for name, method in ITERATIONS.items():
+            info = lc.inverse_root(a32, P, eps=RIDGE, method=method)[1]
+            iterations[name] = int(info.iterations)
+            produced[name] = next(k for k, v in lc.ROOT_METHODS.items() if v == int(info.method))
+        fns.update(floor_fns(a32, iterations))
+        record.update(floor_iterations=iterations, root_method=produced)
+    return Built(fns, record)
 
 
-def stability(rng, log):
-    n = 128
+def stability(q: np.ndarray) -> dict:
+    n = q.shape[0]
     kappas = [10.0**k for k in range(1, 13)]
-    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
     rows = []
     variants = [(m, dt, acc) for dt in (np.float32, np.float64) for m in ("eigh", "newton", "newton3")
                 for acc in (False,)] + [("eigh", np.float32, True)]
@@ -121,46 +205,76 @@ def stability(rng, log):
             name = f"{m}{'+f64' if acc else ''} {np.dtype(dt).name}"
             row[name] = {"error": rel_err(x, exact), "method": int(info.method), "status": int(info.status)}
         rows.append(row)
-        log(f"  kappa {kappa:8.0e}: " + "  ".join(f"{k} {v['error']:.1e}" for k, v in row.items() if k != "kappa"))
     return {"n": n, "p": P, "rows": rows}
 
 
-def run(quick: bool, log: Callable[[str], None]) -> dict:
+def build_sweep(rng) -> Built:
+    """The untimed stability sweep as a case of one method: the callable computes the sweep into
+    the record, once (`bench.harness.time_methods`, by hand, calls a method at least four times;
+    the orthogonal Q is drawn here, so every call would give the same rows)."""
+    q, _ = np.linalg.qr(rng.standard_normal((128, 128)))
+    record: dict = {}
+
+    def sweep():
+        if "stability" not in record:
+            record["stability"] = stability(q)
+
+    return Built({"sweep": sweep}, record)
+
+
+def cases(size: str) -> list[Case]:
+    repeats = 2 if size == "quick" else 3
+    # One generator for the suite, drawn from in case order (each case's inputs depend on the
+    # cases before it, as when the suite ran in one loop).
     rng = np.random.default_rng(20261122)
-    a, _, _ = spd(rng, 1024, 1e4)
-    a32 = a.astype(np.float32)
-    big = speed_case(
-        "d=1024 p=4 kappa=1e4 float32", a32,
-        {
-            "linalg_core newton": lambda: ours(a32, "newton"),
-            "linalg_core newton3": lambda: ours(a32, "newton3"),
-            "linalg_core eigh": lambda: ours(a32, "eigh"),
-            "linalg_core eigh (float64 inside)": lambda: ours(a32, "eigh", True),
-            "precondition-opt newton": lambda: peer(a32, eigh=False),
-            "precondition-opt eigh": lambda: peer(a32, eigh=True),
-            "NumPy eigh root (float64 inside)": lambda: numpy_eigh_root(a32),
-            "SciPy fractional_matrix_power (f64)": lambda: scipy_fractional(a32),
-        },
-        [("precondition-opt newton", "linalg_core newton", 2.0),
-         ("precondition-opt eigh", "linalg_core eigh", 1.2)],
-        repeats=2 if quick else 3, log=log)
-    b, _, _ = spd(rng, 128, 1e4, batch=(256,))
-    b32 = b.astype(np.float32)
-    batch = speed_case(
-        "256 x (128 x 128) p=4 kappa=1e4 float32", b32,
-        {
-            "linalg_core auto (eigh)": lambda: ours(b32, "auto"),
-            "linalg_core newton3": lambda: ours(b32, "newton3"),
-            "precondition-opt newton (vmap)": lambda: peer(b32, eigh=False),
-            "precondition-opt eigh (vmap)": lambda: peer(b32, eigh=True),
-        },
-        [("precondition-opt newton (vmap)", "linalg_core auto (eigh)", 2.0),
-         ("precondition-opt eigh (vmap)", "linalg_core auto (eigh)", 2.0)],
-        repeats=2 if quick else 3, log=log)
-    case(log, "stability sweep")
+
+    def big() -> Built:
+        a, _, _ = spd(rng, 1024, 1e4)
+        a32 = a.astype(np.float32)
+        return build_speed(BIG, a32, big_methods(a32))
+
+    def batch() -> Built:
+        b, _, _ = spd(rng, 128, 1e4, batch=(256,))
+        b32 = b.astype(np.float32)
+        return build_speed(BATCH, b32, batch_methods(b32))
+
+    stub = np.zeros((1, 1), np.float32)  # the method names only
+    return [Case(BIG, (*big_methods(stub), *floors(1024)), big, rounds=repeats),
+            Case(BATCH, tuple(batch_methods(stub)), batch, rounds=repeats),
+            Case(SWEEP, ("sweep",), lambda: build_sweep(rng), rounds=1, warmup=0)]
+
+
+def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
+    speed = []
+    for label in (BIG, BATCH):
+        c = done[label]
+        times, errors = c["times"], c["accuracy"]
+        ratios = {f"{p} / {o}": times[p]["median_s"] / times[o]["median_s"] for p, o, _ in PAIRS[label]}
+        ours_names = [n for n in times if n.startswith("linalg_core")]
+        multiples = floor_multiples(times, ours_names)
+        log(f"{label}:")
+        for name in times:
+            err = f"   rel err {errors[name]:.1e}" if name in errors else ""
+            log(f"  {name:40s} {1e3 * times[name]['median_s']:9.2f} ms{err}")
+        for p, o, target in PAIRS[label]:
+            log(f"  speed-up {p} / {o}: {ratios[f'{p} / {o}']:.1f}x (target >= {target:g}x)")
+        if multiples:
+            its = c.get("floor_iterations", {})
+            log("  floor multiple (ours / sum of its floor calls): "
+                + ", ".join(f"{n} {m:.2f}x" + (f" ({its[n]} iterations)" if n in its else "")
+                            for n, m in multiples.items()))
+        speed.append({"label": label, **c, "ratios": ratios, "floor_multiples": multiples})
+    sweep = done[SWEEP]["stability"]
     log("stability (relative error vs exact root, no ridge):")
-    report = stability(rng, log)
-    return {"suite": "roots", "cases": [big, batch], "stability": report}
+    for row in sweep["rows"]:
+        log(f"  kappa {row['kappa']:8.0e}: "
+            + "  ".join(f"{k} {v['error']:.1e}" for k, v in row.items() if k != "kappa"))
+    return {"suite": "roots", "cases": speed, "stability": sweep}
+
+
+def run(size: str, log: Callable[[str], None]) -> dict:
+    """The suite timed in this process (`bench.harness.run_cases`)."""
+    return run_cases(sys.modules[__name__], size, log)
 
 
 def summarize(result: dict, out) -> str:
@@ -169,11 +283,18 @@ def summarize(result: dict, out) -> str:
     for case in result["cases"]:
         lines += [f"**{case['label']}**", "", "| method | ms | rel. error |", "|---|---|---|"]
         for name, t in case["times"].items():
-            lines.append(f"| {name} | {1e3 * t['median_s']:.1f} | {case['accuracy'][name]:.1e} |")
+            if not name.startswith("floor: "):
+                lines.append(f"| {name} | {1e3 * t['median_s']:.1f} | {case['accuracy'][name]:.1e} |")
         lines.append("")
         for key, ratio in case["ratios"].items():
             lines.append(f"- speed-up {key}: **{ratio:.1f}x** (target >= {case['targets'][key]:g}x)")
         lines.append("")
+    ours = list(dict.fromkeys(o for c in result["cases"] for o in c.get("floor_multiples", {})))
+    if ours:
+        lines += [report.floor_table(result["cases"], ours), ""]
+        its = {n: i for c in result["cases"] for n, i in c.get("floor_iterations", {}).items()}
+        lines += ["Iterations in the Newton floors (our calls' own `info.iterations`): "
+                  + ", ".join(f"{n} {i}" for n, i in its.items()) + ".", ""]
     rows = result["stability"]["rows"]
     names = [k for k in rows[0] if k != "kappa"]
     lines += ["Stability: relative error against the exact root of Q diag(lambda) Q^T "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 SUITES = ("fd", "roots", "eig", "kron", "shared_basis", "optim", "train", "gpu", "polar", "eigenbasis", "stability")
 
@@ -71,6 +72,112 @@ def time_methods(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
         name: {"median_s": statistics.median(s), "min_s": min(s), "samples_s": s}
         for name, s in samples.items()
     }
+
+
+class Built(NamedTuple):
+    """A case made ready to time: the callables, and what the report needs besides their times.
+
+    ``record`` must be JSON-serialisable (it travels in pytest-benchmark's ``extra_info``). A
+    callable may add to it while it runs (a training run stores its loss curve there): the JSON
+    is written after the last benchmark, so what is in ``record`` then is what the report reads.
+    """
+
+    fns: dict[str, Callable[[], object]]
+    record: dict
+
+
+class Case(NamedTuple):
+    """One benchmark group: a suite's case, its methods side by side.
+
+    The label and the method names are known before anything is built, so pytest can collect
+    one test per (case, method) without building inputs; ``build`` makes the inputs, the timed
+    callables and the untimed part (accuracy against the float64 oracle, state bytes) once, when
+    the first of the case's methods runs.
+    """
+
+    label: str
+    methods: tuple[str, ...]
+    build: Callable[[], Built]
+    rounds: int = 3
+    warmup: int = 1
+
+
+def floor_owner(name: str) -> str | None:
+    """The method a floor call belongs to: ``floor: <method>: <call>`` counts for that method only
+    (a case whose methods differ in what they cannot avoid: an eigendecomposition against Newton
+    iterations, a cold against a warm start), ``floor: <call>`` for every method of its case."""
+    method, sep, _ = name[len("floor: "):].partition(": ")
+    return method if sep else None
+
+
+def floor_multiples(times: dict, ours: Sequence[str]) -> dict[str, float]:
+    """Each of our methods' median time as a multiple of its floor: the sum of the medians of the
+    methods named ``floor: ...`` that belong to it (`floor_owner`): the BLAS/LAPACK calls the
+    algorithm cannot avoid, timed in the same run. Methods without a floor call are left out."""
+    out = {}
+    for name in ours:
+        parts = [t["median_s"] for n, t in times.items()
+                 if n.startswith("floor: ") and floor_owner(n) in (None, name)]
+        if name in times and parts:
+            out[name] = times[name]["median_s"] / sum(parts)
+    return out
+
+
+def run_cases(module, size: str, log: Callable[[str], None]) -> dict:
+    """A suite run in this process, timed by `time_methods`: what ``bench_X.run`` does when a
+    suite is run by hand (``bench_kron.run("full", print)``). The main job times the same cases
+    under pytest-benchmark instead (`run_pytest`)."""
+    done = {}
+    for c in module.cases(size):
+        case(log, c.label)
+        built = c.build()
+        times = time_methods(built.fns, repeats=c.rounds, warmup=c.warmup)
+        done[c.label] = {**built.record, "times": times}
+    return module.finish(size, done, log)
+
+
+BENCH_TEST = Path(__file__).parent / "test_bench.py"
+_announce: Callable[[str, str], None] | None = None  # the main job's progress, while pytest runs
+
+
+def announce(suite: str, label: str) -> None:
+    """bench/test_bench.py starts a case: the main job's progress display shows it (a plain
+    ``pytest bench/`` run has no display)."""
+    if _announce is not None:
+        _announce(suite, label)
+
+
+def run_pytest(suite: str, size: str, out: Path) -> Path:
+    """Times one suite's cases under pytest-benchmark, in this process, into
+    ``<out>/<suite>.benchmark.json`` (pytest-benchmark's own format: ``--benchmark-compare`` and
+    ``pytest-benchmark compare`` read it). Raises when any benchmark failed."""
+    import pytest
+
+    path = out / f"{suite}.benchmark.json"
+    args = [str(BENCH_TEST), "--bench-suite", suite, "--bench-size", size, "--benchmark-only",
+            f"--benchmark-json={path}", "--benchmark-columns=median,min,rounds",
+            "--benchmark-sort=name", "-q", "--no-header", "-p", "no:cacheprovider",
+            # sys-level capture: the case announcements written to sys.__stdout__ reach the
+            # progress display while the benchmark runs.
+            "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    code = pytest.main(args)
+    if code != 0:
+        raise RuntimeError(f"pytest-benchmark run of suite {suite!r} failed (exit code {int(code)})")
+    return path
+
+
+def cases_from_json(path: Path) -> dict[str, dict]:
+    """The benchmark JSON back as `finish`'s input: per case label, its record and its methods'
+    times (median, min and every round, in seconds), in the order the benchmarks ran."""
+    done: dict[str, dict] = {}
+    for b in json.loads(path.read_text())["benchmarks"]:
+        info, stats = b["extra_info"], b["stats"]
+        entry = done.setdefault(info["case"], {**info["record"], "times": {}})
+        entry.update(info["record"])  # the last method's view of a record its callables add to
+        samples = stats.get("data") or [stats["median"]]
+        entry["times"][info["method"]] = {"median_s": stats["median"], "min_s": stats["min"],
+                                          "samples_s": samples}
+    return done
 
 
 class Log:
@@ -256,7 +363,8 @@ class ChildProgress:
         print(msg, flush=True)
 
     def case(self, suite: str, name: str) -> None:
-        print(PROGRESS_TAG + json.dumps({"suite": suite, "case": name}), flush=True)
+        # sys.__stdout__: under pytest-benchmark (`run_pytest`) sys.stdout is pytest's capture.
+        print(PROGRESS_TAG + json.dumps({"suite": suite, "case": name}), file=sys.__stdout__, flush=True)
 
 
 # Size each suite runs at per profile: "quick" is the CI smoke run, "full" the complete report,
@@ -304,13 +412,20 @@ def main(argv: Sequence[str]) -> int:
 
     from bench import report
 
+    global _announce
+    _announce = progress.case
     summaries = []
     for suite in suites:
-        module = __import__(f"bench.bench_{suite}", fromlist=["run"])
+        module = importlib.import_module(f"bench.bench_{suite}")
         say(f"\n== {suite} ({size_of[suite]} size) ==")
         if isinstance(progress, Progress):
             progress.begin_suite(suite)
-        result = module.run(quick=size_of[suite] == "quick", log=Log(progress, suite))
+        # Timed under pytest-benchmark, the report rendered from its JSON. A suite with no case at
+        # this size (the accelerator suite without a GPU) skips pytest, which fails a run that
+        # collects no test.
+        planned = module.cases(size_of[suite])
+        done = cases_from_json(run_pytest(suite, size_of[suite], args.out)) if planned else {}
+        result = module.finish(size_of[suite], done, Log(progress, suite))
         result["size"] = size_of[suite]
         result["environment"] = env
         path = args.out / f"{suite}.json"
@@ -351,11 +466,13 @@ def _isolated(suites: Sequence[str], size_of: dict[str, str], args: argparse.Nam
         progress.begin_suite(suite)
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as child:
             for line in child.stdout:
-                if line.startswith(PROGRESS_TAG):
-                    event = json.loads(line[len(PROGRESS_TAG):])
+                # A tag can follow text on its line (pytest's progress dots have no newline).
+                text, tagged, event = line.rstrip("\n").partition(PROGRESS_TAG)
+                if text.strip():
+                    progress.message(text)
+                if tagged:
+                    event = json.loads(event)
                     progress.case(event["suite"], event["case"])
-                else:
-                    progress.message(line.rstrip("\n"))
         ok = child.returncode == 0
         if not ok:
             failed.append(suite)

@@ -12,7 +12,7 @@ def _fmt_ms(seconds: float) -> str:
 def write_suite(suite: str, result: dict, out: Path) -> str:
     """Writes `<suite>.png` and returns the suite's markdown summary."""
     cases = result["cases"]
-    methods = list(cases[0]["times"])
+    methods = [m for m in cases[0]["times"] if not m.startswith("floor: ")]
     lines = [f"### {suite}: median ms (speed-up of linalg_core over {result['peer']})", ""]
     lines.append("| case | " + " | ".join(methods) + " | speed-up NumPy / JAX path | target |")
     lines.append("|---" * (len(methods) + 3) + "|")
@@ -34,12 +34,46 @@ def write_suite(suite: str, result: dict, out: Path) -> str:
             for m in methods
         ]
         lines.append("| " + " | ".join([c["label"], *cells]) + " |")
+    if any(c.get("floor_multiples") for c in cases):
+        lines += ["", floor_table(cases, result["ours"])]
     if "state_bytes" in cases[0]:
         lines += ["", "| case | state bytes: " + " | ".join(cases[0]["state_bytes"]) + " |",
                   "|---" * (len(cases[0]["state_bytes"]) + 1) + "|"]
         for c in cases:
             lines.append("| " + " | ".join([c["label"], *(f"{v:,}" for v in c["state_bytes"].values())]) + " |")
     _plot(suite, result, out / f"{suite}.png")
+    return "\n".join(lines)
+
+
+def floor_table(cases: list, ours) -> str:
+    """Markdown: each case's floor (the BLAS/LAPACK calls its algorithm cannot avoid, timed in the
+    same run: bench/floor.py) and our time as a multiple of it. Where the floor calls belong to
+    one method each (`bench.floor.of`), one row per case and method instead."""
+    from bench.harness import floor_owner as owner
+
+    intro = ("Floor: the unavoidable BLAS/LAPACK calls of each case, timed alone in the same run "
+             "(bench/floor.py); our time as a multiple of their sum.")
+    parts_of = [{n: t["median_s"] for n, t in c["times"].items() if n.startswith("floor: ")} for c in cases]
+    if any(owner(n) is not None for parts in parts_of for n in parts):
+        lines = [intro, "", "| case | method | floor calls | floor ms | method / floor |", "|---" * 5 + "|"]
+        for c, parts in zip(cases, parts_of):
+            mult = c.get("floor_multiples", {})
+            for o in (o for o in ours if o in mult):
+                own = {n: v for n, v in parts.items() if owner(n) in (None, o)}
+                calls = ", ".join(f"{n[len('floor: '):].removeprefix(o + ': ')} {1e3 * v:.2f}"
+                                  for n, v in own.items())
+                lines.append(f"| {c['label']} | {o} | {calls} | {1e3 * sum(own.values()):.2f} | {mult[o]:.2f}x |")
+        return "\n".join(lines)
+    lines = [intro, "",
+             "| case | floor calls | floor ms | " + " | ".join(f"{o} / floor" for o in ours) + " |",
+             "|---" * (len(ours) + 3) + "|"]
+    for c, parts in zip(cases, parts_of):
+        if not parts:
+            continue
+        calls = ", ".join(f"{n[len('floor: '):]} {1e3 * v:.2f}" for n, v in parts.items())
+        mult = c.get("floor_multiples", {})
+        lines.append(f"| {c['label']} | {calls} | {1e3 * sum(parts.values()):.2f} | "
+                     + " | ".join(f"{mult[o]:.2f}x" if o in mult else "-" for o in ours) + " |")
     return "\n".join(lines)
 
 
@@ -51,7 +85,7 @@ def _plot(suite: str, result: dict, path: Path) -> None:
     import numpy as np
 
     cases = result["cases"]
-    peers = [m for m in cases[0]["times"] if m not in result["ours"]]
+    peers = [m for m in cases[0]["times"] if m not in result["ours"] and not m.startswith("floor: ")]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / (len(peers) * len(result["ours"]))
     x = np.arange(len(cases))

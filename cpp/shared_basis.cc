@@ -344,12 +344,12 @@ bool update_core(const Shape& sh, const Args<T>& a) {
     std::swap(xr, yr);
     if (settled) break;
   }
-  // Directions u_i = -(B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, from R_i = V diag(f) V^T.
+  // Directions u_i = (B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, from R_i = V diag(f) V^T.
   // Where c is small against f (the amplification A = ((f_max + c) / c)^(1/2) > 2, i.e.
   // c^(-1/2) |g| much larger than the part in span(B)) the one-GEMM form
-  //   u_i = -(c^(-1/2) g_i + B V [(f + c)^(-1/2) - c^(-1/2)] V^T h_i)
+  //   u_i = c^(-1/2) g_i + B V [(f + c)^(-1/2) - c^(-1/2)] V^T h_i
   // cancels in span(B) and loses up to eps A relative, so there the split form
-  //   u_i = -(c^(-1/2) (g_i - B h_i) + B V (f + c)^(-1/2) V^T h_i)
+  //   u_i = c^(-1/2) (g_i - B h_i) + B V (f + c)^(-1/2) V^T h_i
   // is used with g_i - B h_i and h_i = B^T g_i in double (float operands widened exactly): what
   // is left is the sensitivity of the formula to the rounding of V and R_i themselves.
   std::vector<T> Vt_h(sz(k, m)), Zd(sz(k, m));
@@ -383,13 +383,13 @@ bool update_core(const Shape& sh, const Args<T>& a) {
       const int i = static_cast<int>(blk);
       T* u = a.direction + sz(i, b);
       const T* gi = G + sz(i, b);
-      for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-c0s[i] * gi[e]);
+      for (int e = 0; e < b; ++e) u[e] = static_cast<T>(c0s[i] * gi[e]);
     });
-    // u (row-major m x b = column-major b x m) -= B Zd.
-    gemm<T>("N", "N", b, m, k, -one, B.data(), b, Zd.data(), k, one, a.direction, b);
+    // u (row-major m x b = column-major b x m) += B Zd.
+    gemm<T>("N", "N", b, m, k, one, B.data(), b, Zd.data(), k, one, a.direction, b);
     return true;
   }
-  // The split form: r = G - B (B^T G) in double (column-major b x m), then u = -(c0 r + B Zd).
+  // The split form: r = G - B (B^T G) in double (column-major b x m), then u = c0 r + B Zd.
   std::vector<double> B64(B.begin(), B.end()), R64(G, G + sz(m, b)), H64(sz(k, m));
   gemm<double>("T", "N", k, m, b, 1.0, B64.data(), b, R64.data(), b, 0.0, H64.data(), k);
   gemm<double>("N", "N", b, m, k, -1.0, B64.data(), b, H64.data(), k, 1.0, R64.data(), b);
@@ -398,7 +398,7 @@ bool update_core(const Shape& sh, const Args<T>& a) {
     const int i = static_cast<int>(blk);
     T* u = a.direction + sz(i, b);
     const double* ri = R64.data() + sz(i, b);
-    for (int e = 0; e < b; ++e) u[e] = static_cast<T>(-(c0s[i] * ri[e] + static_cast<double>(u[e])));
+    for (int e = 0; e < b; ++e) u[e] = static_cast<T>(c0s[i] * ri[e] + static_cast<double>(u[e]));
   });
   return true;
 }

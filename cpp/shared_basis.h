@@ -14,8 +14,9 @@
 //      LAPACK-free small_eigh.h);
 //   3. escaped mass: rho_i += ||M_i - B_new R_i B_new^T||_2 by power iteration on the factored
 //      operator (O(b k) per product);
-//   4. direction: u_i = -(B R_i B^T + c I)^(-1/2) g_i, c = rho_i + eps, in factored form
-//        u_i = -(B [(R_i + c I)^(-1/2) - c^(-1/2) I] B^T g_i + c^(-1/2) g_i)
+//   4. direction: u_i = P_i g_i, P_i = (B R_i B^T + c I)^(-1/2), c = rho_i + eps (the
+//      preconditioner applied, not the descent step -P_i g_i), in factored form
+//        u_i = B [(R_i + c I)^(-1/2) - c^(-1/2) I] B^T g_i + c^(-1/2) g_i
 //      from the eigendecomposition of step 2.
 // Scale safety: the update is homogeneous (g -> s g, R_i, rho_i, eps -> s^2 (.) leaves B and u_i
 // unchanged and scales R_i, rho_i by s^2), so gradients and state are scaled by a power of two

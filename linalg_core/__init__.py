@@ -5,6 +5,23 @@ arrays (XLA FFI custom calls, traced or not). CPU ``torch.Tensor`` arguments go 
 path and come back as tensors: each primitive is decorated where it is defined
 (:func:`linalg_core._torch.accepts_torch`), so ``linalg_core.fd.fd_update`` takes them too, and
 torch is never imported unless a call brings it. See DESIGN.md for the math contract.
+
+Failure policy, NumPy path, every primitive:
+
+- Malformed input raises ``ValueError`` naming the argument: a wrong type, shape, dtype or rank,
+  an option outside its range, NaN/Inf in an array or state field, a non-symmetric matrix given
+  to a symmetric routine, a state or basis that breaks its documented invariants.
+- A numerical failure is a status, never a warning or an exception: what the computation finds
+  (non-convergence, a fallback, ill-conditioning, an indefinite matrix, a LAPACK failure, a
+  result outside the dtype's range) is reported in ``info.status`` (``info.converged`` false)
+  with finite outputs: the input state unchanged, the previous root or zeros, as each primitive
+  documents.
+- ``fd_merge``, ``fd_apply_inverse_root`` and ``root_times`` return their status only on request
+  (``return_info=True``, ``return_status=True``); without it such a failure raises ``ValueError``
+  rather than go unreported.
+
+The JAX path raises at trace time for what shapes and dtypes show and reports every
+value-dependent problem as a status, with finite outputs.
 """
 
 from linalg_core import _native  # noqa: F401  (loads LAPACK into the kernels at import)

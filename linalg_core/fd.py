@@ -240,11 +240,11 @@ def fd_update(
         Wrong shapes or dtypes (the message names the argument), both or neither of
         ``factor``/``matrix``, ``beta`` outside ``(0, 1]``, a non-finite term or state field,
         ``state.eigvals`` negative or not descending, ``state.escaped_mass < 0``, a ``matrix``
-        that is not symmetric (:func:`~linalg_core._validation.symmetry_tolerance`) or indefinite
-        (see :data:`FD_STATUS`). NumPy path; on the JAX path each of these leaves that sketch
-        unchanged with its status code, so NaN never enters a state. Statuses the input cannot
-        predict (``not_representable``, ``eigensolver_failure``) are returned on both paths
-        (with a ``RuntimeWarning`` on the NumPy path).
+        that is not symmetric (:func:`~linalg_core._validation.symmetry_tolerance`). NumPy path;
+        on the JAX path each of these leaves that sketch unchanged with its status code, so NaN
+        never enters a state. What the computation finds (``indefinite_term``,
+        ``not_representable``, ``eigensolver_failure``) is a status on both paths, the sketch
+        unchanged (the failure policy of :mod:`linalg_core`).
 
     Notes
     -----
@@ -343,19 +343,6 @@ def _update_numpy(state, term, beta, batch, dt, name, flags) -> tuple[FDState, F
     # The kernel checked the matrix's symmetry (the rule of _validation.symmetry_tolerance).
     check.raise_if_reported(status, FD_STATUS["non_symmetric_term"], lambda: check.require_symmetric(term, "matrix"),
                             message=f"matrix must be symmetric (to {check.symmetry_tolerance(dt, term.shape[-1]):.3g} relative)")
-    if (status == FD_STATUS["indefinite_term"]).any():
-        raise ValueError(
-            "matrix is indefinite: a diagonal entry, or an eigenvalue of beta U diag(lambda) U^T + "
-            "matrix, lies below -(sqrt(eps) + 16 d eps) times its largest (FD needs a PSD term)")
-    for code, what in (("eigensolver_failure", "the LAPACK eigensolver failed or its answer failed "
-                        "the a-posteriori check"),
-                       ("not_representable", "the updated eigenvalues are not representable in "
-                        f"{np.dtype(dt)} (overflow, or the largest below tiny / eps)")):
-        if (status == FD_STATUS[code]).any():
-            import warnings
-
-            warnings.warn(f"fd_update: {what}; those sketches were left unchanged",
-                          RuntimeWarning, stacklevel=3)
     return FDState(basis, eigvals, escaped), _info(step, residual, method, status, np)
 
 
@@ -422,7 +409,8 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
         Also return a status per batch element (:data:`FD_STATUS`: ``ok``, ``non_finite_input``
         for NaN/Inf in ``x`` or the state, ``invalid_state``, ``not_representable`` when ``y``
         overflows the dtype). Such an element's output is zero (finite); on the NumPy path bad
-        input raises instead, and an overflowing ``y`` raises unless ``return_status``.
+        input raises instead. Without ``return_status`` an overflowing ``y`` raises on the NumPy
+        path (there is no other place to report it).
 
     Returns
     -------
@@ -433,7 +421,8 @@ def fd_apply_inverse_root(state: FDState, x: Any, *, p: float, eps: float,
     ------
     ValueError
         Wrong shapes or dtypes, NaN/Inf in ``x`` or a state field, ``lambda`` not descending or
-        negative, ``rho < 0`` (NumPy path; the message names the argument).
+        negative, ``rho < 0`` (NumPy path; the message names the argument); a ``y`` that overflows
+        the dtype, NumPy path, unless ``return_status``.
     """
     dim, rank, state_batch, dt = _state_parts(state)
     if not _jax.is_jax_array(x):
@@ -504,6 +493,12 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bo
     Returns
     -------
     FDState, or (FDState, FDInfo) with ``return_info=True``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`fd_update`, naming ``states[i]``; and, NumPy path without ``return_info``, a
+        merge whose status is not ``ok`` (there is no other place to report it).
     """
     states = list(states)
     if not states:
@@ -538,6 +533,10 @@ def fd_merge(states: Sequence[FDState], *, method: str = "auto", return_info: bo
     # A failed update returns states[0] unchanged: the other streams' masses are not added to it.
     escaped = xp.where(info.status == FD_STATUS["ok"], merged.escaped_mass + sum(masses), merged.escaped_mass)
     merged = merged._replace(escaped_mass=escaped)
+    if not return_info and not jax_path and np.any(info.status != FD_STATUS["ok"]):
+        codes = sorted({name for name, code in FD_STATUS.items() if np.any(info.status == code)} - {"ok"})
+        raise ValueError(f"fd_merge: the merge failed with status {', '.join(codes)} (FD_STATUS); "
+                         "pass return_info=True for the status and states[0] unchanged instead")
     return (merged, info) if return_info else merged
 
 

@@ -96,19 +96,21 @@ def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None =
     ok_code, bad_input = FD_STATUS["ok"], FD_STATUS["non_finite_input"]
     status = xp.where(xp.all(xp.isfinite(g), axis=(-2, -1)), ok_code, bad_input)
     y = g
-    if isinstance(left, FDState):
-        y, st = fd_apply_inverse_root(left, y, p=p, eps=eps, return_status=True)
-        status = xp.where(status == ok_code, st, status)
-    elif left is not None:
-        status = xp.where(xp.all(xp.isfinite(left), axis=(-2, -1)) | (status != ok_code), status, bad_input)
-        y = xp.matmul(left, y)
-    if isinstance(right, FDState):
-        yt, st = fd_apply_inverse_root(right, xp.swapaxes(y, -1, -2), p=p, eps=eps, return_status=True)
-        y = xp.swapaxes(yt, -1, -2)
-        status = xp.where(status == ok_code, st, status)
-    elif right is not None:
-        status = xp.where(xp.all(xp.isfinite(right), axis=(-2, -1)) | (status != ok_code), status, bad_input)
-        y = xp.matmul(y, right)
+    # An overflowing product is reported as not_representable below, not as NumPy's warning.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if isinstance(left, FDState):
+            y, st = fd_apply_inverse_root(left, y, p=p, eps=eps, return_status=True)
+            status = xp.where(status == ok_code, st, status)
+        elif left is not None:
+            status = xp.where(xp.all(xp.isfinite(left), axis=(-2, -1)) | (status != ok_code), status, bad_input)
+            y = xp.matmul(left, y)
+        if isinstance(right, FDState):
+            yt, st = fd_apply_inverse_root(right, xp.swapaxes(y, -1, -2), p=p, eps=eps, return_status=True)
+            y = xp.swapaxes(yt, -1, -2)
+            status = xp.where(status == ok_code, st, status)
+        elif right is not None:
+            status = xp.where(xp.all(xp.isfinite(right), axis=(-2, -1)) | (status != ok_code), status, bad_input)
+            y = xp.matmul(y, right)
     # Finite inputs can still give a product beyond the dtype's range.
     status = xp.broadcast_to(status, y.shape[:-2])
     overflow = (status == ok_code) & ~xp.all(xp.isfinite(y), axis=(-2, -1))

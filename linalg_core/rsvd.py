@@ -83,10 +83,9 @@ def _test_matrices(key: Any, batch: tuple, n: int, l: int, probes: int, dt, warm
 
 
 def _raise_on_non_finite(status: np.ndarray) -> None:
-    """The NumPy path's contract: non-finite input raises (the kernel reports it as status 1
-    after its own finiteness scan, before any work)."""
-    if np.any(np.asarray(status) == 1):
-        raise ValueError("a contains NaN or Inf")
+    """The NumPy path's contract: non-finite input raises (the kernel reports it as
+    ``non_finite_input`` after its own finiteness scan, before any work)."""
+    check.raise_if_reported(status, RSVD_STATUS["non_finite_input"], message="a contains NaN or Inf")
 
 
 def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
@@ -180,6 +179,14 @@ def randomized_svd(
     Returns
     -------
     u : (..., m, k), s : (..., k) descending, vt : (..., k, n), info : RandomizedInfo
+        On ``lapack_failure`` (``info.status``; e.g. ``A Omega`` overflowing for a huge
+        ``warm_start``) every output is zero.
+
+    Raises
+    ------
+    ValueError
+        (NumPy path) NaN/Inf in ``a`` or ``warm_start``, wrong shapes or dtypes, ``k`` or an
+        integer option out of range, a key of the wrong kind; the message names the argument.
 
     References
     ----------
@@ -259,6 +266,12 @@ def randomized_eigh(
     Returns
     -------
     eigvals : (..., k) descending, eigvecs : (..., n, k), info : RandomizedInfo
+        Zero on ``lapack_failure``, as in :func:`randomized_svd`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`randomized_svd`, and (NumPy path) an ``a`` that is not symmetric.
     """
     if method not in ("rayleigh_ritz", "nystrom"):
         raise ValueError(f"method must be 'rayleigh_ritz' or 'nystrom', got {method!r}")

@@ -3,8 +3,9 @@ r"""Shared-basis block low-rank preconditioner (Yen et al., NeurIPS 2023, Algori
 The m diagonal blocks (b x b) of a layer's AdaGrad statistic are approximated by
 ``B R_i B^T + rho_i I`` with one orthonormal basis ``B`` (b x k) shared by all blocks, a symmetric
 ``R_i`` (k x k) per block and an escaped mass ``rho_i``: ``b k + m k^2 + m`` numbers instead of
-``m b^2``. The preconditioned direction ``-(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i`` is applied in
-factored form. With ``k = b`` the method is exactly block-diagonal AdaGrad.
+``m b^2``. The preconditioner ``P_i = (B R_i B^T + (rho_i + eps) I)^(-1/2)`` is applied to ``g_i``
+in factored form and ``P_i g_i`` returned, the sign of :func:`~linalg_core.fd_apply_inverse_root`
+(the descent step is ``-lr P_i g_i``). With ``k = b`` the method is exactly block-diagonal AdaGrad.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def shared_basis_update(
        Rayleigh-Ritz;
     2. ``R_i = B^T M_i B - lambda_min(B^T M_i B) I``;
     3. ``rho_i += ||M_i - B R_i B^T||_2`` (power iteration on the factored difference);
-    4. ``u_i = -(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i`` in factored form.
+    4. ``u_i = P_i g_i`` with ``P_i = (B R_i B^T + (rho_i + eps) I)^(-1/2)``, in factored form:
+       the preconditioned gradient, not the descent step ``-P_i g_i`` (as
+       :func:`~linalg_core.fd_apply_inverse_root` returns ``P x``).
 
     Parameters
     ----------
@@ -130,7 +133,8 @@ def shared_basis_update(
     Returns
     -------
     state : SharedBasisState, direction : (m, b), info : SharedBasisInfo
-        On any status but ``ok`` (``info.status``) the input state, a zero direction.
+        ``direction[i] = P_i g_i`` (step 4). On any status but ``ok`` (``info.status``) the input
+        state and a zero direction.
 
     Raises
     ------

@@ -6,7 +6,10 @@ examples shrink, replay and derandomize. Matrices are built in float64 as ``Q di
 with a Haar-distributed ``Q`` and cast once to the requested dtype, and the exact spectrum is
 available for oracles (``*_with_spectrum``).
 
-Import only NumPy and hypothesis: usable without JAX or the compiled kernels.
+Import only NumPy and hypothesis: usable without JAX or the compiled kernels. The plain-NumPy
+builders underneath (:func:`spectrum_values`, :func:`haar_orthogonal`,
+:func:`matrix_with_spectrum`) are the ones ``linalg_core.stability`` sweeps with, for sweeps of
+one's own code.
 
 Examples
 --------
@@ -26,6 +29,14 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from linalg_core._spectra import (
+    SPECTRUM_KINDS,
+    haar_orthogonal,
+    matrix_with_spectrum,
+    spectrum_values,
+    symmetric_from,
+)
+
 __all__ = [
     "SPECTRUM_KINDS",
     "FDStream",
@@ -33,6 +44,8 @@ __all__ = [
     "dtypes",
     "eigen_tolerance",
     "fd_streams",
+    "haar_orthogonal",
+    "matrix_with_spectrum",
     "orthogonal_matrices",
     "psd_matrices",
     "psd_matrices_with_spectrum",
@@ -40,10 +53,9 @@ __all__ = [
     "spd_matrices",
     "spd_matrices_with_spectrum",
     "spectra",
+    "spectrum_values",
 ]
 
-#: Spectral profiles :func:`spectra` can draw.
-SPECTRUM_KINDS = ("geometric", "linear", "clustered", "rank_deficient", "outlier", "flat")
 _FULL_RANK_KINDS = tuple(k for k in SPECTRUM_KINDS if k != "rank_deficient")
 # Largest condition number drawn by default: float32 keeps ~1 significant digit of the smallest
 # eigenvalue at kappa = 1e6 (eps32 ~ 6e-8).
@@ -95,35 +107,6 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
-def _profile(kind: str, n: int, condition: float, rank: int, rng: np.random.Generator) -> np.ndarray:
-    """Eigenvalues in [1/condition, 1], descending (zeros for rank_deficient beyond `rank`)."""
-    if n == 1:
-        return np.ones(1)
-    lo = 1.0 / condition
-    if kind == "flat":
-        return np.ones(n)
-    if kind == "geometric":
-        return np.geomspace(1.0, lo, n)
-    if kind == "linear":
-        return np.linspace(1.0, lo, n)
-    if kind == "clustered":
-        clusters = int(rng.integers(1, min(4, n) + 1))
-        centres = np.geomspace(1.0, lo, clusters)
-        sizes = np.diff(np.linspace(0, n, clusters + 1).astype(int))
-        values = np.concatenate([c * (1 + 1e-3 * rng.uniform(-1, 1, size=s)) for c, s in zip(centres, sizes)])
-        values = np.clip(values, lo, 1.0)
-        return np.sort(values)[::-1]
-    if kind == "outlier":
-        # One eigenvalue far above a mildly decaying rest in [1/condition, 2/condition].
-        rest = np.geomspace(min(2.0, condition), 1.0, n)[1:] / condition
-        return np.concatenate([[1.0], rest])
-    if kind == "rank_deficient":
-        values = np.zeros(n)
-        values[:rank] = np.geomspace(1.0, lo, rank) if rank > 1 else 1.0
-        return values
-    raise ValueError(f"kind must be one of {SPECTRUM_KINDS}, got {kind!r}")
-
-
 @st.composite
 def spectra(
     draw,
@@ -171,25 +154,15 @@ def spectra(
         rank = draw(st.integers(1, n - 1))
     if scale == "wide":
         scale = float(np.exp(draw(st.floats(float(np.log(1e-12)), float(np.log(1e12))))))
-    values = _profile(kind, n, condition, rank or n, rng)
+    values = spectrum_values(kind, n, condition, rank=rank or n, seed=rng)
     return (1.0 if scale is None else float(scale)) * values
-
-
-def _haar(rng: np.random.Generator, n: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
 @st.composite
 def orthogonal_matrices(draw, n: int | st.SearchStrategy[int], *, dtype: Any = np.float64) -> np.ndarray:
     """Haar-distributed orthogonal ``n x n`` matrices (QR of a Gaussian, signs fixed by diag(R))."""
     n = draw(_as_strategy(n))
-    return _haar(np.random.default_rng(draw(_seeds())), n).astype(dtype)
-
-
-def _symmetric_from(spectrum: np.ndarray, q: np.ndarray) -> np.ndarray:
-    a = (q * spectrum) @ q.T
-    return (a + a.T) / 2
+    return haar_orthogonal(n, np.random.default_rng(draw(_seeds()))).astype(dtype)
 
 
 @st.composite
@@ -222,7 +195,7 @@ def psd_matrices_with_spectrum(
         if lam.shape != (n,) or lam[-1] < 0:
             raise ValueError("spectrum must draw n nonnegative eigenvalues")
         q = draw(orthogonal_matrices(n))
-        mats.append(_symmetric_from(lam, q))
+        mats.append(symmetric_from(lam, q))
         values.append(lam)
     a = np.stack(mats).reshape(batch + (n, n)).astype(dtype)
     return a, np.stack(values).reshape(batch + (n,))

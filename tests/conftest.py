@@ -28,12 +28,15 @@ def rng(request) -> np.random.Generator:
 def pytest_collection_modifyitems(config, items):
     """Under LINALG_CORE_PORTABLE=1 the JAX entry points take the portable kernels on the CPU as
     well, so tests that compare against or inspect the C++/FFI path (marked ``ffi_path``) would
-    compare the portable kernels with themselves: they are deselected (and reported so), not
-    skipped. Every other test runs on the portable path unchanged."""
+    compare the portable kernels with themselves, and tests that reach no JAX entry point
+    (marked ``numpy_path``: the NumPy and torch paths, the harnesses) would run exactly what the
+    first run ran: both are deselected (and reported so), not skipped. Every other test runs on
+    the portable path unchanged."""
     if os.environ.get("LINALG_CORE_PORTABLE") != "1":
         return
-    kept = [item for item in items if item.get_closest_marker("ffi_path") is None]
-    dropped = [item for item in items if item.get_closest_marker("ffi_path") is not None]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    marked = [item for item in items
+              if item.get_closest_marker("ffi_path") is not None or item.get_closest_marker("numpy_path") is not None]
+    if marked:
+        dropped = set(map(id, marked))
+        config.hook.pytest_deselected(items=marked)
+        items[:] = [item for item in items if id(item) not in dropped]

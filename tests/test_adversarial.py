@@ -1,7 +1,9 @@
 """Adversarial input for every public primitive: the only outcomes allowed are a ``ValueError``
 (the NumPy path's and the JAX trace-time answer to bad input) or a result whose floating outputs
-are all finite. Internal errors (``TypeError``, ``AttributeError``, ``ZeroDivisionError``,
-``IndexError``, a LAPACK ``LinAlgError``, a crash) never reach the user.
+are all finite, and on the NumPy path no warning either way (the failure policy of linalg_core's
+module docstring: warnings are errors in those tests). Internal errors (``TypeError``,
+``AttributeError``, ``ZeroDivisionError``, ``IndexError``, a LAPACK ``LinAlgError``, a crash)
+never reach the user.
 
 The per-primitive test files check that each error names the right argument; this table tries
 the same odd values against every primitive at once, on the NumPy path and the JAX path (the
@@ -97,12 +99,14 @@ def _call_honestly(fn):
 
 @pytest.mark.parametrize("value", list(INPUTS), ids=list(INPUTS))
 @pytest.mark.parametrize("primitive", list(PRIMITIVES), ids=list(PRIMITIVES))
+@pytest.mark.filterwarnings("error")
 def test_numpy_path_raises_value_error_or_returns_finite(primitive, value):
     _call_honestly(lambda: PRIMITIVES[primitive](INPUTS[value].copy(), False))
 
 
 @pytest.mark.parametrize("value", list(OBJECTS), ids=list(OBJECTS))
 @pytest.mark.parametrize("primitive", list(PRIMITIVES), ids=list(PRIMITIVES))
+@pytest.mark.filterwarnings("error")
 def test_non_arrays_raise_value_error(primitive, value):
     _call_honestly(lambda: PRIMITIVES[primitive](OBJECTS[value], False))
 

@@ -1,12 +1,20 @@
 """One contract per primitive: status and method codes come from the compiled module (the C++
-X-macro lists of cpp/*.h), every info starts with the same five fields."""
+X-macro lists of cpp/*.h), every info starts with the same five fields, and the NumPy path follows
+the one failure policy of linalg_core's module docstring."""
 
 from __future__ import annotations
 
+import warnings
+
+import jax
+import numpy as np
 import pytest
 
 import linalg_core as lc
 from linalg_core._native import cpu
+
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
 
 # public dict -> (module attribute, the name of success)
 CODES = [
@@ -40,3 +48,106 @@ def test_method_codes_are_the_kernels(codes, attribute):
                                   lc.SharedBasisInfo, lc.PolarInfo, lc.EigenbasisInfo])
 def test_every_info_starts_with_the_common_fields(info):
     assert info._fields[:5] == ("status", "converged", "iterations", "residual", "method")
+
+
+# The failure policy (linalg_core's module docstring), NumPy path, one case per primitive:
+# malformed input -> ValueError naming the argument; a numerical failure -> a status that is not
+# ok, every floating output finite, and no warning.
+F32, F64 = np.float32, np.float64
+NAN = np.full((6, 6), np.nan)
+_SPD = np.diag(np.arange(1.0, 7.0))
+
+
+def _fd_state():
+    return lc.fd_init(6, 2, dtype=F64)
+
+
+def _fd_huge():
+    """Eigenvalues at 1e308: any further mass overflows float64 (status not_representable)."""
+    return _fd_state()._replace(eigvals=np.array([1e308, 1e308]))
+
+
+MALFORMED = {
+    "fd_init": (lambda: lc.fd_init(4, 5), "rank"),
+    "fd_update": (lambda: lc.fd_update(_fd_state(), factor=np.ones((5, 2))), "factor"),
+    "fd_merge": (lambda: lc.fd_merge([_fd_state(), _fd_state()._replace(eigvals=np.array([0.0, 1.0]))]),
+                 r"states\[1\]\.eigvals"),
+    "fd_apply_inverse_root": (lambda: lc.fd_apply_inverse_root(_fd_state(), NAN, p=2, eps=1e-6), "x contains NaN"),
+    "root_times": (lambda: lc.root_times(NAN), "g contains NaN"),
+    "inverse_root": (lambda: lc.inverse_root(np.triu(_SPD + 1), 2), "a must be symmetric"),
+    "lobpcg": (lambda: lc.lobpcg(NAN, np.ones((6, 1))), "a contains NaN"),
+    "randomized_svd": (lambda: lc.randomized_svd(NAN, 1, key=0), "a contains NaN"),
+    "randomized_eigh": (lambda: lc.randomized_eigh(np.triu(_SPD + 1), 1, key=0), "a must be symmetric"),
+    "kron_approx": (lambda: lc.kron_approx(np.full((3, 2, 2), np.nan)), "samples contains NaN"),
+    "kron_approx_dense": (lambda: lc.kron_approx_dense(np.full((4, 4), np.nan), 2, 2), "h contains NaN"),
+    "kron_cosine": (lambda: lc.kron_cosine(np.ones((3, 2, 2)), np.eye(3), np.eye(2)), "left must have shape"),
+    "shared_basis_init": (lambda: lc.shared_basis_init(2, 4, 5), "rank"),
+    "shared_basis_update": (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.full((2, 4), np.nan),
+                                                           key=0, eps=1e-3), "grads contains NaN"),
+    "polar": (lambda: lc.polar(NAN), "a contains NaN"),
+    "eigenbasis_refresh": (lambda: lc.eigenbasis_refresh(_SPD, 2 * np.eye(6)), "'basis' must have orthonormal"),
+}
+
+# primitive -> (the call, where its status is in the outputs, the expected code). kron_cosine (a
+# number, no status; its arguments are scaled by powers of two, so it has no numerical failure to
+# report) and the two init functions have none.
+NUMERICAL_FAILURE = {
+    "fd_update": (lambda: lc.fd_update(_fd_huge(), factor=np.full((6, 1), 1e154)), (1, "status"),
+                  "not_representable"),
+    "fd_merge": (lambda: lc.fd_merge([_fd_huge(), _fd_huge()], return_info=True), (1, "status"), "not_representable"),
+    "fd_apply_inverse_root": (lambda: lc.fd_apply_inverse_root(_fd_state(), np.full((6, 1), 1e308), p=2, eps=1e-6,
+                                                               return_status=True), (1,), "not_representable"),
+    "root_times": (lambda: lc.root_times(np.full((6, 6), 1e300), np.full((6, 6), 1e300), return_status=True),
+                   (1,), "not_representable"),
+    "inverse_root": (lambda: lc.inverse_root(-_SPD, 2), (1, "status"), "indefinite"),
+    "lobpcg": (lambda: lc.lobpcg(np.diag(np.arange(60.0)), np.random.default_rng(0).standard_normal((60, 2)),
+                                 max_iters=1), (2, "status"), "max_iters"),
+    # A warm start at the top of float32's range: A Omega overflows, and no power step follows.
+    "randomized_svd": (lambda: lc.randomized_svd(np.ones((6, 6), F32), 1, key=0, power_iters=0,
+                                                 warm_start=np.full((6, 1), 3e38, F32)),
+                       (3, "status"), "lapack_failure"),
+    "randomized_eigh": (lambda: lc.randomized_eigh(np.ones((6, 6), F32), 1, key=0, power_iters=0,
+                                                   warm_start=np.full((6, 1), 3e38, F32)),
+                        (2, "status"), "lapack_failure"),
+    "kron_approx": (lambda: lc.kron_approx(np.full((3, 2, 2), 1e30, F32)), (2, "status"), "out_of_range"),
+    "kron_approx_dense": (lambda: lc.kron_approx_dense(np.full((4, 4), 3e38, F32), 2, 2), (2, "status"),
+                          "out_of_range"),
+    "shared_basis_update": (lambda: lc.shared_basis_update(lc.shared_basis_init(2, 4, 2), np.full((2, 4), 1e30, F32),
+                                                           key=0, eps=1e-3), (2, "status"), "out_of_range"),
+    "polar": (lambda: lc.polar(np.random.default_rng(0).standard_normal((6, 4)), tol=1e-15, max_iters=1,
+                               fallback=False), (1, "status"), "not_converged"),
+    # Entries at the top of float32's range: the answer fails the kernel's a-posteriori check.
+    "eigenbasis_refresh": (lambda: lc.eigenbasis_refresh(np.full((4, 4), 3e38, F32), None), (3, "status"), "failed"),
+}
+STATUS_CODES = {"fd": lc.FD_STATUS, "root_times": lc.FD_STATUS, "inverse_root": lc.ROOT_STATUS,
+                "lobpcg": lc.LOBPCG_STATUS, "randomized": lc.RSVD_STATUS, "kron": lc.KRON_STATUS,
+                "shared_basis": lc.SHARED_BASIS_STATUS, "polar": lc.POLAR_STATUS, "eigenbasis": lc.EIGENBASIS_STATUS}
+
+
+def test_the_policy_covers_every_public_primitive():
+    primitives = {name for name in lc.__all__ if callable(getattr(lc, name)) and name[0].islower()
+                  and name not in ("fd_state_bytes", "minimax_odd_quintic", "polar_schedule")}
+    assert primitives == set(MALFORMED)
+    assert primitives - set(NUMERICAL_FAILURE) == {"fd_init", "shared_basis_init", "kron_cosine"}
+
+
+@pytest.mark.parametrize("primitive", sorted(MALFORMED))
+def test_malformed_input_raises_value_error_naming_the_argument(primitive):
+    call, match = MALFORMED[primitive]
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize("primitive", sorted(NUMERICAL_FAILURE))
+def test_numerical_failure_is_a_status_with_finite_outputs_and_no_warning(primitive):
+    call, where, code = NUMERICAL_FAILURE[primitive]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs = call()
+    status = outputs[where[0]] if len(where) == 1 else getattr(outputs[where[0]], where[1])
+    codes = next(v for k, v in STATUS_CODES.items() if primitive.startswith(k))
+    assert np.all(np.asarray(status) == codes[code]), (status, code)
+    for leaf in jax.tree.leaves(outputs):
+        arr = np.asarray(leaf)
+        if np.issubdtype(arr.dtype, np.floating):
+            assert np.isfinite(arr).all()

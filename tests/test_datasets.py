@@ -11,6 +11,9 @@ import pytest
 
 from bench import datasets
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 
 def _idx_bytes(a: np.ndarray, kind: int = 0x08) -> bytes:
     return struct.pack(">BBBB", 0, 0, kind, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()

@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from linalg_core import testing as lct
 from linalg_core._native import cpu
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 
 SOLVERS = {"small_eigh": cpu._small_eigh, "tridiagonal_eigh": cpu._tridiagonal_eigh}
 

@@ -62,7 +62,7 @@ def test_one_step_matches_dense_oracle(rng, k, b):
         assert 0.9 * true_norm - tol <= info.step_escaped_mass[i] <= true_norm + tol
         np.testing.assert_allclose(new.escaped_mass[i], state.escaped_mass[i] + info.step_escaped_mass[i], rtol=1e-14)
         precond = basis @ new.coeffs[i] @ basis.T + (new.escaped_mass[i] + eps) * np.eye(b)
-        np.testing.assert_allclose(u[i], -inv_sqrt_apply(precond, g[i]), atol=1e-9 * np.abs(u[i]).max())
+        np.testing.assert_allclose(u[i], inv_sqrt_apply(precond, g[i]), atol=1e-9 * np.abs(u[i]).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -74,7 +74,7 @@ def test_full_rank_is_block_diagonal_adagrad(rng, dtype):
         g = rng.standard_normal((m, b)).astype(dtype)
         state, u, _ = lc.shared_basis_update(state, g, key=t, eps=eps)
         stats += np.einsum("ij,ik->ijk", g.astype(np.float64), g.astype(np.float64))
-        ref = np.stack([-inv_sqrt_apply(stats[i] + eps * np.eye(b), g[i].astype(np.float64)) for i in range(m)])
+        ref = np.stack([inv_sqrt_apply(stats[i] + eps * np.eye(b), g[i].astype(np.float64)) for i in range(m)])
         # Accumulated rounding over t steps of b x b eigensolvers, relative to |u|.
         atol = 1e3 * (t + 1) * b * np.finfo(dtype).eps * np.abs(ref).max() * (1 / eps) ** 0.5
         np.testing.assert_allclose(u, ref, atol=atol)
@@ -192,6 +192,26 @@ def test_info_starts_with_the_common_fields():
 
 
 @pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
+def test_direction_is_the_preconditioner_applied_not_its_negative(rng, backend):
+    """direction[i] = +P_i g_i, P_i = (B R_i B^T + (rho_i + eps) I)^(-1/2) on the returned state,
+    the sign of fd_apply_inverse_root (P x): the descent step -lr P g is the caller's."""
+    m, b, k, eps = 5, 10, 3, 1e-3  # test_update_is_scale_safe's sizes: one compilation for both
+    state = lc.shared_basis_init(m, b, k, dtype=np.float64)
+    state, _, _ = lc.shared_basis_update(state, rng.standard_normal((m, b)), key=0, eps=eps)
+    g = rng.standard_normal((m, b))
+    new, u, info = SB_BACKENDS[backend](state, g, eps)
+    assert int(info.status) == STATUS["ok"]
+    for i in range(m):
+        precond = new.basis @ new.coeffs[i] @ new.basis.T + (new.escaped_mass[i] + eps) * np.eye(b)
+        want = inv_sqrt_apply(precond, g[i])
+        # As in _check_against_float64_oracle: 64 b eps c^(-1/2) |g_i| covers both sides'
+        # products and eigensolvers; the opposite sign misses by 2 |want|, far outside it.
+        c = float(new.escaped_mass[i]) + eps
+        np.testing.assert_allclose(u[i], want, atol=64 * b * np.finfo(np.float64).eps * c ** -0.5 * np.abs(g[i]).max())
+        assert float(u[i] @ g[i]) > 0  # g^T P g > 0 for P positive definite
+
+
+@pytest.mark.parametrize("backend", sorted(SB_BACKENDS))
 @pytest.mark.parametrize("dtype,scales", [(np.float32, (1e-18, 1e15)), (np.float64, (1e-150, 1e150))])
 def test_update_is_scale_safe(rng, backend, dtype, scales):
     """Gradients scaled by s, the state and eps by s^2: the same direction, the state scaled by
@@ -298,8 +318,8 @@ def test_jax_failure_returns_the_input_state(rng, backend, bad, code):
 
 
 def _exact_direction(state, grads, eps, clip=False):
-    """-(B R_i B^T + c I)^(-1/2) g_i in float64 on the given (rounded) state, in the factored form
-    -(c^(-1/2) (g_i - B h_i) + B V (w + c)^(-1/2) V^T h_i), h_i = B^T g_i, R_i = V diag(w) V^T."""
+    """(B R_i B^T + c I)^(-1/2) g_i in float64 on the given (rounded) state, in the factored form
+    c^(-1/2) (g_i - B h_i) + B V (w + c)^(-1/2) V^T h_i, h_i = B^T g_i, R_i = V diag(w) V^T."""
     basis = np.asarray(state.basis, np.float64)
     out = []
     for r, rho, g in zip(np.asarray(state.coeffs, np.float64), np.asarray(state.escaped_mass, np.float64), grads):
@@ -307,7 +327,7 @@ def _exact_direction(state, grads, eps, clip=False):
         w = np.maximum(w, 0.0) if clip else w  # a perturbed PSD R_i, as the kernel clips f >= 0
         c = rho + eps
         h = basis.T @ g
-        out.append(-(c ** -0.5 * (g - basis @ h) + basis @ (v @ ((w + c) ** -0.5 * (v.T @ h)))))
+        out.append(c ** -0.5 * (g - basis @ h) + basis @ (v @ ((w + c) ** -0.5 * (v.T @ h))))
     return np.array(out)
 
 
@@ -410,7 +430,7 @@ def test_bad_input_is_named(call, match):
 def _check_against_float64_oracle(state, g, new, u, info, eps, dtype):
     """The defining equations of one update, in float64 from the inputs and the returned basis:
     B orthonormal, R_i = B^T M_i B - lambda_min I, rho_i = rho_i(old) + step_i with step_i a
-    lower estimate of ||M_i - B R_i B^T||_2, u_i = -(B R_i B^T + (rho_i + eps) I)^(-1/2) g_i."""
+    lower estimate of ||M_i - B R_i B^T||_2, u_i = (B R_i B^T + (rho_i + eps) I)^(-1/2) g_i."""
     f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
     basis, coeffs, mass, g = f64(new.basis), f64(new.coeffs), f64(new.escaped_mass), f64(g)
     m, b = g.shape
@@ -433,7 +453,7 @@ def _check_against_float64_oracle(state, g, new, u, info, eps, dtype):
         assert mass[i] == pytest.approx(float(state.escaped_mass[i]) + step, rel=4 * ueps, abs=tol)
         c = mass[i] + eps
         precond = basis @ coeffs[i] @ basis.T + c * np.eye(b)
-        want = -inv_sqrt_apply(precond, g[i])
+        want = inv_sqrt_apply(precond, g[i])
         # The factored form's c^(-1/2) g_i term carries the rounding of everything: b eps c^(-1/2)
         # |g_i| per product, 64 for the products and eigensolvers of both sides.
         np.testing.assert_allclose(u[i], want, atol=64 * b * ueps * c ** -0.5 * np.abs(g[i]).max())

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from linalg_core import testing as lct
 
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
+
 
 @given(st.data(), st.integers(1, 40), st.sampled_from(lct.SPECTRUM_KINDS), lct.dtypes())
 def test_spectra_are_descending_nonnegative(data, n, kind, dtype):

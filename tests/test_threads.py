@@ -9,9 +9,13 @@ one thread (DGEMM at n = 4000 took 1.8x as long).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_info
 
 import linalg_core as lc
+
+# Reaches no JAX entry point: LINALG_CORE_PORTABLE cannot change it (tests/conftest.py).
+pytestmark = pytest.mark.numpy_path
 
 
 def blas_threads() -> list[tuple[str, int]]:

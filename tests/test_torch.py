@@ -8,6 +8,10 @@ torch = pytest.importorskip("torch")
 import linalg_core as lc  # noqa: E402
 from linalg_core import _torch  # noqa: E402
 
+# The torch path is the NumPy path (backend="jax" below only builds arrays): LINALG_CORE_PORTABLE
+# cannot change it.
+pytestmark = pytest.mark.numpy_path
+
 
 def _spd(n, dtype, seed=0):
     g = np.random.default_rng(seed).standard_normal((n, n))

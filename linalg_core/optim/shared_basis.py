@@ -92,8 +92,8 @@ def scale_by_shared_basis_adagrad(options: SharedBasisAdagradOptions | None = No
         new, direction, converged = distribute.map_blocks(
             jax.vmap(one), stats, jnp.swapaxes(g, -1, -2), keys, mesh=o.mesh, axis=o.mesh_axis)
         fails = jnp.sum(~converged, dtype=jnp.int32)
-        # The primitive returns the descent direction -P g; optax updates are +P g, scaled by -lr.
-        return type(stats)(*new), key, -jnp.swapaxes(direction, -1, -2), fails
+        # The primitive returns P g, as optax's scale_by_* transforms do; finish() scales by -lr.
+        return type(stats)(*new), key, jnp.swapaxes(direction, -1, -2), fails
 
     return transform.matrix_preconditioner(
         o, layout=lambda shape: blocking.block_layout(shape, o.block_size),

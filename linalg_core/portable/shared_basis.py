@@ -108,7 +108,7 @@ def _algorithm(basis, coeffs, escaped, grads, y0, eps, power_iters):
     rho = escaped + mass
     c = rho + eps
     c0 = c ** -0.5
-    # The split form of cpp/shared_basis.cc: -(c0 (g - B h) + B V (f + c)^(-1/2) V^T h), the
+    # The split form of cpp/shared_basis.cc: c0 (g - B h) + B V (f + c)^(-1/2) V^T h, the
     # residual g - B h accumulated in float64 when JAX has it (x64 enabled), so the part in
     # span(B) is not a difference of two terms ~c0 |g| (the one-GEMM form's cancellation).
     acc = jnp.float64 if jax.config.jax_enable_x64 else g.dtype
@@ -116,7 +116,7 @@ def _algorithm(basis, coeffs, escaped, grads, y0, eps, power_iters):
     residual = g_acc - (g_acc @ b_acc) @ b_acc.T
     z = jnp.einsum("mji,mj->mi", vecs, h) * (shifted + c[:, None]) ** -0.5
     inside = jnp.einsum("mij,mj->mi", vecs, z) @ new_basis.T
-    direction = -(c0[:, None].astype(acc) * residual + inside.astype(acc)).astype(g.dtype)
+    direction = (c0[:, None].astype(acc) * residual + inside.astype(acc)).astype(g.dtype)
     return new_basis, new_coeffs, rho, direction, mass
 
 
