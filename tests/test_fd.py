@@ -446,7 +446,7 @@ def test_state_bytes():
         (lambda: lc.fd_init(4, 0), "rank"),
         (lambda: lc.fd_init(0, 1), "dim"),
         (lambda: lc.fd_init(4, 2, dtype=np.int32), "dtype"),
-        (lambda: lc.fd_init(4, 2, backend="torch"), "backend"),
+        (lambda: lc.fd_init(4, 2, backend="cupy"), "backend"),
         (lambda: lc.fd_update(lc.fd_init(4, 2)), "exactly one"),
         (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((4, 1)), matrix=np.eye(4)), "exactly one"),
         (lambda: lc.fd_update(lc.fd_init(4, 2), factor=np.ones((5, 1))), "factor"),
