@@ -26,6 +26,12 @@ def require_floating(x: Any, name: str) -> None:
         raise ValueError(f"{name} must be a floating-point array, got dtype {dt}")
 
 
+def at_least_float32(x: Any) -> Any:
+    """bfloat16/float16 arrays (NumPy or JAX) as float32, others unchanged: low-precision inputs
+    are computed, and returned, in float32 (DESIGN.md: they accumulate in float32)."""
+    return x.astype(np.float32) if np.dtype(x.dtype).itemsize < 4 else x
+
+
 def require_ndim(x: Any, at_least: int, name: str, layout: str) -> None:
     if np.ndim(x) < at_least:
         raise ValueError(f"{name} must have shape {layout}, got shape {np.shape(x)}")

@@ -163,7 +163,8 @@ def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tu
     h : array, shape (..., m n, m n)
         Symmetric (:func:`linalg_core._validation.symmetry_tolerance`) and finite: ``ValueError``
         on the NumPy path; on the JAX path non-finite slices get status ``non_finite_input`` and
-        zero outputs. Column-major ``vec`` convention (module docstring).
+        zero outputs. Column-major ``vec`` convention (module docstring). bfloat16/float16 are
+        computed, and returned, in float32.
     m, n : int
     steps : None
         Reserved; the dense path is exact (an SVD).
@@ -177,6 +178,7 @@ def kron_approx_dense(h: Any, m: int, n: int, *, steps: int | None = None) -> tu
     else:
         h = np.asarray(h)
     check.require_floating(h, "h")
+    h = check.at_least_float32(h)
     m, n = check.integer(m, "m", minimum=1), check.integer(n, "n", minimum=1)
     if h.ndim < 2 or h.shape[-1] != m * n or h.shape[-2] != m * n:
         raise ValueError(f"h must have shape (..., {m * n}, {m * n}) for m={m}, n={n}, got {tuple(h.shape)}")

@@ -21,6 +21,13 @@ from linalg_core.fd import FD_STATUS, FDState, fd_apply_inverse_root
 __all__ = ["root_times"]
 
 
+def _working(factor: Any) -> Any:
+    """A dense side in the precision it is computed in (bfloat16/float16 in float32)."""
+    if factor is None or isinstance(factor, FDState):
+        return factor
+    return check.at_least_float32(factor if _jax.is_jax_array(factor) else np.asarray(factor))
+
+
 def _check_side(factor: Any, name: str, dim: int, p: Any, eps: Any) -> None:
     if factor is None:
         return
@@ -51,6 +58,8 @@ def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None =
     Parameters
     ----------
     g : array, shape (..., m, n)
+        float32 or float64 (bfloat16/float16, here and in a dense side, are computed and
+        returned in float32).
     left : array (..., m, m), FDState of dimension m, or None
     right : array (..., n, n), FDState of dimension n, or None
     p, eps : float
@@ -81,9 +90,11 @@ def root_times(g: Any, left: Any = None, right: Any = None, *, p: float | None =
         g = np.asarray(g)
     check.require_floating(g, "g")
     check.require_ndim(g, 2, "g", "(..., m, n)")
+    g = check.at_least_float32(g)
     m, n = g.shape[-2:]
     _check_side(left, "left", m, p, eps)
     _check_side(right, "right", n, p, eps)
+    left, right = _working(left), _working(right)
     if jax_path or any(_jax.any_jax(*(f if isinstance(f, FDState) else (f,))) for f in (left, right)
                        if f is not None):
         import jax.numpy as xp

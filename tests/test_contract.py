@@ -151,3 +151,29 @@ def test_numerical_failure_is_a_status_with_finite_outputs_and_no_warning(primit
         arr = np.asarray(leaf)
         if np.issubdtype(arr.dtype, np.floating):
             assert np.isfinite(arr).all()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("primitive", ["kron_approx_dense", "root_times"])
+def test_low_precision_is_computed_and_returned_in_float32(primitive, dtype):
+    """bfloat16/float16 inputs accumulate in float32 (DESIGN.md) like inverse_root's: the result is
+    the float32 call's on the same values, bit for bit (kron_approx_dense raised NumPy's TypeError
+    for float16 and returned float64 for bfloat16; root_times multiplied in float16)."""
+    import ml_dtypes
+
+    low = np.float16 if dtype == "float16" else ml_dtypes.bfloat16
+    rng = np.random.default_rng(7)
+    if primitive == "kron_approx_dense":
+        a, b = rng.standard_normal((2, 2)), rng.standard_normal((3, 3))
+        h = np.kron(a @ a.T, b @ b.T).astype(low)
+        got, want = lc.kron_approx_dense(h, 3, 2), lc.kron_approx_dense(h.astype(np.float32), 3, 2)
+        got, want = got[:2], want[:2]
+    else:
+        x = rng.standard_normal((4, 4))
+        side = (x @ x.T + np.eye(4)).astype(low)
+        g = rng.standard_normal((4, 3)).astype(low)
+        got = [lc.root_times(g, side)]
+        want = [lc.root_times(g.astype(np.float32), side.astype(np.float32))]
+    for y, z in zip(got, want):
+        assert y.dtype == np.float32
+        np.testing.assert_array_equal(y, z)
