@@ -57,13 +57,19 @@ def oracle(basis, eigvals, g, beta):
     return s, rho_t, w[0]
 
 
-def accuracy(basis, eigvals, step_mass, state, g, beta) -> dict:
-    """Worst case over the batch of the sketch, escaped-mass and orthogonality errors."""
+def oracles(state, g, beta) -> dict:
+    """The float64 oracle of every sketch of the batch, computed once per case (a dense float64
+    eigh per sketch), shared by every method's `accuracy`."""
+    return {idx: oracle(state.basis[idx], state.eigvals[idx], g[idx], beta)
+            for idx in np.ndindex(*state.basis.shape[:-2])}
+
+
+def accuracy(basis, eigvals, step_mass, refs: dict) -> dict:
+    """Worst case over the batch of the sketch, escaped-mass and orthogonality errors against
+    the oracles (`oracles`)."""
     basis, eigvals, step_mass = (np.asarray(x, np.float64) for x in (basis, eigvals, step_mass))
-    batch = basis.shape[:-2]
     errs = {"sketch_rel_err": 0.0, "rho_rel_err": 0.0, "orthogonality": 0.0}
-    for idx in np.ndindex(*batch):
-        s_ref, rho_ref, norm_c = oracle(state.basis[idx], state.eigvals[idx], g[idx], beta)
+    for idx, (s_ref, rho_ref, norm_c) in refs.items():
         u = basis[idx]
         s = (u * eigvals[idx]) @ u.T
         errs["sketch_rel_err"] = max(errs["sketch_rel_err"], np.abs(np.linalg.eigvalsh(s - s_ref)).max() / norm_c)
@@ -206,11 +212,11 @@ def build(case: dict, rng: np.random.Generator) -> Built:
     shape = (batch,) if batch else ()
     state = warm_start(rng, d, rank, batch)
     g = (np.geomspace(1.0, 1e-2, d)[:, None] * rng.standard_normal(shape + (d, cols))).astype(np.float32)
-    fns, accs = {}, {}
+    fns, accs, refs = {}, {}, oracles(state, g, BETA)
     for name, make in METHODS.items():
         run_fn, outputs = make(state, g, BETA)
         fns[name] = run_fn
-        accs[name] = accuracy(*outputs(), state, g, BETA)
+        accs[name] = accuracy(*outputs(), refs)
     fns.update(floor_fns(case, state, g))
     record = {**case, "beta": BETA, "accuracy": accs,
               "state_bytes": {"linalg_core": lc.fd_state_bytes(d, rank, dtype=np.float32, batch_shape=shape),

@@ -3,12 +3,13 @@
 Speed (float32, same process, two rounds of opposite order):
   d=1024, p=4, kappa=1e4: our coupled Newton vs precondition-opt `matrix_inverse_pth_root`
   (coupled Newton, jitted); our eigh vs its `matrix_inverse_pth_root_eigh`; SciPy
-  `fractional_matrix_power` (Schur-Pade, float64) and a NumPy eigh root for reference.
-  256 blocks of 128 x 128: ours batched vs precondition-opt's vmapped.
+  `fractional_matrix_power` (Schur-Pade, float64; full report only: ~15 s a call) and a NumPy
+  eigh root for reference. 256 blocks of 128 x 128: ours batched vs precondition-opt's vmapped.
 Accuracy: relative spectral error against the float64 root of the same float32 matrix, with the
 same ridge (relative 1e-6 of lambda_max for everyone).
 Floor (d=1024): each of our methods against the BLAS/LAPACK calls it cannot avoid (`floors`).
-Stability report: relative error against the exact root of the intended matrix
+Stability report (full report only; the stability suite sweeps inverse_root at every size):
+relative error against the exact root of the intended matrix
 Q diag(lambda) Q^T (n=128, p=4, geometric spectra, no ridge) for kappa = 1e1 .. 1e12, every method
 and dtype, with the rule of thumb "an inverse p-th root loses log2(kappa/p) bits" drawn as
 eps * kappa / p.
@@ -95,8 +96,10 @@ BATCH = "256 x (128 x 128) p=4 kappa=1e4 float32"
 SWEEP = "stability sweep"
 
 
-def big_methods(a32) -> dict[str, Callable[[], Callable]]:
-    return {
+def big_methods(a32, full: bool) -> dict[str, Callable[[], Callable]]:
+    """The d = 1024 case's methods. SciPy's fractional_matrix_power (a Schur-Pade reference in
+    float64, ~15 s a call on 2 cores) only in the full report."""
+    methods = {
         "linalg_core newton": lambda: ours(a32, "newton"),
         "linalg_core newton3": lambda: ours(a32, "newton3"),
         "linalg_core eigh": lambda: ours(a32, "eigh"),
@@ -106,6 +109,9 @@ def big_methods(a32) -> dict[str, Callable[[], Callable]]:
         "NumPy eigh root (float64 inside)": lambda: numpy_eigh_root(a32),
         "SciPy fractional_matrix_power (f64)": lambda: scipy_fractional(a32),
     }
+    if not full:
+        del methods["SciPy fractional_matrix_power (f64)"]
+    return methods
 
 
 def batch_methods(b32) -> dict[str, Callable[[], Callable]]:
@@ -228,10 +234,12 @@ def cases(size: str) -> list[Case]:
     # cases before it, as when the suite ran in one loop).
     rng = np.random.default_rng(20261122)
 
+    full = size == "full"
+
     def big() -> Built:
         a, _, _ = spd(rng, 1024, 1e4)
         a32 = a.astype(np.float32)
-        return build_speed(BIG, a32, big_methods(a32))
+        return build_speed(BIG, a32, big_methods(a32, full))
 
     def batch() -> Built:
         b, _, _ = spd(rng, 128, 1e4, batch=(256,))
@@ -239,9 +247,10 @@ def cases(size: str) -> list[Case]:
         return build_speed(BATCH, b32, batch_methods(b32))
 
     stub = np.zeros((1, 1), np.float32)  # the method names only
-    return [Case(BIG, (*big_methods(stub), *floors(1024)), big, rounds=repeats),
+    # The stability sweep in the full report only: the stability suite sweeps inverse_root too.
+    return [Case(BIG, (*big_methods(stub, full), *floors(1024)), big, rounds=repeats),
             Case(BATCH, tuple(batch_methods(stub)), batch, rounds=repeats),
-            Case(SWEEP, ("sweep",), lambda: build_sweep(rng), rounds=1, warmup=0)]
+            *([Case(SWEEP, ("sweep",), lambda: build_sweep(rng), rounds=1, warmup=0)] if full else [])]
 
 
 def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
@@ -264,6 +273,8 @@ def finish(size: str, done: dict, log: Callable[[str], None]) -> dict:
                 + ", ".join(f"{n} {m:.2f}x" + (f" ({its[n]} iterations)" if n in its else "")
                             for n, m in multiples.items()))
         speed.append({"label": label, **c, "ratios": ratios, "floor_multiples": multiples})
+    if SWEEP not in done:
+        return {"suite": "roots", "cases": speed, "stability": None}
     sweep = done[SWEEP]["stability"]
     log("stability (relative error vs exact root, no ridge):")
     for row in sweep["rows"]:
@@ -295,6 +306,8 @@ def summarize(result: dict, out) -> str:
         its = {n: i for c in result["cases"] for n, i in c.get("floor_iterations", {}).items()}
         lines += ["Iterations in the Newton floors (our calls' own `info.iterations`): "
                   + ", ".join(f"{n} {i}" for n, i in its.items()) + ".", ""]
+    if result["stability"] is None:
+        return "\n".join(lines + ["Stability sweep: full report only (`--full`; and the stability suite)."])
     rows = result["stability"]["rows"]
     names = [k for k in rows[0] if k != "kappa"]
     lines += ["Stability: relative error against the exact root of Q diag(lambda) Q^T "
