@@ -7,11 +7,14 @@ the same contract is checked on a machine without an accelerator.
 
 from __future__ import annotations
 
+import inspect
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import linalg_core as lc
+from linalg_core import _jax, roots
 from linalg_core.portable import fd as pfd
 from linalg_core.portable import roots as proots
 
@@ -79,15 +82,20 @@ def test_fd_apply_inverse_root_matches_cpu_kernel(rng):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-14)
 
 
-def _root_call(a, prev=None, **kw):
-    opts = dict(p=4.0, eps=1e-6, eps_relative=1, pinv_threshold=0.0, method=-1, max_iters=100, tol=0.0,
-                accept=0.0, double_accumulate=0, true_residual=0, has_previous=int(prev is not None))
-    opts.update(kw)
+# inverse_root's keyword defaults, so that the kernel gets the attributes the public function sends.
+_ROOT_DEFAULTS = {k: v.default for k, v in inspect.signature(lc.inverse_root).parameters.items()
+                  if v.kind is inspect.Parameter.KEYWORD_ONLY and k != "prev"}
+
+
+def _root_call(a, prev=None, p=4.0, **kw):
+    """The portable kernel on the attribute dict lc.inverse_root builds for these keywords."""
+    attrs = roots._attrs(p, **{**_ROOT_DEFAULTS, **kw}, has_previous=prev is not None)
     a = jnp.asarray(a)
-    return proots.inverse_root(a, a if prev is None else jnp.asarray(prev), **opts)
+    return proots.inverse_root(a, a if prev is None else jnp.asarray(prev),
+                               **{name: _jax._python(value) for name, value in attrs.items()})
 
 
-@pytest.mark.parametrize("method", [0, 1, 2])
+@pytest.mark.parametrize("method", ["eigh", "newton", "newton3"])
 @pytest.mark.parametrize("dtype,kappa", [(np.float64, 1e8), (np.float32, 1e4)])
 def test_inverse_root_matches_oracle(rng, method, dtype, kappa):
     n, p = 40, 4
@@ -104,8 +112,8 @@ def test_inverse_root_matches_oracle(rng, method, dtype, kappa):
         bound = 8 * n * np.finfo(dtype).eps * k_eff / p + res / p
         err = np.linalg.norm(np.asarray(root[i], np.float64) - oracle, 2) / np.linalg.norm(oracle, 2)
         assert err <= bound, (err, bound)
-    assert np.asarray(status).tolist() == [0, 0] and np.asarray(used).tolist() == [method] * 2
-    if method:
+    assert np.asarray(status).tolist() == [0, 0] and np.asarray(used).tolist() == [lc.ROOT_METHODS[method]] * 2
+    if method != "eigh":
         # The true residual, accepted up to max(sqrt(eps), 64 n eps, 4 n eps kappa) (inverse_root).
         e = np.finfo(dtype).eps
         assert (np.asarray(residual) <= max(e ** 0.5, 64 * n * e, 4 * n * e * kappa)).all()
@@ -122,7 +130,7 @@ def test_inverse_root_matches_cpu_kernel_and_falls_back(rng):
     assert np.asarray(got[6]).tolist() == np.asarray(info.status).tolist() == [0, 1, 0]
     assert np.asarray(got[5]).tolist() == np.asarray(info.method).tolist()
     # Newton that cannot converge in 1 iteration falls back to eigh and says so.
-    got = _root_call(a[[0]], p=4.0, method=1, max_iters=1)
+    got = _root_call(a[[0]], p=4.0, method="newton", max_iters=1)
     assert int(got[5][0]) == 0 and int(got[6][0]) == 2
 
 
@@ -130,11 +138,11 @@ def test_inverse_root_pinv_and_true_residual(rng):
     q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
     w = np.r_[np.geomspace(1, 1e-2, 8), np.zeros(4)]
     a = (q * w) @ q.T
-    got = _root_call(a, p=2.0, pinv_threshold=1e-6, true_residual=1)
+    got = _root_call(a, p=2.0, pinv_threshold=1e-6, true_residual=True)
     want, _ = lc.inverse_root(a, 2, pinv_threshold=1e-6)
     np.testing.assert_allclose(np.asarray(got[0]), want, atol=1e-10)
     full = _spd(rng, 12, 1e2)
-    got = _root_call(full, p=4.0, true_residual=1, method=2)
+    got = _root_call(full, p=4.0, true_residual=True, method="newton3")
     assert 0 <= float(got[1]) <= 1e-10
 
 
