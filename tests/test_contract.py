@@ -85,6 +85,24 @@ def test_root_options_are_the_keys_every_backend_gets(monkeypatch):
     assert dict(cpu.root_ridges) == {"relative": 0, "absolute": 1}
 
 
+def test_rsvd_options_are_the_keys_every_backend_gets(monkeypatch):
+    """The same for cpp/rsvd.h's LC_RSVD_OPTIONS (rsvd_options), both kernels."""
+    from linalg_core.portable import rsvd as portable
+
+    sent = _attrs_sent(monkeypatch, ["randomized_svd", "randomized_eigh"],
+                       [lambda xp: lc.randomized_svd(xp(_SPD), 2, key=_key(xp)),
+                        lambda xp: lc.randomized_eigh(xp(_SPD), 2, key=_key(xp), method="nystrom")])
+    names = sorted(cpu.rsvd_options)
+    assert sent == {name: names for name in ("randomized_svd", "randomized_eigh", "linalg_core_randomized_svd",
+                                             "linalg_core_randomized_eigh")}
+    assert _portable_keywords(portable.randomized_svd) == _portable_keywords(portable.randomized_eigh) == names
+    assert lc.RSVD_METHODS == dict(cpu.rsvd_methods)
+
+
+def _key(xp):
+    return jax.random.key(0) if xp is not np.asarray else 0
+
+
 def test_root_options_unknown_or_missing_are_rejected_by_both_adapters():
     """Both decoders hold the caller to the list: a key outside it or a key missing is an error,
     never silently ignored or defaulted."""

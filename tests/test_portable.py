@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import linalg_core as lc
-from linalg_core import _jax, roots
+from linalg_core import _jax, roots, rsvd
 from linalg_core.portable import fd as pfd
 from linalg_core.portable import roots as proots
 
@@ -209,9 +209,10 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     a[1, 0, 0] = np.nan
     omega = rng.standard_normal((2, n, l))
     probes = rng.standard_normal((2, n, 6))
-    want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], k, power_iters)
+    attrs = rsvd._attrs(k, power_iters, "svd")
+    want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], attrs)
     u, s, vt, err, status = prsvd.randomized_svd(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
-                                                 k=k, power_iters=power_iters)
+                                                 **{name: _jax._python(value) for name, value in attrs.items()})
     assert np.asarray(status).tolist() == [0, 1] and float(jnp.abs(u[1]).max()) == 0.0
     # Same subspace from the same Omega: the triplets agree to the float64 rounding of the range
     # finder, amplified by the gap sigma_k / sigma_{k+1} only through the subspace angle.
@@ -221,19 +222,19 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     np.testing.assert_allclose(float(err[0]), float(want[3][0]), rtol=1e-8)
 
 
-@pytest.mark.parametrize("nystrom", [0, 1])
-def test_randomized_eigh_matches_cpu_kernel(rng, nystrom):
+@pytest.mark.parametrize("method", ["rayleigh_ritz", "nystrom"])
+def test_randomized_eigh_matches_cpu_kernel(rng, method):
     from linalg_core.portable import rsvd as prsvd
 
     n, k, l = 50, 4, 10
     a = _spd(rng, n, 1e4)
     omega = rng.standard_normal((n, l))
     probes = rng.standard_normal((n, 5))
-    want = lc._native.cpu.randomized_eigh(a, omega, probes, k, 2, bool(nystrom))
-    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega),
-                                                          jnp.asarray(probes), k=k, power_iters=2,
-                                                          nystrom=nystrom)
-    assert int(status) == 0 and int(used) == int(want[4]) == 1 + nystrom
+    attrs = rsvd._attrs(k, 2, method)
+    want = lc._native.cpu.randomized_eigh(a, omega, probes, attrs)
+    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
+                                                          **{name: _jax._python(value) for name, value in attrs.items()})
+    assert int(status) == 0 and int(used) == int(want[4]) == lc.RSVD_METHODS[method]
     np.testing.assert_allclose(np.asarray(vals), want[0], rtol=1e-9)
     np.testing.assert_allclose(np.abs(np.asarray(vecs).T @ want[1]), np.eye(k), atol=1e-7)
     np.testing.assert_allclose(float(err), float(want[2]), rtol=1e-8)
