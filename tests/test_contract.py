@@ -99,6 +99,16 @@ def test_rsvd_options_are_the_keys_every_backend_gets(monkeypatch):
     assert lc.RSVD_METHODS == dict(cpu.rsvd_methods)
 
 
+def test_kron_options_are_the_keys_every_backend_gets(monkeypatch):
+    """The same for cpp/kron.h's LC_KRON_OPTIONS (kron_options)."""
+    from linalg_core.portable import kron as portable
+
+    sent = _attrs_sent(monkeypatch, ["kron_approx"], [lambda xp: lc.kron_approx(xp(np.ones((3, 2, 2))), steps=2)])
+    names = sorted(cpu.kron_options)
+    assert sent == {"kron_approx": names, "linalg_core_kron_approx": names}
+    assert _portable_keywords(portable.approx) == names
+
+
 def _key(xp):
     return jax.random.key(0) if xp is not np.asarray else 0
 

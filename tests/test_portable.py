@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import linalg_core as lc
-from linalg_core import _jax, roots, rsvd
+from linalg_core import _jax, kron, roots, rsvd
 from linalg_core.portable import fd as pfd
 from linalg_core.portable import roots as proots
 
@@ -302,7 +302,7 @@ def test_kron_status_and_scaling_match_cpu_kernel(rng, case, dtype):
     samples = {"plain": samples, "huge": samples * big, "tiny": samples / big, "zero": 0 * samples,
                "inf": np.where(np.arange(samples.size).reshape(samples.shape) == 5, np.inf, samples)}[case]
     samples = samples.astype(dtype)
-    want = lc._native.cpu.kron_approx(samples, 3)
+    want = lc._native.cpu.kron_approx(samples, kron._attrs(3))
     got = [np.asarray(x) for x in pkron.approx(jnp.asarray(samples), steps=3)]
     assert int(got[4]) == int(want[4])
     # Same iteration in another association order: 64 (N + m + n) eps relative to each output.
