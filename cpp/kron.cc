@@ -152,8 +152,8 @@ bool psd_factor(int n, const T* a, T* out, std::vector<T>& work, std::vector<int
 // One batch element: the iteration on the samples scaled by 2^-e, its a-posteriori check, the
 // results scaled back. Outputs are zero unless set below.
 template <typename T>
-Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T* change_out,
-                  std::vector<T>& work, std::vector<int>& iwork, std::vector<T>& vecs, std::vector<T>& w) {
+Status approx_one(const Shape& s, int steps, const T* S, T* left, T* right, T* sigma_out,
+                  T* change_out, std::vector<T>& work, std::vector<int>& iwork, std::vector<T>& vecs, std::vector<T>& w) {
   const int N = static_cast<int>(s.samples), m = static_cast<int>(s.m), n = static_cast<int>(s.n);
   const size_t count = sz(N, sz(m, n));
   std::fill(left, left + sz(m, m), T(0));
@@ -168,7 +168,7 @@ Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T
   const T inv_n = T(1) / static_cast<T>(N);
   std::vector<T> L(sz(m, m)), R(sz(n, n)), root(std::max(sz(m, m), sz(n, n)));
   double sigma = 0.0, change = 0.0, trace_h = 0.0;
-  for (int step = 0; step < s.steps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     std::vector<T> R_old = R;
     double norm_l = 0.0, norm_r = 0.0;
     if (step == 0) {
@@ -248,11 +248,18 @@ Status approx_one(const Shape& s, const T* S, T* left, T* right, T* sigma_out, T
   return status;
 }
 
+// N, m, n and m n are LAPACK ints (and loop bounds) inside the kernels.
+bool fits_int(const Shape& s) {
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  return s.samples <= kIntMax && s.m <= kIntMax && s.n <= kIntMax && s.m * s.n <= kIntMax;
+}
+
 }  // namespace
 
 template <typename T>
-bool approx(const Shape& s, const Args<T>& a) {
-  if (s.samples < 1 || s.m < 1 || s.n < 1 || s.steps < 1 || s.batch < 0) return false;
+bool approx(const Shape& s, const Args<T>& a, const Options& o) {
+  if (!fits_int(s) || o.steps > std::numeric_limits<int>::max()) return false;
+  if (s.samples < 1 || s.m < 1 || s.n < 1 || o.steps < 1 || s.batch < 0) return false;
   const size_t per = sz(s.samples, sz(s.m, s.n));
   std::vector<T> work, vecs, w;
   std::vector<int> iwork;
@@ -261,7 +268,8 @@ bool approx(const Shape& s, const Args<T>& a) {
   // leaves the BLAS pool's threads spinning on the cores the workers need next.
   ScopedBlasThreads single(sample_workers(static_cast<int>(s.samples)) > 1 ? 1 : 0);
   for (int64_t b = 0; b < s.batch; ++b) {
-    a.status[b] = static_cast<int32_t>(approx_one<T>(s, a.samples + b * per, a.left + b * sz(s.m, s.m),
+    a.status[b] = static_cast<int32_t>(approx_one<T>(s, static_cast<int>(o.steps), a.samples + b * per,
+                                                     a.left + b * sz(s.m, s.m),
                                                      a.right + b * sz(s.n, s.n), a.sigma + b, a.change + b,
                                                      work, iwork, vecs, w));
   }
@@ -270,7 +278,7 @@ bool approx(const Shape& s, const Args<T>& a) {
 
 template <typename T>
 bool cosine(const Shape& s, const T* samples, const T* left, const T* right, T* out) {
-  if (s.samples < 1 || s.m < 1 || s.n < 1) return false;
+  if (!fits_int(s) || s.samples < 1 || s.m < 1 || s.n < 1) return false;
   const int N = static_cast<int>(s.samples), m = static_cast<int>(s.m), n = static_cast<int>(s.n);
   const int mn = m * n;
   std::vector<T> lg(sz(m, n)), lgr(sz(m, n)), gram(sz(N, N)), Ls(sz(m, m)), Rs(sz(n, n)), Ss;
@@ -320,8 +328,8 @@ bool cosine(const Shape& s, const T* samples, const T* left, const T* right, T* 
   return true;
 }
 
-template bool approx<float>(const Shape&, const Args<float>&);
-template bool approx<double>(const Shape&, const Args<double>&);
+template bool approx<float>(const Shape&, const Args<float>&, const Options&);
+template bool approx<double>(const Shape&, const Args<double>&, const Options&);
 template bool cosine<float>(const Shape&, const float*, const float*, const float*, float*);
 template bool cosine<double>(const Shape&, const double*, const double*, const double*, double*);
 

@@ -21,6 +21,7 @@
 // Arrays are row-major and batch-major; no Python, no XLA types.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "codes.h"
@@ -44,8 +45,40 @@ struct Shape {
   int64_t batch = 1;
   int64_t samples = 0;  // N
   int64_t m = 0, n = 0;
-  int steps = 1;
 };
+
+// The scalar options of approx(), one list of (type, name, default) that the FFI adapter and the
+// binding decode by name (decode_options below) and the binding exports as `kron_options`: the
+// keys of the attribute dict linalg_core/kron.py builds. Names are kron_approx's keywords.
+#define LC_KRON_OPTIONS(X)                                                        \
+  /* power-iteration steps, >= 1 (the first step gives Shampoo's factors) */     \
+  X(int64_t, steps, 1)
+
+struct Options {
+#define LC_KRON_FIELD(type, name, default_value) type name = default_value;
+  LC_KRON_OPTIONS(LC_KRON_FIELD)
+#undef LC_KRON_FIELD
+};
+
+// The option names in list order (the binding exports them; the adapters reject other keys).
+inline constexpr const char* kOptionNames[] = {
+#define LC_KRON_NAME(type, name, default_value) #name,
+    LC_KRON_OPTIONS(LC_KRON_NAME)
+#undef LC_KRON_NAME
+};
+inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
+
+// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
+// for every field of LC_KRON_OPTIONS; returns the first field that failed, or nullptr. Shared by
+// cpp/kron_ffi.cc (ffi::Dictionary) and python/kron.cc (a Python dict): one decoder, one list.
+template <typename Get>
+const char* decode_options(Get&& get, Options* o) {
+#define LC_KRON_DECODE(type, name, default_value) \
+  if (!get(#name, &o->name)) return #name;
+  LC_KRON_OPTIONS(LC_KRON_DECODE)
+#undef LC_KRON_DECODE
+  return nullptr;
+}
 
 template <typename T>
 struct Args {
@@ -57,9 +90,10 @@ struct Args {
   int32_t* status;   // batch: Status
 };
 
-// False only for an invalid shape; value-dependent problems are reported in args.status.
+// False only for an invalid shape or options (N, m, n or steps beyond a LAPACK int, steps < 1);
+// value-dependent problems are reported in args.status.
 template <typename T>
-bool approx(const Shape& shape, const Args<T>& args);
+bool approx(const Shape& shape, const Args<T>& args, const Options& options);
 
 // tr(H (R (x) L)) / (||H||_F ||L||_F ||R||_F) for H = E[vec(G) vec(G)^T], from the samples:
 // tr(H (R (x) L)) = (1/N) sum_i <G_i, L G_i R>_F and ||H||_F^2 = ||Gram||_F^2 / N^2 with

@@ -1,5 +1,9 @@
 // XLA FFI adapters (CPU) for Kronecker power iteration and the cosine similarity.
 #include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "kron.h"
 #include "ffi_dispatch.h"
@@ -10,31 +14,62 @@ namespace ffi = xla::ffi;
 namespace linalg_core {
 namespace {
 
-ffi::Error shape_of(const ffi::AnyBuffer& samples, int64_t steps, kron::Shape* s) {
+ffi::Error shape_of(const ffi::AnyBuffer& samples, kron::Shape* s) {
   auto d = samples.dimensions();
   if (d.size() < 3) return ffi::Error::InvalidArgument("kron: samples must be (..., N, m, n)");
   const size_t r = d.size();
   s->samples = d[r - 3];
   s->m = d[r - 2];
   s->n = d[r - 1];
-  s->steps = static_cast<int>(steps);
   s->batch = leading_count(samples, 3);
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  if (s->samples > kIntMax || s->m > kIntMax || s->n > kIntMax || s->m * s->n > kIntMax) {
+    return ffi::Error::InvalidArgument("kron: N, m, n and m n must fit a LAPACK int");
+  }
+  return ffi::Error::Success();
+}
+
+// The options by name (LC_KRON_OPTIONS, the list python/kron.cc decodes too), exactly those keys.
+ffi::Error decode_attrs(const ffi::Dictionary& attrs, kron::Options* o) {
+  if (attrs.size() != kron::kOptionCount) {
+    return ffi::Error::InvalidArgument("kron_approx: expected exactly the " + std::to_string(kron::kOptionCount) +
+                                       " attributes of LC_KRON_OPTIONS, got " + std::to_string(attrs.size()));
+  }
+  const char* bad = kron::decode_options(
+      [&](std::string_view name, auto* value) {
+        using V = std::remove_pointer_t<decltype(value)>;
+        auto got = attrs.get<V>(name);
+        if (got.has_error()) return false;
+        *value = *got;
+        return true;
+      },
+      o);
+  if (bad != nullptr) {
+    return ffi::Error::InvalidArgument(std::string("kron_approx: attribute '") + bad +
+                                       "' missing or of the wrong type");
+  }
+  if (o->steps > std::numeric_limits<int>::max()) {
+    return ffi::Error::InvalidArgument("kron_approx: steps must fit an int");
+  }
   return ffi::Error::Success();
 }
 
 ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
                       ffi::Result<ffi::AnyBuffer> right, ffi::Result<ffi::AnyBuffer> sigma,
                       ffi::Result<ffi::AnyBuffer> change, ffi::Result<ffi::Buffer<ffi::S32>> status,
-                      int64_t steps) {
+                      ffi::Dictionary attrs) {
   kron::Shape s;
-  ffi::Error e = shape_of(samples, steps, &s);
+  ffi::Error e = shape_of(samples, &s);
+  if (e.failure()) return e;
+  kron::Options o;
+  e = decode_attrs(attrs, &o);
   if (e.failure()) return e;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
     kron::Args<T> a{static_cast<const T*>(samples.untyped_data()), static_cast<T*>(left->untyped_data()),
                     static_cast<T*>(right->untyped_data()), static_cast<T*>(sigma->untyped_data()),
                     static_cast<T*>(change->untyped_data()), status->typed_data()};
-    if (!kron::approx<T>(s, a)) return ffi::Error::InvalidArgument("kron_approx: empty samples or steps < 1");
+    if (!kron::approx<T>(s, a, o)) return ffi::Error::InvalidArgument("kron_approx: empty samples or steps < 1");
     return ffi::Error::Success();
   };
   return dispatch_float(samples.element_type(), "kron_approx", run);
@@ -43,7 +78,7 @@ ffi::Error ApproxImpl(ffi::AnyBuffer samples, ffi::Result<ffi::AnyBuffer> left,
 ffi::Error CosineImpl(ffi::AnyBuffer samples, ffi::AnyBuffer left, ffi::AnyBuffer right,
                       ffi::Result<ffi::AnyBuffer> out) {
   kron::Shape s;
-  ffi::Error e = shape_of(samples, 1, &s);
+  ffi::Error e = shape_of(samples, &s);
   if (e.failure()) return e;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
@@ -68,7 +103,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronApproxCpu, linalg_core::ApproxImpl,
                                   .Ret<ffi::AnyBuffer>()        // sigma
                                   .Ret<ffi::AnyBuffer>()        // change
                                   .Ret<ffi::Buffer<ffi::S32>>()  // status
-                                  .Attr<int64_t>("steps"));
+                                  .Attrs<ffi::Dictionary>());    // LC_KRON_OPTIONS
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcKronCosineCpu, linalg_core::CosineImpl,
                               ffi::Ffi::Bind()

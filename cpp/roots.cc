@@ -303,7 +303,9 @@ struct Scratch {
 template <typename T>
 class Solver {
  public:
-  Solver(const Shape& s, const Options& o) : n_(static_cast<int>(s.n)), o_(o) {
+  Solver(const Shape& s, const Options& o)
+      : n_(static_cast<int>(s.n)), o_(o), method_(static_cast<Method>(o.method)),
+        relative_ridge_(static_cast<Ridge>(o.ridge) == Ridge::kRelative) {
     eps_ = std::numeric_limits<T>::epsilon();
     // ||M - I||_inf sums n entries: its rounding floor is ~ n eps.
     tol_ = o.tol > 0 ? o.tol : n_ * eps_;
@@ -346,7 +348,7 @@ class Solver {
     // Power-of-two prescaling: A <- c A with c = 2^k bringing max(max|A|, absolute ridge) to
     // [2^(-q/2), 2^(q/2)], k a multiple of q = p (integer p), so X(A) = c^(1/p) X(c A) exactly.
     double top = scan.max_abs;
-    if (!o_.eps_relative && o_.pinv_threshold <= 0) top = std::max(top, o_.eps);
+    if (!relative_ridge_ && o_.pinv_threshold <= 0) top = std::max(top, o_.eps);
     int k = 0;
     if (top > 0) {
       const double q = scale_step_;
@@ -359,8 +361,8 @@ class Solver {
       for (size_t i = 0; i < nn; ++i) sc.scaled[i] = static_cast<T>(c * static_cast<double>(input[i]));
       A = sc.scaled.data();
     }
-    Method requested = o_.method == Method::kAuto ? Method::kEigh : o_.method;
-    if (requested == Method::kEigh && o_.double_accumulate && sizeof(T) < sizeof(double)) {
+    Method requested = method_ == Method::kAuto ? Method::kEigh : method_;
+    if (requested == Method::kEigh && o_.accumulate_float64 && sizeof(T) < sizeof(double)) {
       requested = Method::kEighDouble;
     }
     // The chain: from the requested method down newton -> newton3 -> eigh -> eigh in double
@@ -427,7 +429,7 @@ class Solver {
       a.method[b] = static_cast<int32_t>(Method::kPrevious);
     } else {
       std::fill(X, X + sq<T>(n_), T(0));
-      a.method[b] = static_cast<int32_t>(o_.method == Method::kAuto ? Method::kEigh : o_.method);
+      a.method[b] = static_cast<int32_t>(method_ == Method::kAuto ? Method::kEigh : method_);
     }
     a.residual[b] = T(-1);
     a.status[b] = static_cast<int32_t>(status);
@@ -435,7 +437,7 @@ class Solver {
 
   // The ridge added to every eigenvalue of the prescaled c A (none in pseudo-inverse mode).
   double ridge_for(double lmax, double c) const {
-    return o_.pinv_threshold > 0 ? 0.0 : (o_.eps_relative ? o_.eps * lmax : o_.eps * c);
+    return o_.pinv_threshold > 0 ? 0.0 : (relative_ridge_ ? o_.eps * lmax : o_.eps * c);
   }
 
   // The true residual an iterate may have: X^p S - I evaluated in T carries ~ n eps ||X^p|| ||S||
@@ -638,6 +640,8 @@ class Solver {
 
   int n_;
   Options o_;
+  Method method_;
+  bool relative_ridge_;
   double eps_ = 0, tol_ = 0, resolved_ = 0, indefinite_ = 0;
   int scale_step_ = 1;
 };
@@ -646,8 +650,18 @@ class Solver {
 
 template <typename T>
 bool inverse_root(const Shape& shape, const Args<T>& args, const Options& options) {
-  if (shape.n < 1 || shape.batch < 0 || !(options.p > 0)) return false;
-  if ((options.method == Method::kNewton || options.method == Method::kNewton3) &&
+  // n is a LAPACK int inside the solver.
+  if (shape.n < 1 || shape.n > std::numeric_limits<int>::max() || shape.batch < 0 || !(options.p > 0)) {
+    return false;
+  }
+  const auto method = static_cast<Method>(options.method);
+  if (method != Method::kAuto && method != Method::kEigh && method != Method::kNewton &&
+      method != Method::kNewton3) {
+    return false;
+  }
+  const auto ridge = static_cast<Ridge>(options.ridge);
+  if (ridge != Ridge::kRelative && ridge != Ridge::kAbsolute) return false;
+  if ((method == Method::kNewton || method == Method::kNewton3) &&
       (options.p != std::floor(options.p) || options.p > 64)) {
     return false;
   }

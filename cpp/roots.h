@@ -28,6 +28,7 @@
 // from a few power steps (relative change 1e-3, at most 50) started from A 1 for the iterations.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "codes.h"
@@ -63,21 +64,69 @@ enum class Method : int32_t { LC_ROOT_METHODS(LC_ENUMERATOR) };
 
 enum class Status : int32_t { LC_ROOT_STATUS(LC_ENUMERATOR) };
 
+// How `eps` is added (the `ridge` option), exported as `root_ridges`.
+#define LC_ROOT_RIDGES(X)                          \
+  X(kRelative, relative, 0) /* eps * lambda_max */ \
+  X(kAbsolute, absolute, 1) /* eps itself */
+
+enum class Ridge : int32_t { LC_ROOT_RIDGES(LC_ENUMERATOR) };
+
+// The scalar options, one list of (type, name, default) that the FFI adapter and the binding
+// both decode by name (decode_options below) and the binding exports as `root_options`: the keys
+// of the one attribute dict linalg_core/roots.py builds. Names are inverse_root's keywords;
+// enum-valued options travel as their int32 codes.
+#define LC_ROOT_OPTIONS(X)                                                                       \
+  /* root order, > 0 */                                                                          \
+  X(double, p, 2)                                                                                \
+  /* ridge size (see `ridge`) */                                                                 \
+  X(double, eps, 1e-6)                                                                           \
+  /* Ridge: eps * lambda_max estimate (relative) or eps itself (absolute) */                     \
+  X(int32_t, ridge, static_cast<int32_t>(Ridge::kRelative))                                      \
+  /* > 0: eigenvalues below threshold * lambda_max are dropped (pseudo-inverse root, no ridge);  \
+     eigh methods only */                                                                        \
+  X(double, pinv_threshold, 0)                                                                   \
+  /* the Method requested: auto, eigh, newton or newton3 */                                      \
+  X(int32_t, method, static_cast<int32_t>(Method::kAuto))                                        \
+  /* iteration limit, >= 1 */                                                                    \
+  X(int32_t, max_iters, 100)                                                                     \
+  /* iteration stop; 0 = n eps(T) (the Frobenius rule stops at the floor) */                     \
+  X(double, tol, 0)                                                                              \
+  /* true residual above which an iteration falls back; 0 = the attainable floor                 \
+     min(0.5, max(sqrt(eps), 64 n eps, 4 n eps kappa)), eps = eps(T), kappa estimated            \
+     (see accept_for) */                                                                         \
+  X(double, accept, 0)                                                                           \
+  /* 1, float input: run eigh in double from the start */                                        \
+  X(int32_t, accumulate_float64, 0)                                                              \
+  /* 1: also compute ||X^p (A + eps I) - I||_inf (p integer) */                                  \
+  X(int32_t, true_residual, 0)                                                                   \
+  /* 1: args.previous is given (the adapters pass nullptr otherwise) */                          \
+  X(int32_t, has_previous, 0)
+
 struct Options {
-  double p = 2;              // root order, > 0
-  double eps = 1e-6;         // ridge
-  bool eps_relative = true;  // ridge = eps * lambda_max estimate (else eps itself)
-  double pinv_threshold = 0; // > 0: eigenvalues below threshold * lambda_max are dropped
-                             // (pseudo-inverse root, no ridge); eigh methods only
-  Method method = Method::kAuto;
-  int max_iters = 100;
-  double tol = 0;            // iteration stop; 0 = n eps(T) (the Frobenius rule stops at the floor)
-  double accept = 0;         // true residual above which an iteration falls back; 0 = the
-                             // attainable floor: min(0.5, max(sqrt(eps), 64 n eps, 4 n eps kappa))
-                             // with eps = eps(T) and kappa estimated (see accept_for)
-  bool double_accumulate = false;  // float input: run eigh in double from the start
-  bool true_residual = false;      // also compute ||X^p (A + eps I) - I||_inf (p integer)
+#define LC_ROOT_FIELD(type, name, default_value) type name = default_value;
+  LC_ROOT_OPTIONS(LC_ROOT_FIELD)
+#undef LC_ROOT_FIELD
 };
+
+// The option names in list order (the binding exports them; the adapters reject other keys).
+inline constexpr const char* kOptionNames[] = {
+#define LC_ROOT_NAME(type, name, default_value) #name,
+    LC_ROOT_OPTIONS(LC_ROOT_NAME)
+#undef LC_ROOT_NAME
+};
+inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
+
+// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
+// for every field of LC_ROOT_OPTIONS; returns the first field that failed, or nullptr. Shared by
+// cpp/roots_ffi.cc (ffi::Dictionary) and python/roots.cc (a Python dict): one decoder, one list.
+template <typename Get>
+const char* decode_options(Get&& get, Options* o) {
+#define LC_ROOT_DECODE(type, name, default_value) \
+  if (!get(#name, &o->name)) return #name;
+  LC_ROOT_OPTIONS(LC_ROOT_DECODE)
+#undef LC_ROOT_DECODE
+  return nullptr;
+}
 
 struct Shape {
   int64_t batch = 1;
@@ -99,6 +148,8 @@ struct Args {
   int32_t* status;     // batch: Status
 };
 
+// False for an invalid shape or options (n beyond a LAPACK int, p <= 0, a method or ridge code
+// outside the request set, a non-integer or > 64 p for the iterations); values go to args.status.
 template <typename T>
 bool inverse_root(const Shape& shape, const Args<T>& args, const Options& options);
 

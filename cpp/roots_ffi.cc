@@ -1,6 +1,9 @@
 // XLA FFI adapter (CPU) for the inverse-root kernel: decode, check shapes, call cpp/roots.h.
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "roots.h"
 #include "ffi_dispatch.h"
@@ -16,10 +19,7 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
                            ffi::Result<ffi::AnyBuffer> lambda_max, ffi::Result<ffi::AnyBuffer> ridge,
                            ffi::Result<ffi::Buffer<ffi::S32>> iterations,
                            ffi::Result<ffi::Buffer<ffi::S32>> method,
-                           ffi::Result<ffi::Buffer<ffi::S32>> status, double p, double eps,
-                           int32_t eps_relative, double pinv_threshold, int32_t method_request,
-                           int32_t max_iters, double tol, double accept, int32_t double_accumulate,
-                           int32_t true_residual, int32_t has_previous) {
+                           ffi::Result<ffi::Buffer<ffi::S32>> status, ffi::Dictionary attrs) {
   auto dims = a.dimensions();
   if (dims.size() < 2 || dims[dims.size() - 1] != dims[dims.size() - 2]) {
     return ffi::Error::InvalidArgument("inverse_root: a must have shape (..., n, n)");
@@ -30,21 +30,32 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
   roots::Shape shape;
   shape.n = dims[dims.size() - 1];
   shape.batch = leading_count(a, 2);
+  if (shape.n > std::numeric_limits<int>::max()) {
+    return ffi::Error::InvalidArgument("inverse_root: n must fit a LAPACK int");
+  }
+  if (attrs.size() != roots::kOptionCount) {
+    return ffi::Error::InvalidArgument("inverse_root: expected exactly the " +
+                                       std::to_string(roots::kOptionCount) +
+                                       " attributes of LC_ROOT_OPTIONS, got " + std::to_string(attrs.size()));
+  }
   roots::Options o;
-  o.p = p;
-  o.eps = eps;
-  o.eps_relative = eps_relative != 0;
-  o.pinv_threshold = pinv_threshold;
-  o.method = static_cast<roots::Method>(method_request);
-  o.max_iters = max_iters;
-  o.tol = tol;
-  o.accept = accept;
-  o.double_accumulate = double_accumulate != 0;
-  o.true_residual = true_residual != 0;
+  const char* bad = roots::decode_options(
+      [&](std::string_view name, auto* value) {
+        using V = std::remove_pointer_t<decltype(value)>;
+        auto got = attrs.get<V>(name);
+        if (got.has_error()) return false;
+        *value = *got;
+        return true;
+      },
+      &o);
+  if (bad != nullptr) {
+    return ffi::Error::InvalidArgument(std::string("inverse_root: attribute '") + bad +
+                                       "' missing or of the wrong type");
+  }
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
     roots::Args<T> args{static_cast<const T*>(a.untyped_data()),
-                        has_previous ? static_cast<const T*>(previous.untyped_data()) : nullptr,
+                        o.has_previous != 0 ? static_cast<const T*>(previous.untyped_data()) : nullptr,
                         static_cast<T*>(root->untyped_data()),
                         static_cast<T*>(residual->untyped_data()),
                         static_cast<T*>(lambda_max->untyped_data()),
@@ -54,7 +65,8 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
                         status->typed_data()};
     if (!roots::inverse_root<T>(shape, args, o)) {
       return ffi::Error::InvalidArgument(
-          "inverse_root: invalid options (p > 0; the iterations need an integer p <= 64)");
+          "inverse_root: invalid options (p > 0, method and ridge codes; the iterations need an integer "
+          "p <= 64)");
     }
     return ffi::Error::Success();
   };
@@ -66,23 +78,13 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcInverseRootCpu, linalg_core::InverseRootImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Attr<double>("p")
-                                  .Attr<double>("eps")
-                                  .Attr<int32_t>("eps_relative")
-                                  .Attr<double>("pinv_threshold")
-                                  .Attr<int32_t>("method")
-                                  .Attr<int32_t>("max_iters")
-                                  .Attr<double>("tol")
-                                  .Attr<double>("accept")
-                                  .Attr<int32_t>("double_accumulate")
-                                  .Attr<int32_t>("true_residual")
-                                  .Attr<int32_t>("has_previous"));
+                                  .Arg<ffi::AnyBuffer>()         // a
+                                  .Arg<ffi::AnyBuffer>()         // previous (a when has_previous = 0)
+                                  .Ret<ffi::AnyBuffer>()         // root
+                                  .Ret<ffi::AnyBuffer>()         // residual
+                                  .Ret<ffi::AnyBuffer>()         // lambda_max
+                                  .Ret<ffi::AnyBuffer>()         // ridge
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // iterations
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // method
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // status
+                                  .Attrs<ffi::Dictionary>());    // LC_ROOT_OPTIONS

@@ -26,11 +26,12 @@ struct Scratch {
 template <typename T>
 class Solver {
  public:
-  explicit Solver(const Shape& s) : s_(s) {
+  Solver(const Shape& s, const Options& o)
+      : power_iters_(static_cast<int>(o.power_iters)), nystrom_(static_cast<Method>(o.method) == Method::kNystrom) {
     m_ = static_cast<int>(s.m);
     n_ = static_cast<int>(s.n);
     l_ = static_cast<int>(s.l);
-    k_ = static_cast<int>(s.k);
+    k_ = static_cast<int>(o.k);
     r_ = static_cast<int>(s.probes);
     T q = T(0);
     int info = 0, lw = -1, iq = 0, liw = -1;
@@ -54,7 +55,7 @@ class Solver {
     Scratch<T> sc;
     sc.q.resize(sz(m_, l_ + r_));  // + r: the probes' products ride along the last pass over A
     sc.z.resize(sz(n_, l_ + r_));
-    if (s_.power_iters == 0 && r_ > 0) sc.omega_probes.resize(sz(l_ + r_, n_));
+    if (power_iters_ == 0 && r_ > 0) sc.omega_probes.resize(sz(l_ + r_, n_));
     sc.b.resize(sz(l_, n_));
     sc.ub.resize(sz(l_, l_));
     sc.vtb.resize(sz(l_, n_));
@@ -77,7 +78,7 @@ class Solver {
     const T one = T(1), zero = T(0);
     T *q = sc.q.data(), *z = sc.z.data();
     // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
-    if (s_.power_iters == 0 && r > 0) {
+    if (power_iters_ == 0 && r > 0) {
       T* comb = sc.omega_probes.data();  // [Omega^T; W^T], (l + r) x n
       for (int c = 0; c < n; ++c) {
         std::memcpy(comb + sz(c, lr), omega + sz(c, l), sz(l) * sizeof(T));
@@ -90,11 +91,11 @@ class Solver {
     // Inside the power iterations only the span matters: normalise by the P L factor of a
     // partially pivoted LU (getrf, ~half the flops of Householder QR and no orgqr), as sklearn
     // does; the final basis is orthonormalised by Householder QR.
-    for (int it = 0; it < s_.power_iters; ++it) {
+    for (int it = 0; it < power_iters_; ++it) {
       if (!lu_normalise(q, m, sc)) return false;
       Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, q, &m, &zero, z, &n);  // A^T Q
       if (!lu_normalise(z, n, sc)) return false;
-      const bool last = it + 1 == s_.power_iters;
+      const bool last = it + 1 == power_iters_;
       if (last && r > 0) {
         for (int i = 0; i < n; ++i) {
           for (int j = 0; j < r; ++j) z[i + sz(l + j, n)] = probes[sz(i, r) + j];
@@ -200,13 +201,13 @@ class Solver {
     if (!range(a, omega, probes, sc)) return false;
     T* aq = sc.z.data();  // A Q, n x l
     Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
-    *method = 1;
-    if (s_.nystrom && nystrom(aq, eigvals, eigvecs, sc)) {
-      *method = 2;
+    *method = static_cast<int32_t>(Method::kRayleighRitz);
+    if (nystrom_ && nystrom(aq, eigvals, eigvecs, sc)) {
+      *method = static_cast<int32_t>(Method::kNystrom);
       *err = error_bound(sc);
       return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
     }
-    if (s_.nystrom) {  // the failed Nystrom attempt overwrote A Q
+    if (nystrom_) {  // the failed Nystrom attempt overwrote A Q
       Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
     }
     // Rayleigh-Ritz: T = Q^T A Q (l x l), symmetrised, then its eigenpairs.
@@ -272,21 +273,27 @@ class Solver {
     return info == 0;
   }
 
-  Shape s_;
+  int power_iters_ = 0;
+  bool nystrom_ = false;
   int m_ = 0, n_ = 0, l_ = 0, k_ = 0, r_ = 0;
   int lwork_ = 1, liwork_ = 1;
 };
 
-bool valid(const Shape& s) {
-  return s.m >= 1 && s.n >= 1 && s.k >= 1 && s.l >= s.k && s.l <= std::min(s.m, s.n) &&
-         s.probes >= 0 && s.power_iters >= 0 && s.batch >= 0;
+bool valid(const Shape& s, const Options& o) {
+  // Every dimension and count is a LAPACK int (or a loop bound) inside the solver.
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  for (int64_t v : {s.m, s.n, s.l, s.probes, o.k, o.power_iters}) {
+    if (v > kIntMax) return false;
+  }
+  return s.m >= 1 && s.n >= 1 && o.k >= 1 && s.l >= o.k && s.l <= std::min(s.m, s.n) &&
+         s.probes >= 0 && o.power_iters >= 0 && s.batch >= 0;
 }
 
 template <typename T, typename Run>
-bool for_batch(const Shape& shape, Run&& run) {
-  if (!valid(shape)) return false;
+bool for_batch(const Shape& shape, const Options& options, Run&& run) {
+  if (!valid(shape, options)) return false;
   if (shape.batch == 0) return true;
-  const Solver<T> solver(shape);
+  const Solver<T> solver(shape, options);
   const int workers = batch_workers(shape.batch, std::max(shape.m, shape.n));
   std::vector<Scratch<T>> scratch;
   for (int w = 0; w < std::max<int64_t>(1, std::min<int64_t>(workers, shape.batch)); ++w) {
@@ -299,9 +306,10 @@ bool for_batch(const Shape& shape, Run&& run) {
 }  // namespace
 
 template <typename T>
-bool svd(const Shape& shape, const SvdArgs<T>& a) {
-  const int64_t m = shape.m, n = shape.n, k = shape.k, l = shape.l, r = shape.probes;
-  return for_batch<T>(shape, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
+bool svd(const Shape& shape, const SvdArgs<T>& a, const Options& options) {
+  const int64_t m = shape.m, n = shape.n, k = options.k, l = shape.l, r = shape.probes;
+  if (static_cast<Method>(options.method) != Method::kSvd) return false;
+  return for_batch<T>(shape, options, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
     const T* ab = a.a + b * m * n;
     T *u = a.u + b * m * k, *s = a.s + b * k, *vt = a.vt + b * k * n;
     Status status = Status::kOk;
@@ -322,14 +330,15 @@ bool svd(const Shape& shape, const SvdArgs<T>& a) {
 }
 
 template <typename T>
-bool eigh(const Shape& shape, const EighArgs<T>& a) {
-  const int64_t n = shape.n, k = shape.k, l = shape.l, r = shape.probes;
-  if (shape.m != shape.n) return false;
-  return for_batch<T>(shape, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
+bool eigh(const Shape& shape, const EighArgs<T>& a, const Options& options) {
+  const int64_t n = shape.n, k = options.k, l = shape.l, r = shape.probes;
+  const auto method = static_cast<Method>(options.method);
+  if (shape.m != shape.n || (method != Method::kRayleighRitz && method != Method::kNystrom)) return false;
+  return for_batch<T>(shape, options, [&](const Solver<T>& solver, int64_t b, Scratch<T>& sc) {
     const T* ab = a.a + b * n * n;
     T *w = a.eigvals + b * k, *v = a.eigvecs + b * n * k;
     Status status = Status::kOk;
-    a.method[b] = shape.nystrom ? 2 : 1;
+    a.method[b] = static_cast<int32_t>(method);
     if (!all_finite(ab, sz(n, n))) {
       status = Status::kNonFiniteInput;
     } else if (!solver.eigh(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, w, v,
@@ -345,9 +354,9 @@ bool eigh(const Shape& shape, const EighArgs<T>& a) {
   });
 }
 
-template bool svd<float>(const Shape&, const SvdArgs<float>&);
-template bool svd<double>(const Shape&, const SvdArgs<double>&);
-template bool eigh<float>(const Shape&, const EighArgs<float>&);
-template bool eigh<double>(const Shape&, const EighArgs<double>&);
+template bool svd<float>(const Shape&, const SvdArgs<float>&, const Options&);
+template bool svd<double>(const Shape&, const SvdArgs<double>&, const Options&);
+template bool eigh<float>(const Shape&, const EighArgs<float>&, const Options&);
+template bool eigh<double>(const Shape&, const EighArgs<double>&, const Options&);
 
 }  // namespace linalg_core::rsvd

@@ -14,6 +14,7 @@
 // Arrays are row-major and batch-major; no Python, no XLA types.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "codes.h"
@@ -23,13 +24,56 @@ namespace linalg_core::rsvd {
 struct Shape {
   int64_t batch = 1;
   int64_t m = 0, n = 0;    // A is m x n (m = n for eigh)
-  int64_t k = 0;           // kept singular/eigen pairs
   int64_t l = 0;           // subspace dimension, k <= l <= min(m, n)
   int64_t probes = 0;      // columns of the error-estimate probe matrix (0: no estimate)
-  int power_iters = 0;
-  bool nystrom = false;    // eigh: the stabilised Nystrom approximation (PSD A) instead of
-                           // Rayleigh-Ritz (which remains the fallback)
 };
+
+// Method codes (which computation answered), exported as `rsvd_methods` (RSVD_METHODS).
+#define LC_RSVD_METHODS(X)                 \
+  X(kSvd, svd, 0)                          \
+  X(kRayleighRitz, rayleigh_ritz, 1)       \
+  X(kNystrom, nystrom, 2) /* PSD A only; Rayleigh-Ritz stays its fallback */
+
+enum class Method : int32_t { LC_RSVD_METHODS(LC_ENUMERATOR) };
+
+// The scalar options of both kernels, one list of (type, name, default) that the FFI adapters and
+// the binding decode by name (decode_options below) and the binding exports as `rsvd_options`:
+// the keys of the attribute dict linalg_core/rsvd.py builds. Names are the public arguments;
+// enum-valued options travel as their int32 codes.
+#define LC_RSVD_OPTIONS(X)                                                                      \
+  /* kept singular/eigen pairs, 1 <= k <= l */                                                  \
+  X(int64_t, k, 1)                                                                              \
+  /* normalised power iterations, >= 0 */                                                       \
+  X(int64_t, power_iters, 2)                                                                    \
+  /* the Method requested: svd for svd(); rayleigh_ritz or nystrom (the stabilised Nystrom      \
+     approximation, PSD A, Rayleigh-Ritz its fallback) for eigh() */                            \
+  X(int32_t, method, static_cast<int32_t>(Method::kSvd))
+
+struct Options {
+#define LC_RSVD_FIELD(type, name, default_value) type name = default_value;
+  LC_RSVD_OPTIONS(LC_RSVD_FIELD)
+#undef LC_RSVD_FIELD
+};
+
+// The option names in list order (the binding exports them; the adapters reject other keys).
+inline constexpr const char* kOptionNames[] = {
+#define LC_RSVD_NAME(type, name, default_value) #name,
+    LC_RSVD_OPTIONS(LC_RSVD_NAME)
+#undef LC_RSVD_NAME
+};
+inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
+
+// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
+// for every field of LC_RSVD_OPTIONS; returns the first field that failed, or nullptr. Shared by
+// cpp/rsvd_ffi.cc (ffi::Dictionary) and python/rsvd.cc (a Python dict): one decoder, one list.
+template <typename Get>
+const char* decode_options(Get&& get, Options* o) {
+#define LC_RSVD_DECODE(type, name, default_value) \
+  if (!get(#name, &o->name)) return #name;
+  LC_RSVD_OPTIONS(LC_RSVD_DECODE)
+#undef LC_RSVD_DECODE
+  return nullptr;
+}
 
 // Status codes, exported as `rsvd_status` (RSVD_STATUS in linalg_core/rsvd.py). non_symmetric is
 // set by randomized_eigh's input check (linalg_core/rsvd.py), before the kernel runs.
@@ -62,13 +106,15 @@ struct EighArgs {
   T* eigvecs;       // batch x n x k
   T* error;         // batch
   int32_t* status;  // batch
-  int32_t* method;  // batch: 1 Rayleigh-Ritz, 2 Nystrom (the Python layer's RSVD_METHODS codes)
+  int32_t* method;  // batch: the Method that answered (rayleigh_ritz or nystrom)
 };
 
+// False for an invalid shape or options (a dimension, k or power_iters beyond a LAPACK int, k or l
+// out of range, a method code the kernel does not compute); values go to args.status.
 template <typename T>
-bool svd(const Shape& shape, const SvdArgs<T>& args);
+bool svd(const Shape& shape, const SvdArgs<T>& args, const Options& options);
 
 template <typename T>
-bool eigh(const Shape& shape, const EighArgs<T>& args);
+bool eigh(const Shape& shape, const EighArgs<T>& args, const Options& options);
 
 }  // namespace linalg_core::rsvd

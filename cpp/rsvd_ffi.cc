@@ -1,6 +1,9 @@
 // XLA FFI adapters (CPU) for the randomized SVD / eigh kernels.
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "rsvd.h"
 #include "ffi_dispatch.h"
@@ -12,8 +15,7 @@ namespace linalg_core {
 namespace {
 
 // Shape from a (..., m, n), omega (..., n, l) and probes (..., n, r).
-ffi::Error rsvd_shape(const ffi::AnyBuffer& a, const ffi::AnyBuffer& omega,
-                      const ffi::AnyBuffer& probes, int64_t k, int64_t power_iters,
+ffi::Error rsvd_shape(const ffi::AnyBuffer& a, const ffi::AnyBuffer& omega, const ffi::AnyBuffer& probes,
                       rsvd::Shape* s) {
   auto da = a.dimensions(), dw = omega.dimensions(), dp = probes.dimensions();
   if (da.size() < 2 || dw.size() != da.size() || dp.size() != da.size()) {
@@ -24,14 +26,42 @@ ffi::Error rsvd_shape(const ffi::AnyBuffer& a, const ffi::AnyBuffer& omega,
   s->n = da[r - 1];
   s->l = dw[r - 1];
   s->probes = dp[r - 1];
-  s->k = k;
-  s->power_iters = static_cast<int>(power_iters);
   s->batch = leading_count(a, 2);
   if (dw[r - 2] != s->n || dp[r - 2] != s->n) {
     return ffi::Error::InvalidArgument("randomized svd/eigh: omega and probes need n rows");
   }
+  constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+  if (s->m > kIntMax || s->n > kIntMax || s->l > kIntMax || s->probes > kIntMax) {
+    return ffi::Error::InvalidArgument("randomized svd/eigh: m, n, l and probes must fit a LAPACK int");
+  }
   if (a.element_type() != omega.element_type() || a.element_type() != probes.element_type()) {
     return ffi::Error::InvalidArgument("randomized svd/eigh: one dtype for all operands");
+  }
+  return ffi::Error::Success();
+}
+
+// The options by name (LC_RSVD_OPTIONS, the list python/rsvd.cc decodes too), exactly those keys.
+ffi::Error decode_attrs(const ffi::Dictionary& attrs, rsvd::Options* o) {
+  if (attrs.size() != rsvd::kOptionCount) {
+    return ffi::Error::InvalidArgument("randomized svd/eigh: expected exactly the " +
+                                       std::to_string(rsvd::kOptionCount) +
+                                       " attributes of LC_RSVD_OPTIONS, got " + std::to_string(attrs.size()));
+  }
+  const char* bad = rsvd::decode_options(
+      [&](std::string_view name, auto* value) {
+        using V = std::remove_pointer_t<decltype(value)>;
+        auto got = attrs.get<V>(name);
+        if (got.has_error()) return false;
+        *value = *got;
+        return true;
+      },
+      o);
+  if (bad != nullptr) {
+    return ffi::Error::InvalidArgument(std::string("randomized svd/eigh: attribute '") + bad +
+                                       "' missing or of the wrong type");
+  }
+  if (o->k > std::numeric_limits<int>::max() || o->power_iters > std::numeric_limits<int>::max()) {
+    return ffi::Error::InvalidArgument("randomized svd/eigh: k and power_iters must fit a LAPACK int");
   }
   return ffi::Error::Success();
 }
@@ -44,9 +74,12 @@ T* out(ffi::Result<ffi::AnyBuffer>& b) {
 ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
                    ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                    ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> error,
-                   ffi::Result<ffi::Buffer<ffi::S32>> status, int64_t k, int64_t power_iters) {
+                   ffi::Result<ffi::Buffer<ffi::S32>> status, ffi::Dictionary attrs) {
   rsvd::Shape shape;
-  ffi::Error e = rsvd_shape(a, omega, probes, k, power_iters, &shape);
+  ffi::Error e = rsvd_shape(a, omega, probes, &shape);
+  if (e.failure()) return e;
+  rsvd::Options o;
+  e = decode_attrs(attrs, &o);
   if (e.failure()) return e;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
@@ -54,7 +87,9 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
                           static_cast<const T*>(omega.untyped_data()),
                           static_cast<const T*>(probes.untyped_data()),
                           out<T>(u), out<T>(s), out<T>(vt), out<T>(error), status->typed_data()};
-    if (!rsvd::svd<T>(shape, args)) return ffi::Error::InvalidArgument("randomized_svd: need k <= l <= min(m, n)");
+    if (!rsvd::svd<T>(shape, args, o)) {
+      return ffi::Error::InvalidArgument("randomized_svd: need k <= l <= min(m, n) and method svd");
+    }
     return ffi::Error::Success();
   };
   return dispatch_float(a.element_type(), "randomized_svd", run);
@@ -63,12 +98,13 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
 ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
                     ffi::Result<ffi::AnyBuffer> eigvals, ffi::Result<ffi::AnyBuffer> eigvecs,
                     ffi::Result<ffi::AnyBuffer> error, ffi::Result<ffi::Buffer<ffi::S32>> status,
-                    ffi::Result<ffi::Buffer<ffi::S32>> method, int64_t k, int64_t power_iters,
-                    int32_t nystrom) {
+                    ffi::Result<ffi::Buffer<ffi::S32>> method, ffi::Dictionary attrs) {
   rsvd::Shape shape;
-  ffi::Error e = rsvd_shape(a, omega, probes, k, power_iters, &shape);
+  ffi::Error e = rsvd_shape(a, omega, probes, &shape);
   if (e.failure()) return e;
-  shape.nystrom = nystrom != 0;
+  rsvd::Options o;
+  e = decode_attrs(attrs, &o);
+  if (e.failure()) return e;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
     rsvd::EighArgs<T> args{static_cast<const T*>(a.untyped_data()),
@@ -76,7 +112,10 @@ ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probe
                            static_cast<const T*>(probes.untyped_data()),
                            out<T>(eigvals), out<T>(eigvecs), out<T>(error), status->typed_data(),
                            method->typed_data()};
-    if (!rsvd::eigh<T>(shape, args)) return ffi::Error::InvalidArgument("randomized_eigh: need a square a and k <= l <= n");
+    if (!rsvd::eigh<T>(shape, args, o)) {
+      return ffi::Error::InvalidArgument(
+          "randomized_eigh: need a square a, k <= l <= n and method rayleigh_ritz or nystrom");
+    }
     return ffi::Error::Success();
   };
   return dispatch_float(a.element_type(), "randomized_eigh", run);
@@ -87,27 +126,24 @@ ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probe
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcRandomizedSvdCpu, linalg_core::SvdImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Attr<int64_t>("k")
-                                  .Attr<int64_t>("power_iters"));
+                                  .Arg<ffi::AnyBuffer>()         // a
+                                  .Arg<ffi::AnyBuffer>()         // omega
+                                  .Arg<ffi::AnyBuffer>()         // probes
+                                  .Ret<ffi::AnyBuffer>()         // u
+                                  .Ret<ffi::AnyBuffer>()         // s
+                                  .Ret<ffi::AnyBuffer>()         // vt
+                                  .Ret<ffi::AnyBuffer>()         // error
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // status
+                                  .Attrs<ffi::Dictionary>());    // LC_RSVD_OPTIONS
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LcRandomizedEighCpu, linalg_core::EighImpl,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::S32>>()
-                                  .Attr<int64_t>("k")
-                                  .Attr<int64_t>("power_iters")
-                                  .Attr<int32_t>("nystrom"));
+                                  .Arg<ffi::AnyBuffer>()         // a
+                                  .Arg<ffi::AnyBuffer>()         // omega
+                                  .Arg<ffi::AnyBuffer>()         // probes
+                                  .Ret<ffi::AnyBuffer>()         // eigvals
+                                  .Ret<ffi::AnyBuffer>()         // eigvecs
+                                  .Ret<ffi::AnyBuffer>()         // error
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // status
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // method
+                                  .Attrs<ffi::Dictionary>());    // LC_RSVD_OPTIONS

@@ -29,6 +29,7 @@ __all__ = ["KRON_STATUS", "KronInfo", "kron_approx", "kron_approx_dense", "kron_
 #: themselves); ``failed`` an eigensolver failed or the a-posteriori check did not hold (zero
 #: outputs).
 KRON_STATUS: dict[str, int] = dict(_native.cpu.kron_status)  # cpp/kron.h
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 _CONVERGED_CHANGE = 1e-3
 
@@ -84,6 +85,16 @@ def _info(status, change, sigma, steps, method, xp):
                     xp.full(status.shape, method, xp.int32), sigma)
 
 
+def _attrs(steps: int) -> dict[str, Any]:
+    """:func:`kron_approx`'s options, validated, as the one attribute dict (the keys are
+    ``LC_KRON_OPTIONS`` of cpp/kron.h, exported as ``kron_options``) that the FFI handler, the
+    binding and the portable kernel each receive."""
+    steps = check.integer(steps, "steps", minimum=1)
+    if steps > _INT32_MAX:
+        raise ValueError(f"'steps' must be <= {_INT32_MAX}, got {steps}")
+    return dict(steps=np.int64(steps))
+
+
 @accepts_torch
 def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     r"""Best Kronecker approximation ``right (x) left`` of ``H = E[vec(G) vec(G)^T]`` from samples.
@@ -124,7 +135,8 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
     Shampoo's preconditioner", 2024, Sec. 3.
     """
     samples, dt, jax_path = _samples(samples)
-    steps = check.integer(steps, "steps", minimum=1)
+    attrs = _attrs(steps)
+    steps = int(attrs["steps"])
     n_, m, n = samples.shape[-3:]
     batch = tuple(samples.shape[:-3])
     if jax_path:
@@ -135,13 +147,13 @@ def kron_approx(samples: Any, *, steps: int = 1) -> tuple[Any, Any, KronInfo]:
         left, right, sigma, change, status = _jax.call(
             "linalg_core_kron_approx",
             [(batch + (m, m), dt), (batch + (n, n), dt), (batch, dt), (batch, dt), (batch, np.int32)],
-            jnp.asarray(samples, dt), portable=portable.approx, steps=np.int64(steps))
+            jnp.asarray(samples, dt), portable=portable.approx, **attrs)
         xp = jnp
     else:
         from linalg_core._native import cpu
 
         samples = np.ascontiguousarray(samples, dtype=dt)
-        left, right, sigma, change, status = cpu.kron_approx(samples, steps)
+        left, right, sigma, change, status = cpu.kron_approx(samples, attrs)
         check.raise_if_reported(status, KRON_STATUS["non_finite_input"], message="samples contains NaN or Inf")
         xp = np
     return left, right, _info(status, change, sigma, steps, 0, xp)

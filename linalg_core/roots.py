@@ -25,6 +25,8 @@ ROOT_METHODS: dict[str, int] = {k: v for k, v in _native.cpu.root_methods.items(
 #: Codes of ``RootInfo.status`` (see :class:`RootInfo`).
 ROOT_STATUS: dict[str, int] = dict(_native.cpu.root_status)
 _REQUEST = {name: _native.cpu.root_methods[name] for name in ("auto", "eigh", "newton", "newton3")}
+_RIDGES: dict[str, int] = dict(_native.cpu.root_ridges)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class RootInfo(NamedTuple):
@@ -210,22 +212,9 @@ def inverse_root(
     >>> np.round(x, 6).tolist()
     [[0.5, 0.0], [0.0, 1.0]]
     """
-    if method not in _REQUEST:
-        raise ValueError(f"method must be one of {sorted(_REQUEST)}, got {method!r}")
-    if ridge not in ("relative", "absolute"):
-        raise ValueError(f"ridge must be 'relative' or 'absolute', got {ridge!r}")
-    p = check.positive_number(p, "p")
-    if method in ("newton", "newton3") and (p != int(p) or p > 64):
-        raise ValueError(f"method={method!r} needs an integer p <= 64, got {p}")
-    eps = float(eps)
-    if not (np.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    pinv = 0.0 if pinv_threshold is None else check.positive_number(pinv_threshold, "pinv_threshold")
-    if isinstance(max_iters, bool) or int(max_iters) != max_iters or int(max_iters) < 1:
-        raise ValueError(f"max_iters must be an integer >= 1, got {max_iters!r}")
-    tol = 0.0 if tol is None else check.positive_number(tol, "tol")
-    accept = 0.0 if accept is None else check.positive_number(accept, "accept")
-
+    attrs = _attrs(p, eps=eps, ridge=ridge, method=method, pinv_threshold=pinv_threshold, max_iters=max_iters,
+                   tol=tol, accept=accept, accumulate_float64=accumulate_float64, true_residual=true_residual,
+                   has_previous=prev is not None)
     jax_path = _jax.any_jax(a, prev)
     if not jax_path:
         a = np.asarray(a)
@@ -241,12 +230,6 @@ def inverse_root(
         check.require_floating(prev, "prev")
         if tuple(prev.shape) != tuple(a.shape):
             raise ValueError(f"prev must have the shape of a {tuple(a.shape)}, got {tuple(prev.shape)}")
-    flags = dict(
-        p=np.float64(p), eps=np.float64(eps), eps_relative=np.int32(ridge == "relative"),
-        pinv_threshold=np.float64(pinv), method=np.int32(_REQUEST[method]),
-        max_iters=np.int32(max_iters), tol=np.float64(tol), accept=np.float64(accept),
-        double_accumulate=np.int32(accumulate_float64), true_residual=np.int32(true_residual),
-    )
     batch = tuple(a.shape[:-2])
     if jax_path:
         import jax.numpy as jnp
@@ -258,16 +241,13 @@ def inverse_root(
         from linalg_core.portable import roots as portable
 
         root, residual, lmax, added, iters, used, status = _jax.call(
-            "linalg_core_inverse_root", results, a, previous, portable=portable.inverse_root, **flags,
-            has_previous=np.int32(prev is not None))
+            "linalg_core_inverse_root", results, a, previous, portable=portable.inverse_root, **attrs)
     else:
         a = np.ascontiguousarray(a, dtype=dt)
         previous = None if prev is None else np.ascontiguousarray(prev, dtype=dt)
         from linalg_core._native import cpu
 
-        root, residual, lmax, added, iters, used, status = cpu.inverse_root(
-            a, previous, p, eps, ridge == "relative", pinv, _REQUEST[method], int(max_iters),
-            tol, accept, bool(accumulate_float64), bool(true_residual))
+        root, residual, lmax, added, iters, used, status = cpu.inverse_root(a, previous, attrs)
         # The kernel checked finiteness and symmetry (the same rules as _validation's).
         check.raise_if_reported(status, ROOT_STATUS["non_finite_input"], lambda: check.require_finite(a, "a"),
                                 lambda: previous is None or check.require_finite(previous, "prev"),
@@ -277,3 +257,32 @@ def inverse_root(
     converged = (status == ROOT_STATUS["ok"]) | (status == ROOT_STATUS["fell_back"])
     return root, RootInfo(status=status, converged=converged, iterations=iters, residual=residual, method=used,
                           lambda_max=lmax, ridge=added)
+
+
+def _attrs(p: float, *, eps: float, ridge: str, method: str, pinv_threshold: float | None, max_iters: int,
+           tol: float | None, accept: float | None, accumulate_float64: bool, true_residual: bool,
+           has_previous: bool) -> dict[str, Any]:
+    """:func:`inverse_root`'s options, validated, as the one attribute dict (the keys are
+    ``LC_ROOT_OPTIONS`` of cpp/roots.h, exported as ``root_options``) that the FFI handler, the
+    binding and the portable kernel each receive."""
+    if method not in _REQUEST:
+        raise ValueError(f"method must be one of {sorted(_REQUEST)}, got {method!r}")
+    if ridge not in _RIDGES:
+        raise ValueError(f"ridge must be 'relative' or 'absolute', got {ridge!r}")
+    p = check.positive_number(p, "p")
+    if method in ("newton", "newton3") and (p != int(p) or p > 64):
+        raise ValueError(f"method={method!r} needs an integer p <= 64, got {p}")
+    eps = float(eps)
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    pinv = 0.0 if pinv_threshold is None else check.positive_number(pinv_threshold, "pinv_threshold")
+    if isinstance(max_iters, bool) or int(max_iters) != max_iters or not 1 <= int(max_iters) <= _INT32_MAX:
+        raise ValueError(f"max_iters must be an integer in [1, {_INT32_MAX}], got {max_iters!r}")
+    tol = 0.0 if tol is None else check.positive_number(tol, "tol")
+    accept = 0.0 if accept is None else check.positive_number(accept, "accept")
+    return dict(
+        p=np.float64(p), eps=np.float64(eps), ridge=np.int32(_RIDGES[ridge]), pinv_threshold=np.float64(pinv),
+        method=np.int32(_REQUEST[method]), max_iters=np.int32(max_iters), tol=np.float64(tol),
+        accept=np.float64(accept), accumulate_float64=np.int32(bool(accumulate_float64)),
+        true_residual=np.int32(bool(true_residual)), has_previous=np.int32(bool(has_previous)),
+    )

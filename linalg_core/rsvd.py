@@ -24,8 +24,9 @@ __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "
 #: :func:`randomized_eigh`; the NumPy path raises): ``a`` is not symmetric to
 #: :func:`linalg_core._validation.symmetry_tolerance`.
 RSVD_STATUS: dict[str, int] = dict(_native.cpu.rsvd_status)  # cpp/rsvd.h
-#: Codes of ``RandomizedInfo.method``.
-RSVD_METHODS = {"svd": 0, "rayleigh_ritz": 1, "nystrom": 2}
+#: Codes of ``RandomizedInfo.method`` (cpp/rsvd.h's, read from the compiled module).
+RSVD_METHODS: dict[str, int] = dict(_native.cpu.rsvd_methods)
+_INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class RandomizedInfo(NamedTuple):
@@ -129,6 +130,15 @@ def _finite_warm_start(status: Any, warm_start: Any, batch: tuple) -> Any:
     return jnp.where(bad, RSVD_STATUS["non_finite_input"], status).astype(jnp.int32)
 
 
+def _attrs(k: int, power_iters: int, method: str) -> dict[str, Any]:
+    """The validated options as the one attribute dict (the keys are ``LC_RSVD_OPTIONS`` of
+    cpp/rsvd.h, exported as ``rsvd_options``) that the FFI handler, the binding and the portable
+    kernel each receive."""
+    if int(power_iters) > _INT32_MAX:
+        raise ValueError(f"'power_iters' must be <= {_INT32_MAX}, got {power_iters}")
+    return dict(k=np.int64(k), power_iters=np.int64(power_iters), method=np.int32(RSVD_METHODS[method]))
+
+
 @accepts_torch
 def randomized_svd(
     a: Any,
@@ -194,6 +204,7 @@ def randomized_svd(
     53 (2011).
     """
     a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, False)
+    attrs = _attrs(k, power_iters, "svd")
     m, n = a.shape[-2:]
     omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
     if jax_path:
@@ -206,8 +217,7 @@ def randomized_svd(
         u, s, vt, err, status = _jax.call(
             "linalg_core_randomized_svd",
             [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32)],
-            a * scale[..., None, None], omega, probe, portable=portable.randomized_svd, k=np.int64(k),
-            power_iters=np.int64(power_iters))
+            a * scale[..., None, None], omega, probe, portable=portable.randomized_svd, **attrs)
         status = _finite_warm_start(status, warm_start, batch)
         good = status == RSVD_STATUS["ok"]
         u, vt = (jnp.where(good[..., None, None], x, 0.0) for x in (u, vt))
@@ -219,7 +229,7 @@ def randomized_svd(
         a = np.ascontiguousarray(a, dtype=dt)
         scale = power_of_two_scale(a, np)
         # The kernel checks finiteness first (status 1, nothing computed): no second pass here.
-        u, s, vt, err, status = cpu.randomized_svd(a * scale[..., None, None], omega, probe, k, int(power_iters))
+        u, s, vt, err, status = cpu.randomized_svd(a * scale[..., None, None], omega, probe, attrs)
         _raise_on_non_finite(status)
         xp = np
     # The kernel ran on c A with max|c A| in [1/2, 1) (c a power of two: exact), so its Gram
@@ -276,6 +286,7 @@ def randomized_eigh(
     if method not in ("rayleigh_ritz", "nystrom"):
         raise ValueError(f"method must be 'rayleigh_ritz' or 'nystrom', got {method!r}")
     a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, True)
+    attrs = _attrs(k, power_iters, method)
     n = a.shape[-1]
     omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
     if jax_path:
@@ -288,8 +299,7 @@ def randomized_eigh(
         w, v, err, status, used = _jax.call(
             "linalg_core_randomized_eigh",
             [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32)],
-            a * scale[..., None, None], omega, probe, portable=portable.randomized_eigh, k=np.int64(k),
-            power_iters=np.int64(power_iters), nystrom=np.int32(method == "nystrom"))
+            a * scale[..., None, None], omega, probe, portable=portable.randomized_eigh, **attrs)
         status = _finite_warm_start(status, warm_start, batch)
         scaled = a * scale[..., None, None]
         asym = jnp.max(jnp.abs(scaled - jnp.swapaxes(scaled, -1, -2)), axis=(-2, -1))
@@ -305,8 +315,7 @@ def randomized_eigh(
         # NaN compares false, so a non-finite a passes here and is reported by the kernel.
         check.require_symmetric(a, "a")
         scale = power_of_two_scale(a, np)
-        w, v, err, status, used = cpu.randomized_eigh(a * scale[..., None, None], omega, probe, k,
-                                                      int(power_iters), method == "nystrom")
+        w, v, err, status, used = cpu.randomized_eigh(a * scale[..., None, None], omega, probe, attrs)
         _raise_on_non_finite(status)
         xp = np
     # As in randomized_svd: the kernel ran on c A (c a power of two), eigenvalues scale by 1/c.

@@ -4,6 +4,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <iterator>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 // {name: value} of an X-macro list of (enumerator, name, value) (cpp/codes.h), as a module
@@ -28,6 +32,44 @@ inline std::vector<pybind11::ssize_t> batch_shape(const pybind11::array& a, int 
   std::vector<pybind11::ssize_t> dims(a.shape(), a.shape() + a.ndim() - trailing);
   dims.insert(dims.end(), tail.begin(), tail.end());
   return dims;
+}
+
+// A primitive's Options from the attribute dict its Python layer built: `decode(get, &o)` is the
+// primitive's decode_options over its X-macro list, `names` that list's names. Every listed key
+// must be present with its field's type and no other key may be (a ValueError naming the key), so
+// a list and the dict cannot drift apart silently. The FFI adapters decode the same list.
+template <typename Options, typename Names, typename Decode>
+Options decode_option_dict(const pybind11::dict& attrs, const Names& names, Decode&& decode,
+                           const std::string& primitive) {
+  for (auto item : attrs) {
+    const std::string key = pybind11::str(item.first);
+    if (std::none_of(std::begin(names), std::end(names), [&](const char* name) { return key == name; })) {
+      throw pybind11::value_error(primitive + ": unknown option '" + key + "'");
+    }
+  }
+  Options o;
+  const char* bad = decode(
+      [&](const char* name, auto* value) {
+        using V = std::remove_pointer_t<decltype(value)>;
+        if (!attrs.contains(name)) return false;
+        try {
+          *value = pybind11::cast<V>(attrs[name]);
+        } catch (const pybind11::cast_error&) {
+          return false;
+        }
+        return true;
+      },
+      &o);
+  if (bad != nullptr) throw pybind11::value_error(primitive + ": option '" + bad + "' missing or of the wrong type");
+  return o;
+}
+
+// The names of an option list as a Python list (the module attribute the contract test reads).
+template <typename Names>
+pybind11::list option_names(const Names& names) {
+  pybind11::list out;
+  for (const char* name : names) out.append(name);
+  return out;
 }
 
 // Eigendecompositions of a C-contiguous stack (..., n, n) of symmetric matrices by a

@@ -1,5 +1,6 @@
 // NumPy entry point for the inverse-root kernel. Binding only: linalg_core/roots.py validated the
-// arguments and made `a` and `previous` C-contiguous of one dtype.
+// arguments, made `a` and `previous` C-contiguous of one dtype and built the option dict (the
+// same one the FFI adapter decodes).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -54,29 +55,23 @@ py::tuple inverse_root_impl(const py::array& a_in, const std::optional<py::array
 void bind_roots(py::module_& m) {
   LC_EXPORT_CODES(m, "root_status", LC_ROOT_STATUS);
   LC_EXPORT_CODES(m, "root_methods", LC_ROOT_METHODS);
+  LC_EXPORT_CODES(m, "root_ridges", LC_ROOT_RIDGES);
+  m.attr("root_options") = option_names(roots::kOptionNames);
 
   m.def(
       "inverse_root",
-      [](const py::array& a, const std::optional<py::array>& previous, double p, double eps,
-         bool eps_relative, double pinv_threshold, int method, int max_iters, double tol,
-         double accept, bool double_accumulate, bool true_residual) {
-        roots::Options o;
-        o.p = p;
-        o.eps = eps;
-        o.eps_relative = eps_relative;
-        o.pinv_threshold = pinv_threshold;
-        o.method = static_cast<roots::Method>(method);
-        o.max_iters = max_iters;
-        o.tol = tol;
-        o.accept = accept;
-        o.double_accumulate = double_accumulate;
-        o.true_residual = true_residual;
+      [](const py::array& a, const std::optional<py::array>& previous, const py::dict& attrs) {
+        // The options by name: LC_ROOT_OPTIONS, the list cpp/roots_ffi.cc decodes too.
+        const auto o = decode_option_dict<roots::Options>(
+            attrs, roots::kOptionNames, [](auto&& get, roots::Options* o) { return roots::decode_options(get, o); },
+            "inverse_root");
+        if ((o.has_previous != 0) != previous.has_value()) {
+          throw py::value_error("inverse_root: option 'has_previous' must say whether previous is given");
+        }
         return a.dtype().is(py::dtype::of<float>()) ? inverse_root_impl<float>(a, previous, o)
                                                      : inverse_root_impl<double>(a, previous, o);
       },
-      py::arg("a"), py::arg("previous"), py::arg("p"), py::arg("eps"), py::arg("eps_relative"),
-      py::arg("pinv_threshold"), py::arg("method"), py::arg("max_iters"), py::arg("tol"),
-      py::arg("accept"), py::arg("double_accumulate"), py::arg("true_residual"));
+      py::arg("a"), py::arg("previous"), py::arg("attrs"));
   // The eigh root's decomposition (tridiagonal_eigh.h), exposed for its tests and benchmark only.
   m.def("_tridiagonal_eigh", [](const py::array& a) {
     auto run = [](auto tag) {

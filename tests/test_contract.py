@@ -4,6 +4,7 @@ the one failure policy of linalg_core's module docstring."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import jax
@@ -42,6 +43,98 @@ def test_method_codes_are_the_kernels(codes, attribute):
     # The public dicts list the methods an info can report; "auto" (-1) is a request only.
     assert codes == {k: v for k, v in exported.items() if v >= 0}
     assert exported["auto"] == -1
+
+
+def _portable_keywords(fn):
+    return sorted(k for k, v in inspect.signature(fn).parameters.items() if v.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _attrs_sent(monkeypatch, bindings, calls):
+    """The attribute keys each binding in ``bindings`` and each FFI call receives while ``calls``
+    run on NumPy and on JAX arrays: {binding name or FFI target: sorted keys}."""
+    import jax.numpy as jnp
+
+    from linalg_core import _jax
+
+    sent = {}
+    for name in bindings:
+        def record(*operands, _real=getattr(cpu, name), _name=name):
+            sent[_name] = sorted(operands[-1])
+            return _real(*operands)
+        monkeypatch.setattr(cpu, name, record)
+    ffi_call = _jax.call
+
+    def record_call(target, results, *args, portable=None, **attrs):
+        sent[target] = sorted(attrs)
+        return ffi_call(target, results, *args, portable=portable, **attrs)
+
+    monkeypatch.setattr(_jax, "call", record_call)
+    for call in calls:
+        call(np.asarray)
+        call(jnp.asarray)
+    return sent
+
+
+def test_root_options_are_the_keys_every_backend_gets(monkeypatch):
+    """cpp/roots.h's LC_ROOT_OPTIONS (exported as root_options) is the key set inverse_root sends
+    to the binding and to the FFI call, and the portable kernel's keywords: an option added to one
+    of them and not the others fails here."""
+    from linalg_core.portable import roots as portable
+
+    sent = _attrs_sent(monkeypatch, ["inverse_root"], [lambda xp: lc.inverse_root(xp(_SPD), 2, prev=xp(np.eye(6)))])
+    names = sorted(cpu.root_options)
+    assert sent == {"inverse_root": names, "linalg_core_inverse_root": names}
+    assert _portable_keywords(portable.inverse_root) == names
+    assert dict(cpu.root_ridges) == {"relative": 0, "absolute": 1}
+
+
+def test_rsvd_options_are_the_keys_every_backend_gets(monkeypatch):
+    """The same for cpp/rsvd.h's LC_RSVD_OPTIONS (rsvd_options), both kernels."""
+    from linalg_core.portable import rsvd as portable
+
+    sent = _attrs_sent(monkeypatch, ["randomized_svd", "randomized_eigh"],
+                       [lambda xp: lc.randomized_svd(xp(_SPD), 2, key=_key(xp)),
+                        lambda xp: lc.randomized_eigh(xp(_SPD), 2, key=_key(xp), method="nystrom")])
+    names = sorted(cpu.rsvd_options)
+    assert sent == {name: names for name in ("randomized_svd", "randomized_eigh", "linalg_core_randomized_svd",
+                                             "linalg_core_randomized_eigh")}
+    assert _portable_keywords(portable.randomized_svd) == _portable_keywords(portable.randomized_eigh) == names
+    assert lc.RSVD_METHODS == dict(cpu.rsvd_methods)
+
+
+def test_kron_options_are_the_keys_every_backend_gets(monkeypatch):
+    """The same for cpp/kron.h's LC_KRON_OPTIONS (kron_options)."""
+    from linalg_core.portable import kron as portable
+
+    sent = _attrs_sent(monkeypatch, ["kron_approx"], [lambda xp: lc.kron_approx(xp(np.ones((3, 2, 2))), steps=2)])
+    names = sorted(cpu.kron_options)
+    assert sent == {"kron_approx": names, "linalg_core_kron_approx": names}
+    assert _portable_keywords(portable.approx) == names
+
+
+def _key(xp):
+    return jax.random.key(0) if xp is not np.asarray else 0
+
+
+def test_root_options_unknown_or_missing_are_rejected_by_both_adapters():
+    """Both decoders hold the caller to the list: a key outside it or a key missing is an error,
+    never silently ignored or defaulted."""
+    import jax
+
+    from linalg_core import _jax, roots
+
+    attrs = roots._attrs(2.0, eps=1e-6, ridge="relative", method="auto", pinv_threshold=None, max_iters=100,
+                         tol=None, accept=None, accumulate_float64=False, true_residual=False, has_previous=False)
+    missing = {k: v for k, v in attrs.items() if k != "tol"}
+    with pytest.raises(ValueError, match="unknown option 'bogus'"):
+        cpu.inverse_root(_SPD, None, {**attrs, "bogus": np.int32(0)})
+    with pytest.raises(ValueError, match="option 'tol' missing"):
+        cpu.inverse_root(_SPD, None, missing)
+    results = [((6, 6), F64)] + [((), F64)] * 3 + [((), np.int32)] * 3
+    with pytest.raises(jax.errors.JaxRuntimeError, match="attributes of LC_ROOT_OPTIONS"):
+        _jax.call("linalg_core_inverse_root", results, _SPD, _SPD, **attrs, bogus=np.int32(0))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="attribute 'tol' missing"):
+        _jax.call("linalg_core_inverse_root", results, _SPD, _SPD, **missing, bogus=np.float64(0))
 
 
 @pytest.mark.parametrize("info", [lc.RootInfo, lc.FDInfo, lc.LobpcgInfo, lc.RandomizedInfo, lc.KronInfo,

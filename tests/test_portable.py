@@ -7,11 +7,14 @@ the same contract is checked on a machine without an accelerator.
 
 from __future__ import annotations
 
+import inspect
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import linalg_core as lc
+from linalg_core import _jax, kron, roots, rsvd
 from linalg_core.portable import fd as pfd
 from linalg_core.portable import roots as proots
 
@@ -79,15 +82,20 @@ def test_fd_apply_inverse_root_matches_cpu_kernel(rng):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-14)
 
 
-def _root_call(a, prev=None, **kw):
-    opts = dict(p=4.0, eps=1e-6, eps_relative=1, pinv_threshold=0.0, method=-1, max_iters=100, tol=0.0,
-                accept=0.0, double_accumulate=0, true_residual=0, has_previous=int(prev is not None))
-    opts.update(kw)
+# inverse_root's keyword defaults, so that the kernel gets the attributes the public function sends.
+_ROOT_DEFAULTS = {k: v.default for k, v in inspect.signature(lc.inverse_root).parameters.items()
+                  if v.kind is inspect.Parameter.KEYWORD_ONLY and k != "prev"}
+
+
+def _root_call(a, prev=None, p=4.0, **kw):
+    """The portable kernel on the attribute dict lc.inverse_root builds for these keywords."""
+    attrs = roots._attrs(p, **{**_ROOT_DEFAULTS, **kw}, has_previous=prev is not None)
     a = jnp.asarray(a)
-    return proots.inverse_root(a, a if prev is None else jnp.asarray(prev), **opts)
+    return proots.inverse_root(a, a if prev is None else jnp.asarray(prev),
+                               **{name: _jax._python(value) for name, value in attrs.items()})
 
 
-@pytest.mark.parametrize("method", [0, 1, 2])
+@pytest.mark.parametrize("method", ["eigh", "newton", "newton3"])
 @pytest.mark.parametrize("dtype,kappa", [(np.float64, 1e8), (np.float32, 1e4)])
 def test_inverse_root_matches_oracle(rng, method, dtype, kappa):
     n, p = 40, 4
@@ -104,8 +112,8 @@ def test_inverse_root_matches_oracle(rng, method, dtype, kappa):
         bound = 8 * n * np.finfo(dtype).eps * k_eff / p + res / p
         err = np.linalg.norm(np.asarray(root[i], np.float64) - oracle, 2) / np.linalg.norm(oracle, 2)
         assert err <= bound, (err, bound)
-    assert np.asarray(status).tolist() == [0, 0] and np.asarray(used).tolist() == [method] * 2
-    if method:
+    assert np.asarray(status).tolist() == [0, 0] and np.asarray(used).tolist() == [lc.ROOT_METHODS[method]] * 2
+    if method != "eigh":
         # The true residual, accepted up to max(sqrt(eps), 64 n eps, 4 n eps kappa) (inverse_root).
         e = np.finfo(dtype).eps
         assert (np.asarray(residual) <= max(e ** 0.5, 64 * n * e, 4 * n * e * kappa)).all()
@@ -122,7 +130,7 @@ def test_inverse_root_matches_cpu_kernel_and_falls_back(rng):
     assert np.asarray(got[6]).tolist() == np.asarray(info.status).tolist() == [0, 1, 0]
     assert np.asarray(got[5]).tolist() == np.asarray(info.method).tolist()
     # Newton that cannot converge in 1 iteration falls back to eigh and says so.
-    got = _root_call(a[[0]], p=4.0, method=1, max_iters=1)
+    got = _root_call(a[[0]], p=4.0, method="newton", max_iters=1)
     assert int(got[5][0]) == 0 and int(got[6][0]) == 2
 
 
@@ -130,11 +138,11 @@ def test_inverse_root_pinv_and_true_residual(rng):
     q, _ = np.linalg.qr(rng.standard_normal((12, 12)))
     w = np.r_[np.geomspace(1, 1e-2, 8), np.zeros(4)]
     a = (q * w) @ q.T
-    got = _root_call(a, p=2.0, pinv_threshold=1e-6, true_residual=1)
+    got = _root_call(a, p=2.0, pinv_threshold=1e-6, true_residual=True)
     want, _ = lc.inverse_root(a, 2, pinv_threshold=1e-6)
     np.testing.assert_allclose(np.asarray(got[0]), want, atol=1e-10)
     full = _spd(rng, 12, 1e2)
-    got = _root_call(full, p=4.0, true_residual=1, method=2)
+    got = _root_call(full, p=4.0, true_residual=True, method="newton3")
     assert 0 <= float(got[1]) <= 1e-10
 
 
@@ -201,9 +209,10 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     a[1, 0, 0] = np.nan
     omega = rng.standard_normal((2, n, l))
     probes = rng.standard_normal((2, n, 6))
-    want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], k, power_iters)
+    attrs = rsvd._attrs(k, power_iters, "svd")
+    want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], attrs)
     u, s, vt, err, status = prsvd.randomized_svd(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
-                                                 k=k, power_iters=power_iters)
+                                                 **{name: _jax._python(value) for name, value in attrs.items()})
     assert np.asarray(status).tolist() == [0, 1] and float(jnp.abs(u[1]).max()) == 0.0
     # Same subspace from the same Omega: the triplets agree to the float64 rounding of the range
     # finder, amplified by the gap sigma_k / sigma_{k+1} only through the subspace angle.
@@ -213,19 +222,19 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     np.testing.assert_allclose(float(err[0]), float(want[3][0]), rtol=1e-8)
 
 
-@pytest.mark.parametrize("nystrom", [0, 1])
-def test_randomized_eigh_matches_cpu_kernel(rng, nystrom):
+@pytest.mark.parametrize("method", ["rayleigh_ritz", "nystrom"])
+def test_randomized_eigh_matches_cpu_kernel(rng, method):
     from linalg_core.portable import rsvd as prsvd
 
     n, k, l = 50, 4, 10
     a = _spd(rng, n, 1e4)
     omega = rng.standard_normal((n, l))
     probes = rng.standard_normal((n, 5))
-    want = lc._native.cpu.randomized_eigh(a, omega, probes, k, 2, bool(nystrom))
-    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega),
-                                                          jnp.asarray(probes), k=k, power_iters=2,
-                                                          nystrom=nystrom)
-    assert int(status) == 0 and int(used) == int(want[4]) == 1 + nystrom
+    attrs = rsvd._attrs(k, 2, method)
+    want = lc._native.cpu.randomized_eigh(a, omega, probes, attrs)
+    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
+                                                          **{name: _jax._python(value) for name, value in attrs.items()})
+    assert int(status) == 0 and int(used) == int(want[4]) == lc.RSVD_METHODS[method]
     np.testing.assert_allclose(np.asarray(vals), want[0], rtol=1e-9)
     np.testing.assert_allclose(np.abs(np.asarray(vecs).T @ want[1]), np.eye(k), atol=1e-7)
     np.testing.assert_allclose(float(err), float(want[2]), rtol=1e-8)
@@ -293,7 +302,7 @@ def test_kron_status_and_scaling_match_cpu_kernel(rng, case, dtype):
     samples = {"plain": samples, "huge": samples * big, "tiny": samples / big, "zero": 0 * samples,
                "inf": np.where(np.arange(samples.size).reshape(samples.shape) == 5, np.inf, samples)}[case]
     samples = samples.astype(dtype)
-    want = lc._native.cpu.kron_approx(samples, 3)
+    want = lc._native.cpu.kron_approx(samples, kron._attrs(3))
     got = [np.asarray(x) for x in pkron.approx(jnp.asarray(samples), steps=3)]
     assert int(got[4]) == int(want[4])
     # Same iteration in another association order: 64 (N + m + n) eps relative to each output.

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linalg_core.roots import _REQUEST, ROOT_METHODS, ROOT_STATUS
+from linalg_core.roots import _REQUEST, _RIDGES, ROOT_METHODS, ROOT_STATUS
 
 _AUTO = _REQUEST["auto"]
 _EIGH, _NEWTON, _NEWTON3, _PREVIOUS = (ROOT_METHODS[k] for k in ("eigh", "newton", "newton3", "previous"))
@@ -137,9 +137,14 @@ def _iterate(a, p, lmax, ridge, third_order, max_iters, tol):
     return x, jnp.full(inf.shape, k, jnp.int32)
 
 
-def inverse_root(a, previous, *, p, eps, eps_relative, pinv_threshold, method, max_iters, tol, accept,
-                 double_accumulate, true_residual, has_previous):
-    del double_accumulate  # float64 may be absent on accelerators; eigh runs in the input dtype
+def inverse_root(a, previous, *, p, eps, ridge, pinv_threshold, method, max_iters, tol, accept,
+                 accumulate_float64, true_residual, has_previous):
+    """The handler's contract: operands ``a`` and ``previous`` (``a`` itself when
+    ``has_previous`` is 0) and every option of ``LC_ROOT_OPTIONS`` (cpp/roots.h) as a keyword,
+    the dict :func:`linalg_core.roots._attrs` builds. ``accumulate_float64`` is accepted and
+    ignored: float64 may be absent on accelerators, so eigh runs in the input dtype."""
+    del accumulate_float64
+    eps_relative = ridge == _RIDGES["relative"]
     n = a.shape[-1]
     batch = a.shape[:-2]
     eps_dt = float(np.finfo(np.dtype(a.dtype)).eps)

@@ -44,7 +44,10 @@ def _finalise(outs, finite_in):
     return outs, status
 
 
-def randomized_svd(a, omega, probes, *, k, power_iters):
+def randomized_svd(a, omega, probes, *, k, power_iters, method):
+    """The handler's contract: operands ``a``, ``omega``, ``probes`` and every option of
+    ``LC_RSVD_OPTIONS`` (cpp/rsvd.h) as a keyword; ``method`` is ``svd``."""
+    del method
     finite_in = jnp.all(jnp.isfinite(a), axis=(-2, -1))
     a = jnp.where(finite_in[..., None, None], a, 0.0)
     q = _range(a, omega, power_iters)
@@ -55,7 +58,10 @@ def randomized_svd(a, omega, probes, *, k, power_iters):
     return u, s, vt, err, status
 
 
-def randomized_eigh(a, omega, probes, *, k, power_iters, nystrom):
+def randomized_eigh(a, omega, probes, *, k, power_iters, method):
+    """The handler's contract: operands ``a``, ``omega``, ``probes`` and every option of
+    ``LC_RSVD_OPTIONS`` (cpp/rsvd.h) as a keyword; ``method`` is ``rayleigh_ritz`` or
+    ``nystrom``."""
     finite_in = jnp.all(jnp.isfinite(a), axis=(-2, -1))
     a = jnp.where(finite_in[..., None, None], a, 0.0)
     n = a.shape[-1]
@@ -66,7 +72,7 @@ def randomized_eigh(a, omega, probes, *, k, power_iters, nystrom):
     mu, w = jnp.linalg.eigh(0.5 * (t + _t(t)))
     rr_vals, rr_vecs = mu[..., ::-1][..., :k], q @ w[..., :, ::-1][..., :, :k]
     vals, vecs, used = rr_vals, rr_vecs, jnp.full(a.shape[:-2], _RAYLEIGH_RITZ, jnp.int32)
-    if nystrom:
+    if method == _NYSTROM:
         # Stabilised Nystrom (Tropp et al. 2017, Alg. 3): falls back to Rayleigh-Ritz where the
         # Cholesky factor of Q^T (A Q + nu Q) does not exist (non-finite).
         nu = np.sqrt(n) * np.finfo(np.dtype(a.dtype)).eps * jnp.sqrt(jnp.sum(aq * aq, axis=(-2, -1)))
