@@ -160,6 +160,10 @@ def run_pytest(suite: str, size: str, out: Path) -> Path:
             # sys-level capture: the case announcements written to sys.__stdout__ reach the
             # progress display while the benchmark runs.
             "--capture=sys", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    # A main job started from inside a pytest-xdist worker (tests/test_bench_progress.py under
+    # `pytest -n 2`) inherits PYTEST_XDIST_WORKER, and pytest-benchmark then disables itself.
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        os.environ.pop(var, None)
     code = pytest.main(args)
     if code != 0:
         raise RuntimeError(f"pytest-benchmark run of suite {suite!r} failed (exit code {int(code)})")
