@@ -372,11 +372,12 @@ class ChildProgress:
 
 
 # Size each suite runs at per profile: "quick" is the CI smoke run, "full" the complete report,
-# and the default the report a person waits for (about 10 minutes on a 2-core machine).
-# Measured (bench/durations.json): the quick sizes alone take ~10 min here, the training suite most
-# of it, so today the default is the quick size everywhere; a suite that gains a middle size, or
-# whose full size proves cheap, is switched here.
-DEFAULT_SIZES = {suite: "quick" for suite in SUITES}
+# and the default the report a person waits for (at most about 10 minutes on a 2-core machine):
+# the kernel suites whose full size costs at most about a minute (bench/durations.json) at full
+# size, where their targets are stated; the LOBPCG/randomized SVD suite, the optimizer steps and
+# the training runs (most of --full's time) at their quick sizes.
+DEFAULT_SIZES = {suite: "quick" for suite in SUITES} | {
+    suite: "full" for suite in ("fd", "roots", "kron", "shared_basis", "polar", "eigenbasis", "stability")}
 
 
 def sizes(args: argparse.Namespace) -> dict[str, str]:
