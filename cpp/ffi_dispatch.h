@@ -1,8 +1,11 @@
 // Element-type dispatch and the batch count shared by the CPU XLA FFI adapters.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -29,6 +32,32 @@ inline int64_t leading_count(const xla::ffi::AnyBuffer& buf, size_t trailing) {
   int64_t n = 1;
   for (size_t i = 0; i + trailing < dims.size(); ++i) n *= dims[i];
   return n;
+}
+
+// The options of a primitive from its FFI attributes: exactly the `count` keys of its options
+// list `list` (LC_*_OPTIONS), each decoded by the list's generated `decode(get, options)`
+// (cpp/roots.h has one) with the field's own type. InvalidArgument naming `primitive` and the
+// offending key otherwise.
+template <typename Options, typename Decode>
+xla::ffi::Error decode_attributes(const xla::ffi::Dictionary& attrs, const char* primitive, const char* list,
+                                  size_t count, Decode&& decode, Options* o) {
+  if (attrs.size() != count) {
+    return xla::ffi::Error::InvalidArgument(std::string(primitive) + ": expected exactly the " +
+                                            std::to_string(count) + " attributes of " + list + ", got " +
+                                            std::to_string(attrs.size()));
+  }
+  auto get = [&](std::string_view name, auto* value) {
+    using V = std::remove_pointer_t<decltype(value)>;
+    auto got = attrs.get<V>(name);
+    if (got.has_error()) return false;
+    *value = *got;
+    return true;
+  };
+  if (const char* bad = decode(get, o)) {
+    return xla::ffi::Error::InvalidArgument(std::string(primitive) + ": attribute '" + bad +
+                                            "' missing or of the wrong type");
+  }
+  return xla::ffi::Error::Success();
 }
 
 }  // namespace linalg_core

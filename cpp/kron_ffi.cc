@@ -31,23 +31,10 @@ ffi::Error shape_of(const ffi::AnyBuffer& samples, kron::Shape* s) {
 
 // The options by name (LC_KRON_OPTIONS, the list python/kron.cc decodes too), exactly those keys.
 ffi::Error decode_attrs(const ffi::Dictionary& attrs, kron::Options* o) {
-  if (attrs.size() != kron::kOptionCount) {
-    return ffi::Error::InvalidArgument("kron_approx: expected exactly the " + std::to_string(kron::kOptionCount) +
-                                       " attributes of LC_KRON_OPTIONS, got " + std::to_string(attrs.size()));
-  }
-  const char* bad = kron::decode_options(
-      [&](std::string_view name, auto* value) {
-        using V = std::remove_pointer_t<decltype(value)>;
-        auto got = attrs.get<V>(name);
-        if (got.has_error()) return false;
-        *value = *got;
-        return true;
-      },
-      o);
-  if (bad != nullptr) {
-    return ffi::Error::InvalidArgument(std::string("kron_approx: attribute '") + bad +
-                                       "' missing or of the wrong type");
-  }
+  ffi::Error decoded = decode_attributes(
+      attrs, "kron_approx", "LC_KRON_OPTIONS", kron::kOptionCount,
+      [](auto& get, kron::Options* out) { return kron::decode_options(get, out); }, o);
+  if (decoded.failure()) return decoded;
   if (o->steps > std::numeric_limits<int>::max()) {
     return ffi::Error::InvalidArgument("kron_approx: steps must fit an int");
   }

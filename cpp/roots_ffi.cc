@@ -33,25 +33,11 @@ ffi::Error InverseRootImpl(ffi::AnyBuffer a, ffi::AnyBuffer previous,
   if (shape.n > std::numeric_limits<int>::max()) {
     return ffi::Error::InvalidArgument("inverse_root: n must fit a LAPACK int");
   }
-  if (attrs.size() != roots::kOptionCount) {
-    return ffi::Error::InvalidArgument("inverse_root: expected exactly the " +
-                                       std::to_string(roots::kOptionCount) +
-                                       " attributes of LC_ROOT_OPTIONS, got " + std::to_string(attrs.size()));
-  }
   roots::Options o;
-  const char* bad = roots::decode_options(
-      [&](std::string_view name, auto* value) {
-        using V = std::remove_pointer_t<decltype(value)>;
-        auto got = attrs.get<V>(name);
-        if (got.has_error()) return false;
-        *value = *got;
-        return true;
-      },
-      &o);
-  if (bad != nullptr) {
-    return ffi::Error::InvalidArgument(std::string("inverse_root: attribute '") + bad +
-                                       "' missing or of the wrong type");
-  }
+  ffi::Error decoded = decode_attributes(
+      attrs, "inverse_root", "LC_ROOT_OPTIONS", roots::kOptionCount,
+      [](auto& get, roots::Options* out) { return roots::decode_options(get, out); }, &o);
+  if (decoded.failure()) return decoded;
   auto run = [&](auto zero) -> ffi::Error {
     using T = decltype(zero);
     roots::Args<T> args{static_cast<const T*>(a.untyped_data()),

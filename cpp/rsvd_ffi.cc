@@ -42,24 +42,10 @@ ffi::Error rsvd_shape(const ffi::AnyBuffer& a, const ffi::AnyBuffer& omega, cons
 
 // The options by name (LC_RSVD_OPTIONS, the list python/rsvd.cc decodes too), exactly those keys.
 ffi::Error decode_attrs(const ffi::Dictionary& attrs, rsvd::Options* o) {
-  if (attrs.size() != rsvd::kOptionCount) {
-    return ffi::Error::InvalidArgument("randomized svd/eigh: expected exactly the " +
-                                       std::to_string(rsvd::kOptionCount) +
-                                       " attributes of LC_RSVD_OPTIONS, got " + std::to_string(attrs.size()));
-  }
-  const char* bad = rsvd::decode_options(
-      [&](std::string_view name, auto* value) {
-        using V = std::remove_pointer_t<decltype(value)>;
-        auto got = attrs.get<V>(name);
-        if (got.has_error()) return false;
-        *value = *got;
-        return true;
-      },
-      o);
-  if (bad != nullptr) {
-    return ffi::Error::InvalidArgument(std::string("randomized svd/eigh: attribute '") + bad +
-                                       "' missing or of the wrong type");
-  }
+  ffi::Error decoded = decode_attributes(
+      attrs, "randomized svd/eigh", "LC_RSVD_OPTIONS", rsvd::kOptionCount,
+      [](auto& get, rsvd::Options* out) { return rsvd::decode_options(get, out); }, o);
+  if (decoded.failure()) return decoded;
   if (o->k > std::numeric_limits<int>::max() || o->power_iters > std::numeric_limits<int>::max()) {
     return ffi::Error::InvalidArgument("randomized svd/eigh: k and power_iters must fit a LAPACK int");
   }
