@@ -450,7 +450,7 @@ def _check_against_float64_oracle(state, g, new, u, info, eps, dtype):
         true_norm = np.abs(np.linalg.eigvalsh(blocks[i] - basis @ coeffs[i] @ basis.T)).max()
         step = float(info.step_escaped_mass[i])
         assert 0 <= step <= true_norm + tol  # a power-iteration estimate never exceeds ||D||_2
-        assert mass[i] == pytest.approx(float(state.escaped_mass[i]) + step, rel=4 * ueps, abs=tol)
+        assert mass[i] == pytest.approx(float(state.escaped_mass[i]) + step, rel=float(4 * ueps), abs=float(tol))
         c = mass[i] + eps
         precond = basis @ coeffs[i] @ basis.T + c * np.eye(b)
         want = inv_sqrt_apply(precond, g[i])
