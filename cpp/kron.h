@@ -48,37 +48,14 @@ struct Shape {
 };
 
 // The scalar options of approx(), one list of (type, name, default) that the FFI adapter and the
-// binding decode by name (decode_options below) and the binding exports as `kron_options`: the
-// keys of the attribute dict linalg_core/kron.py builds. Names are kron_approx's keywords.
+// binding decode by name (decode_options, from LC_DEFINE_OPTIONS in cpp/codes.h) and the binding
+// exports as `kron_options`: the keys of the attribute dict linalg_core/kron.py builds. Names are
+// kron_approx's keywords.
 #define LC_KRON_OPTIONS(X)                                                        \
   /* power-iteration steps, >= 1 (the first step gives Shampoo's factors) */     \
   X(int64_t, steps, 1)
 
-struct Options {
-#define LC_KRON_FIELD(type, name, default_value) type name = default_value;
-  LC_KRON_OPTIONS(LC_KRON_FIELD)
-#undef LC_KRON_FIELD
-};
-
-// The option names in list order (the binding exports them; the adapters reject other keys).
-inline constexpr const char* kOptionNames[] = {
-#define LC_KRON_NAME(type, name, default_value) #name,
-    LC_KRON_OPTIONS(LC_KRON_NAME)
-#undef LC_KRON_NAME
-};
-inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
-
-// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
-// for every field of LC_KRON_OPTIONS; returns the first field that failed, or nullptr. Shared by
-// cpp/kron_ffi.cc (ffi::Dictionary) and python/kron.cc (a Python dict): one decoder, one list.
-template <typename Get>
-const char* decode_options(Get&& get, Options* o) {
-#define LC_KRON_DECODE(type, name, default_value) \
-  if (!get(#name, &o->name)) return #name;
-  LC_KRON_OPTIONS(LC_KRON_DECODE)
-#undef LC_KRON_DECODE
-  return nullptr;
-}
+LC_DEFINE_OPTIONS(LC_KRON_OPTIONS)
 
 template <typename T>
 struct Args {

@@ -71,10 +71,10 @@ enum class Status : int32_t { LC_ROOT_STATUS(LC_ENUMERATOR) };
 
 enum class Ridge : int32_t { LC_ROOT_RIDGES(LC_ENUMERATOR) };
 
-// The scalar options, one list of (type, name, default) that the FFI adapter and the binding
-// both decode by name (decode_options below) and the binding exports as `root_options`: the keys
-// of the one attribute dict linalg_core/roots.py builds. Names are inverse_root's keywords;
-// enum-valued options travel as their int32 codes.
+// The scalar options, one list of (type, name, default) that the FFI adapter and the binding both
+// decode by name (decode_options, from LC_DEFINE_OPTIONS in cpp/codes.h) and the binding exports
+// as `root_options`: the keys of the one attribute dict linalg_core/roots.py builds. Names are
+// inverse_root's keywords; enum-valued options travel as their int32 codes.
 #define LC_ROOT_OPTIONS(X)                                                                       \
   /* root order, > 0 */                                                                          \
   X(double, p, 2)                                                                                \
@@ -102,31 +102,7 @@ enum class Ridge : int32_t { LC_ROOT_RIDGES(LC_ENUMERATOR) };
   /* 1: args.previous is given (the adapters pass nullptr otherwise) */                          \
   X(int32_t, has_previous, 0)
 
-struct Options {
-#define LC_ROOT_FIELD(type, name, default_value) type name = default_value;
-  LC_ROOT_OPTIONS(LC_ROOT_FIELD)
-#undef LC_ROOT_FIELD
-};
-
-// The option names in list order (the binding exports them; the adapters reject other keys).
-inline constexpr const char* kOptionNames[] = {
-#define LC_ROOT_NAME(type, name, default_value) #name,
-    LC_ROOT_OPTIONS(LC_ROOT_NAME)
-#undef LC_ROOT_NAME
-};
-inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
-
-// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
-// for every field of LC_ROOT_OPTIONS; returns the first field that failed, or nullptr. Shared by
-// cpp/roots_ffi.cc (ffi::Dictionary) and python/roots.cc (a Python dict): one decoder, one list.
-template <typename Get>
-const char* decode_options(Get&& get, Options* o) {
-#define LC_ROOT_DECODE(type, name, default_value) \
-  if (!get(#name, &o->name)) return #name;
-  LC_ROOT_OPTIONS(LC_ROOT_DECODE)
-#undef LC_ROOT_DECODE
-  return nullptr;
-}
+LC_DEFINE_OPTIONS(LC_ROOT_OPTIONS)
 
 struct Shape {
   int64_t batch = 1;

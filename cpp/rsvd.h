@@ -37,9 +37,9 @@ struct Shape {
 enum class Method : int32_t { LC_RSVD_METHODS(LC_ENUMERATOR) };
 
 // The scalar options of both kernels, one list of (type, name, default) that the FFI adapters and
-// the binding decode by name (decode_options below) and the binding exports as `rsvd_options`:
-// the keys of the attribute dict linalg_core/rsvd.py builds. Names are the public arguments;
-// enum-valued options travel as their int32 codes.
+// the binding decode by name (decode_options, from LC_DEFINE_OPTIONS in cpp/codes.h) and the
+// binding exports as `rsvd_options`: the keys of the attribute dict linalg_core/rsvd.py builds.
+// Names are the public arguments; enum-valued options travel as their int32 codes.
 #define LC_RSVD_OPTIONS(X)                                                                      \
   /* kept singular/eigen pairs, 1 <= k <= l */                                                  \
   X(int64_t, k, 1)                                                                              \
@@ -49,31 +49,7 @@ enum class Method : int32_t { LC_RSVD_METHODS(LC_ENUMERATOR) };
      approximation, PSD A, Rayleigh-Ritz its fallback) for eigh() */                            \
   X(int32_t, method, static_cast<int32_t>(Method::kSvd))
 
-struct Options {
-#define LC_RSVD_FIELD(type, name, default_value) type name = default_value;
-  LC_RSVD_OPTIONS(LC_RSVD_FIELD)
-#undef LC_RSVD_FIELD
-};
-
-// The option names in list order (the binding exports them; the adapters reject other keys).
-inline constexpr const char* kOptionNames[] = {
-#define LC_RSVD_NAME(type, name, default_value) #name,
-    LC_RSVD_OPTIONS(LC_RSVD_NAME)
-#undef LC_RSVD_NAME
-};
-inline constexpr size_t kOptionCount = sizeof(kOptionNames) / sizeof(kOptionNames[0]);
-
-// Fills `o` from `get(name, &field)` (true when `name` is present and holds the field's type)
-// for every field of LC_RSVD_OPTIONS; returns the first field that failed, or nullptr. Shared by
-// cpp/rsvd_ffi.cc (ffi::Dictionary) and python/rsvd.cc (a Python dict): one decoder, one list.
-template <typename Get>
-const char* decode_options(Get&& get, Options* o) {
-#define LC_RSVD_DECODE(type, name, default_value) \
-  if (!get(#name, &o->name)) return #name;
-  LC_RSVD_OPTIONS(LC_RSVD_DECODE)
-#undef LC_RSVD_DECODE
-  return nullptr;
-}
+LC_DEFINE_OPTIONS(LC_RSVD_OPTIONS)
 
 // Status codes, exported as `rsvd_status` (RSVD_STATUS in linalg_core/rsvd.py). non_symmetric is
 // set by randomized_eigh's input check (linalg_core/rsvd.py), before the kernel runs.
