@@ -146,6 +146,19 @@ def test_inverse_root_pinv_and_true_residual(rng):
     assert 0 <= float(got[1]) <= 1e-10
 
 
+def _assert_same_coefficient_operators(got, want, b, dtype):
+    """The operators ``B R_i B^T`` of two shared-basis results ``(basis, coeffs, ...)`` agree (the
+    basis itself is determined only up to signs). Both come from backward-stable eigensolvers and
+    QR on the same starting block: a few ``b eps`` relative to the largest entry."""
+    def operator(basis, coeffs):
+        basis = np.asarray(basis, np.float64)
+        return np.einsum("ij,mjk,lk->mil", basis, np.asarray(coeffs, np.float64), basis)
+
+    op_want = operator(want[0], want[1])
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * eps * np.abs(op_want).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shared_basis_update_matches_cpu_kernel(rng, dtype):
     from linalg_core.portable import shared_basis as psb
@@ -162,17 +175,9 @@ def test_shared_basis_update_matches_cpu_kernel(rng, dtype):
     got = psb.update(*(jnp.asarray(x) for x in state), jnp.asarray(g), jnp.asarray(y0), eps=1e-3, power_iters=1)
     assert int(got[5]) == 0 and int(want[5]) == 0
     # Same algorithm and starting block; the basis is determined up to signs, so compare the
-    # coefficient operators B R_i B^T, the masses and the directions. Differences come from the
-    # eigensolvers and QR (backward stable): a few b eps relative, amplified by the power
-    # iteration's 1e-3 stopping rule for the masses.
-    eps = np.finfo(dtype).eps
-
-    def operator(basis, coeffs):
-        basis = np.asarray(basis, np.float64)
-        return np.einsum("ij,mjk,lk->mil", basis, np.asarray(coeffs, np.float64), basis)
-
-    op_want = operator(want[0], want[1])
-    np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * eps * np.abs(op_want).max())
+    # coefficient operators, the masses and the directions. The masses' differences: the
+    # eigensolvers' and QR's few b eps, amplified by the power iteration's 1e-3 stopping rule.
+    _assert_same_coefficient_operators(got, want, b, dtype)
     np.testing.assert_allclose(np.asarray(got[2]), want[2], rtol=2e-3)
     np.testing.assert_allclose(np.asarray(got[3]), want[3], rtol=2e-3, atol=2e-3 * np.abs(want[3]).max())
 
@@ -349,16 +354,9 @@ def test_shared_basis_status_and_scaling_match_cpu_kernel(rng, case):
             np.testing.assert_array_equal(want[i], parts[i])
         assert not got[3].any() and not want[3].any()
         return
-    # As in test_shared_basis_update_matches_cpu_kernel: eigensolvers and QR, a few b eps
-    # relative; the masses' 1e-3 stopping rule (2e-3 relative) for masses and directions.
-    ueps = np.finfo(dtype).eps
-
-    def operator(basis, coeffs):
-        basis = np.asarray(basis, np.float64)
-        return np.einsum("ij,mjk,lk->mil", basis, np.asarray(coeffs, np.float64), basis)
-
-    op_want = operator(want[0], want[1])
-    np.testing.assert_allclose(operator(got[0], got[1]), op_want, atol=256 * b * ueps * np.abs(op_want).max())
+    # As in test_shared_basis_update_matches_cpu_kernel; the masses' 1e-3 stopping rule (2e-3
+    # relative) for masses and directions.
+    _assert_same_coefficient_operators(got, want, b, dtype)
     np.testing.assert_allclose(got[2], want[2], rtol=2e-3)
     np.testing.assert_allclose(got[3], want[3], atol=2e-3 * np.abs(want[3]).max())
 # --------------------------------------------------------------------------- FD parity, fixed cases

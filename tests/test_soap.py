@@ -13,7 +13,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import linalg_core
@@ -166,24 +165,6 @@ def test_jit_equals_eager_and_alias(rng):
     full, _ = _run(optim.soap(0.1, optim.SoapOptions(precondition_frequency=2)), grads)
     for p_, f_ in zip(pre, full):
         np.testing.assert_allclose(f_, -0.1 * p_, rtol=1e-12)
-
-
-@pytest.mark.parametrize("scale", [1e19, 1e30])
-def test_huge_finite_gradient_never_poisons_the_state(rng, scale):
-    opt = optim.soap(0.1, precondition_frequency=2)
-    params = {"w": jnp.zeros((6, 5), jnp.float32), "b": jnp.zeros(5, jnp.float32)}
-    state = opt.init(params)
-    step = jax.jit(opt.update)
-    g = [{"w": jnp.asarray(rng.standard_normal((6, 5)), jnp.float32), "b": jnp.ones(5, jnp.float32)}
-         for _ in range(5)]
-    _, state = step(g[0], state, params)
-    u, state = step({"w": g[1]["w"] * scale, "b": g[1]["b"]}, state, params)
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state)))
-    for gi in g[2:]:
-        u, state = step(gi, state, params)
-        params = optax.apply_updates(params, u)
-        assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((u, state, params)))
-    assert float(jnp.abs(u["w"]).max()) > 0.0
 
 
 def test_failed_refresh_keeps_the_previous_basis(rng, monkeypatch):

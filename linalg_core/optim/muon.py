@@ -218,6 +218,11 @@ def muon(learning_rate: Any, options: MuonOptions | None = None, /, **overrides:
     >>> from linalg_core import optim
     >>> opt = optim.muon(0.02, optim.MuonOptions(beta=0.95), weight_decay=0.01)
     >>> state = opt.init({"w": jnp.zeros((8, 4)), "b": jnp.zeros(4)})
+
+    References
+    ----------
+    Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024; Liu et al.,
+    "Muon is scalable for LLM training", arXiv:2502.16982, 2025 (the ``"rms"`` scale).
     """
     import optax
 

@@ -176,8 +176,9 @@ def shampoo(learning_rate: Any, options: ShampooOptions | None = None, /, **over
     Returns
     -------
     optax.GradientTransformation
-        Its state's first element is a
-        :class:`~linalg_core.optim.transform.PreconditionerState` with ``diagnostics``.
+        Its state's first element is a :class:`~linalg_core.optim.transform.PreconditionerState`;
+        each matrix parameter's ``stats`` are ``(L, R)`` and its ``cache`` their inverse roots,
+        block axis first.
 
     Examples
     --------
@@ -185,6 +186,11 @@ def shampoo(learning_rate: Any, options: ShampooOptions | None = None, /, **over
     >>> from linalg_core import optim
     >>> opt = optim.shampoo(1e-3, optim.ShampooOptions(b2=0.99, block_size=256), momentum=0.9)
     >>> state = opt.init({"w": jnp.zeros((8, 4))})
+
+    References
+    ----------
+    Gupta, Koren, Singer, "Shampoo: Preconditioned stochastic tensor optimization", ICML 2018;
+    Anil et al., "Scalable second order optimization for deep learning", arXiv:2002.09018.
     """
     o = transform.resolve_options(ShampooOptions, options, overrides)
     return transform.finish(scale_by_shampoo(o), learning_rate, o)

@@ -117,11 +117,26 @@ def shared_basis_adagrad(learning_rate: Any, options: SharedBasisAdagradOptions 
     Returns
     -------
     optax.GradientTransformation
+        Its state's first element is a :class:`~linalg_core.optim.transform.PreconditionerState`;
+        each matrix parameter's ``stats`` are a :class:`linalg_core.SharedBasisState` with the
+        block axis first, its ``cache`` the PRNG key of the random starting columns.
 
     Notes
     -----
     With ``rank >= br`` the basis spans everything, ``rho_i = 0`` and the method is full-matrix
     AdaGrad on every column of every block (block-diagonal AdaGrad).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from linalg_core import optim
+    >>> opt = optim.shared_basis_adagrad(0.1, optim.SharedBasisAdagradOptions(rank=16, block_size=256))
+    >>> state = opt.init({"w": jnp.zeros((64, 32)), "b": jnp.zeros(32)})
+
+    References
+    ----------
+    Yen et al., "Block low-rank preconditioner with shared basis for stochastic optimization",
+    NeurIPS 2023.
     """
     o = transform.resolve_options(SharedBasisAdagradOptions, options, overrides)
     return transform.finish(scale_by_shared_basis_adagrad(o), learning_rate, o)

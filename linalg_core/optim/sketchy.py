@@ -192,11 +192,26 @@ def sketchy_shampoo(learning_rate: Any, options: SketchyShampooOptions | None = 
     Returns
     -------
     optax.GradientTransformation
+        Its state's first element is a :class:`~linalg_core.optim.transform.PreconditionerState`;
+        each matrix parameter's ``stats`` are its two :class:`linalg_core.FDState` sketches
+        ``(left, right)``, block axis first (no ``cache``).
 
     Notes
     -----
     Cost per block and statistics update: two FD updates (:func:`linalg_core.fd_update`, ``auto``
     method); per step two factored applies, ``4 l br bc`` flops each.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from linalg_core import optim
+    >>> opt = optim.sketchy_shampoo(1e-3, optim.SketchyShampooOptions(rank=64), momentum=0.9)
+    >>> state = opt.init({"w": jnp.zeros((256, 128)), "b": jnp.zeros(128)})
+
+    References
+    ----------
+    Feinberg et al., "Sketchy: Memory-efficient adaptive regularization with Frequent
+    Directions", NeurIPS 2023, Algorithm 3 and Observation 6.
     """
     o = transform.resolve_options(SketchyShampooOptions, options, overrides)
     return transform.finish(scale_by_sketchy_shampoo(o), learning_rate, o)
@@ -251,6 +266,21 @@ def sketchy_adagrad(learning_rate: Any, options: SketchyAdagradOptions | None = 
     Returns
     -------
     optax.GradientTransformation
+        Its state's first element is a :class:`~linalg_core.optim.transform.PreconditionerState`;
+        each parameter's ``stats`` are one :class:`linalg_core.FDState` per block of its flattened
+        values, block axis first.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from linalg_core import optim
+    >>> opt = optim.sketchy_adagrad(0.1, optim.SketchyAdagradOptions(rank=32, block_size=512))
+    >>> state = opt.init({"w": jnp.zeros((64, 32)), "b": jnp.zeros(32)})
+
+    References
+    ----------
+    Feinberg et al., "Sketchy: Memory-efficient adaptive regularization with Frequent
+    Directions", NeurIPS 2023, Algorithm 2.
     """
     o = transform.resolve_options(SketchyAdagradOptions, options, overrides)
     return transform.finish(scale_by_sketchy_adagrad(o), learning_rate, o)

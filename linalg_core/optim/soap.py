@@ -223,12 +223,9 @@ def soap(learning_rate: Any, options: SoapOptions | None = None, /, **overrides:
     Returns
     -------
     optax.GradientTransformation
-        Its state's first element is a
-        :class:`~linalg_core.optim.transform.PreconditionerState` with ``diagnostics``.
-
-    References
-    ----------
-    Vyas et al., "SOAP: Improving and stabilizing Shampoo using Adam", arXiv:2409.11321, 2024.
+        Its state's first element is a :class:`~linalg_core.optim.transform.PreconditionerState`;
+        a matrix parameter's ``stats`` are ``(L, R)`` and its ``cache`` ``(Q_L, Q_R, M, V)``, a
+        vector's ``cache`` Adam's ``(M, V)``, block axis first.
 
     Examples
     --------
@@ -236,6 +233,10 @@ def soap(learning_rate: Any, options: SoapOptions | None = None, /, **overrides:
     >>> from linalg_core import optim
     >>> opt = optim.soap(3e-3, optim.SoapOptions(precondition_frequency=10, block_size=256))
     >>> state = opt.init({"w": jnp.zeros((8, 4)), "b": jnp.zeros((4,))})
+
+    References
+    ----------
+    Vyas et al., "SOAP: Improving and stabilizing Shampoo using Adam", arXiv:2409.11321, 2024.
     """
     o = transform.resolve_options(SoapOptions, options, overrides)
     return transform.finish(scale_by_soap(o), learning_rate, o)
