@@ -72,3 +72,29 @@ def test_cases_from_json_reads_pytest_benchmarks_format(tmp_path):
     assert list(done) == ["b", "a"]
     assert done["b"]["times"]["ours"] == {"median_s": 2.0, "min_s": 1.0, "samples_s": [3.0, 1.0, 2.0]}
     assert done["b"]["added"] is True and done["a"]["k"] == 2
+
+
+def test_lobpcg_case_keeps_x64_to_itself(monkeypatch):
+    """The LOBPCG case is float64 for every peer, JAX's included, but `pytest bench/` runs every
+    suite in one process: the case must not turn x64 on for the suites after it (their JAX
+    arrays would silently become float64). Built at a small size; x64 off around it, as in a
+    process that did not ask for it."""
+    import jax
+    import numpy as np
+
+    from bench import bench_eig
+
+    if "jax lobpcg_standard" not in bench_eig.lobpcg_names():
+        pytest.skip("jax.experimental.sparse.linalg.lobpcg_standard unavailable")
+    monkeypatch.setattr(bench_eig, "lobpcg_shape", lambda size: (80, 4))
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        built = bench_eig.lobpcg_build(np.random.default_rng(0), "quick")
+        leaked = jax.config.jax_enable_x64
+        eigvals, _ = built.fns["jax lobpcg_standard"]()
+        leaked_by_call = jax.config.jax_enable_x64
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert not leaked and not leaked_by_call
+    assert eigvals.dtype == np.float64  # the JAX peer still ran in float64
