@@ -25,11 +25,9 @@ at equal steps. Under pytest-benchmark each optimizer is one benchmark (compile,
 run, timed once); the curves come from inside the final run.
 
 Budgets: ``--quick`` trains MNIST only, on 10k images, 3 x 8 tuning + 20 steps per optimizer
-(measured 1 minute on 2 cores, up to 2.7 minutes beside other jobs); the full report trains on
-all 60k images, 3 x 25 tuning + 150 steps (2.5 epochs), on MNIST and, where Debian's
-``dataset-fashion-mnist`` is installed, Fashion-MNIST (measured 6.8 minutes for both). Final-run
-time per step on 2 cores: Adam 0.05 s, Shampoo 0.15 s (roots every 10 steps), Sketchy 0.3 s,
-shared-basis 0.33 s.
+(a smoke run of about a minute); the full report trains on all 60k images, 3 x 25 tuning + 150
+steps (2.5 epochs), on MNIST and, where Debian's ``dataset-fashion-mnist`` is installed,
+Fashion-MNIST. The report's wall-clock columns give each optimizer's time per step.
 """
 
 from __future__ import annotations
@@ -76,13 +74,12 @@ def optimizers(quick: bool = True) -> dict[str, tuple[Callable[[float], optax.Gr
     from linalg_core import optim
 
     # Three values per optimizer, a factor ~10^(1/2) apart. Quick (8 tuning steps on 10k images):
-    # centred where a 20-step pilot on 10k images put each optimum (all measured interior).
-    # Full (25 tuning steps on 60k images): the same grids one step lower, since with the quick
-    # grids every optimizer's best was its smallest value (measured: Adam 1e-3 vs 3e-3 209.2 vs
-    # 209.6, Shampoo 169.7 vs 177.4, Sketchy 99.5 vs 103.6, shared-basis 1e-2 vs 3e-2 180.9 vs 200.2).
-    # Muon (RMS-matched scale, one learning rate for its Adam part too): a quick pilot put its
-    # optimum at 1e-1 inside (3e-2, 1e-1, 3e-1) (tuning losses 288.5, 195.1, 344.2); the full grid
-    # is one step lower by the rule above, not separately measured.
+    # centred where a 20-step pilot on 10k images put each optimum, so that each is interior.
+    # Full (25 tuning steps on 60k images): the same grids one step lower, because longer tuning
+    # on more data moves every optimizer's best to the quick grid's smallest value, where the
+    # grid no longer brackets it. Muon (RMS-matched scale, one learning rate for its Adam part
+    # too): the quick pilot's optimum is the middle of (3e-2, 1e-1, 3e-1); its full grid is one
+    # step lower by the same rule.
     if quick:
         grid_adam = grid_graft = (1e-3, 3e-3, 1e-2)
         grid_basis = (1e-2, 3e-2, 1e-1)

@@ -50,8 +50,8 @@ def time_methods(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
 
     Back to back, because the peers use other thread pools (XLA's, NumPy's own OpenBLAS copy)
     whose threads keep spinning for a while after a call: alternating A B A B makes every method
-    run beside the previous one's spinning threads on this 2-core machine (measured: randomized
-    SVD 57 ms alone, 90-120 ms right after a sklearn call). Two rounds in opposite orders keep a
+    run beside the previous one's spinning threads, which on a machine of few cores slows it by
+    as much as the difference being measured. Two rounds in opposite orders keep a
     drift of the machine's speed from favouring one method. Callables block until done.
     """
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -393,7 +393,7 @@ def main(argv: Sequence[str]) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="every suite at its smallest size (CI smoke run)")
     size.add_argument("--full", action="store_true",
-                      help="every suite at full size (the complete report; about 35 min on 2 cores)")
+                      help="every suite at full size (the complete report; several times the default run)")
     parser.add_argument("--only", choices=SUITES, action="append", help="run these suites only")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--in-process", action="store_true",
@@ -453,8 +453,8 @@ def main(argv: Sequence[str]) -> int:
 def _isolated(suites: Sequence[str], size_of: dict[str, str], args: argparse.Namespace) -> int:
     """One fresh process per suite, then one summary. The peers bring their own thread pools
     (XLA's, NumPy's and SciPy's OpenBLAS copies, torch's): in one long process the pools of
-    earlier suites stay alive and measured ratios drifted by up to 2.5x against the same
-    comparison run alone (randomized SVD vs sklearn), so each suite gets a clean process.
+    earlier suites stay alive and compete with the later suites' calls, so a ratio would depend
+    on which suites ran before it; each suite gets a clean process.
 
     A child prints its report lines and tagged case announcements on one pipe; this process
     passes the report lines on and draws the progress from the announcements."""

@@ -66,8 +66,7 @@ Distance distance_to_identity(int n, const T* m) {
 // f(upper, lower) is called for every (i, j), i < j, with references to s[i + j n] and
 // s[j + i n]. Each 32 x 32 lower tile is staged transposed in a local buffer, so both tiles are
 // read and written along contiguous columns; a direct transposed walk strides by n elements and,
-// at n = 1024, maps every access of a tile column to the same cache set (measured 7.6 ms for one
-// pass over a 1024 x 1024 float matrix).
+// at power-of-two n such as 1024, maps every access of a tile column to the same cache set.
 template <typename T, typename F>
 void pair_triangles(int n, T* s, F&& f) {
   constexpr int B = 32;
@@ -113,7 +112,7 @@ void mirror_lower(int n, T* s) {
 // Lower triangle of rows/columns [r0, r1) of C = A B (n x n, column-major), by recursive halving:
 // the off-diagonal block below the split is one GEMM, the two diagonal blocks recurse; blocks of
 // at most 128 rows are computed whole. At n = 1024 that is 1.2 Gflop instead of GEMM's 2.1
-// (BLAS's own ?gemmt measured 4.5x slower than a full GEMM here, so it is not used).
+// (OpenBLAS's own ?gemmt is slower than a full GEMM, so it is not used).
 template <typename T>
 void lower_product(int n, const T* a, const T* b, T* c, int r0, int r1) {
   const T one = T(1), zero = T(0);
@@ -273,7 +272,8 @@ double lanczos_lambda_min(int n, const T* a, int steps) {
 
 // Per-worker buffers, allocated on first use by the methods that need them (the eigh root needs
 // two n x n matrices and the decomposition's workspace, the iterations seven n x n matrices):
-// fresh pages cost ~0.25 us each to fault in, 2-4 ms per call at n = 1024 for unused buffers.
+// every fresh page is faulted in on first touch, so buffers a method never uses would cost each
+// call that time for nothing.
 template <typename T>
 struct Scratch {
   int n = 0;
@@ -451,8 +451,8 @@ class Solver {
 
   // Eigendecomposition root in precision U (T, or double for the last fallback). a_work, z: n x n
   // scratch; the eigendecomposition of A (read as its lower triangle) by
-  // sytrd + stedc + a blocked back-transformation (tridiagonal_eigh.h: syevd's algorithm,
-  // 70 -> 43 ms at n = 1024 float32).
+  // sytrd + stedc + a blocked back-transformation (tridiagonal_eigh.h: syevd's algorithm, its
+  // back-transformation in blocks of 128 reflectors instead of ormtr's 32, which starve the GEMM).
   template <typename U, typename Src>
   Outcome eigh_in(const Src* A, double c, double* lmax_out, double* ridge_out, U* X, U* a_work, U* z,
                   U* w, TridiagonalEigh<U>& eig) const {
