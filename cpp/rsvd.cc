@@ -18,6 +18,7 @@ size_t sz(int64_t a, int64_t b = 1) { return static_cast<size_t>(a) * static_cas
 template <typename T>
 struct Scratch {
   std::vector<T> q, z, b, ub, vtb, sv, t, y, out, tau, work, omega_probes;
+  std::vector<T> residual;  // tolerance mode: (I - Q Q^T) A W, recomputed from A W at each check
   std::vector<int> iwork;
 };
 
@@ -27,7 +28,9 @@ template <typename T>
 class Solver {
  public:
   Solver(const Shape& s, const Options& o)
-      : power_iters_(static_cast<int>(o.power_iters)), nystrom_(static_cast<Method>(o.method) == Method::kNystrom) {
+      : power_iters_(static_cast<int>(o.power_iters)),
+        nystrom_(static_cast<Method>(o.method) == Method::kNystrom),
+        tol_(o.tol) {
     m_ = static_cast<int>(s.m);
     n_ = static_cast<int>(s.n);
     l_ = static_cast<int>(s.l);
@@ -55,7 +58,8 @@ class Solver {
     Scratch<T> sc;
     sc.q.resize(sz(m_, l_ + r_));  // + r: the probes' products ride along the last pass over A
     sc.z.resize(sz(n_, l_ + r_));
-    if (power_iters_ == 0 && r_ > 0) sc.omega_probes.resize(sz(l_ + r_, n_));
+    if ((power_iters_ == 0 || tolerance_mode()) && r_ > 0) sc.omega_probes.resize(sz(l_ + r_, n_));
+    if (tolerance_mode()) sc.residual.resize(sz(m_, r_));
     sc.b.resize(sz(l_, n_));
     sc.ub.resize(sz(l_, l_));
     sc.vtb.resize(sz(l_, n_));
@@ -79,12 +83,7 @@ class Solver {
     T *q = sc.q.data(), *z = sc.z.data();
     // Omega row-major n x l is the column-major Omega^T (l x n, ld l).
     if (power_iters_ == 0 && r > 0) {
-      T* comb = sc.omega_probes.data();  // [Omega^T; W^T], (l + r) x n
-      for (int c = 0; c < n; ++c) {
-        std::memcpy(comb + sz(c, lr), omega + sz(c, l), sz(l) * sizeof(T));
-        std::memcpy(comb + sz(c, lr) + l, probes + sz(c, r), sz(r) * sizeof(T));
-      }
-      Lapack<T>::gemm("T", "T", &m, &lr, &n, &one, a, &n, comb, &lr, &zero, q, &m);
+      first_product_with_probes(a, omega, probes, sc);
     } else {
       Lapack<T>::gemm("T", "T", &m, &l, &n, &one, a, &n, omega, &l, &zero, q, &m);
     }
@@ -108,13 +107,41 @@ class Solver {
     return orthonormalise(q, m, sc);
   }
 
-  // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1), from the A W that
-  // range() left in sc.y.
-  T error_bound(Scratch<T>& sc) const {
+  // The tolerance mode's range finder: Q (in sc.q) and Z = A^T Q (n x l, column-major, in
+  // sc.z) for the first Q whose bound is <= tol ||Z||_2, or after power_iters iterations; the
+  // bound goes to *err, the iterations run to *iterations, whether the bound was met to *met.
+  // A W rides along the first product (sc.y), so each check costs no pass over A: Householder QR
+  // of Y (where the fixed mode's LU would be), ||Z||_2 from the l x l Gram Z^T Z, and the
+  // probes' projection; the Z of the last check is the B^T (svd) or A Q (eigh) the caller needs.
+  bool range_to_tolerance(const T* a, const T* omega, const T* probes, Scratch<T>& sc, T* err,
+                          int32_t* iterations, bool* met) const {
+    const int m = m_, n = n_, l = l_, r = r_;
+    const T one = T(1), zero = T(0);
+    T *q = sc.q.data(), *z = sc.z.data();
+    first_product_with_probes(a, omega, probes, sc);
+    std::memcpy(sc.y.data(), q + sz(m, l), sz(m, r) * sizeof(T));
+    for (int it = 0;; ++it) {
+      if (!orthonormalise(q, m, sc)) return false;
+      Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, q, &m, &zero, z, &n);  // A^T Q
+      std::memcpy(sc.residual.data(), sc.y.data(), sz(m, r) * sizeof(T));
+      *err = error_bound(sc.residual.data(), sc);
+      *iterations = it;
+      double sigma = 0.0;
+      if (!spectral_norm(z, n, sc, &sigma)) return false;
+      *met = static_cast<double>(*err) <= tol_ * sigma;
+      if (*met || it == power_iters_) return true;
+      if (!lu_normalise(z, n, sc)) return false;
+      Lapack<T>::gemm("T", "N", &m, &l, &n, &one, a, &n, z, &n, &zero, q, &m);  // A Z
+    }
+  }
+
+  // 10 sqrt(2/pi) max_j ||(I - Q Q^T) A w_j|| over the probes (HMT Lemma 4.1), from A W in y
+  // (m x r, overwritten by its projection).
+  T error_bound(T* y, Scratch<T>& sc) const {
     if (r_ == 0) return T(0);
     const int m = m_, l = l_, r = r_;
     const T one = T(1), zero = T(0), minus_one = T(-1);
-    T *y = sc.y.data(), *c = sc.t.data();
+    T* c = sc.t.data();
     Lapack<T>::gemm("T", "N", &l, &r, &m, &one, sc.q.data(), &m, y, &m, &zero, c, &l);
     Lapack<T>::gemm("N", "N", &m, &r, &l, &minus_one, sc.q.data(), &m, c, &l, &one, y, &m);
     double worst = 0.0;
@@ -126,17 +153,29 @@ class Solver {
     return static_cast<T>(10.0 * std::sqrt(2.0 / M_PI) * worst);
   }
 
+  // Q and the bound, by the fixed or the tolerance mode; *met is false only when tol was not met.
+  // In the tolerance mode sc.z holds A^T Q afterwards.
+  bool range_and_bound(const T* a, const T* omega, const T* probes, Scratch<T>& sc, T* err,
+                       int32_t* iterations, bool* met) const {
+    *met = true;
+    if (tolerance_mode()) return range_to_tolerance(a, omega, probes, sc, err, iterations, met);
+    *iterations = power_iters_;
+    if (!range(a, omega, probes, sc)) return false;
+    *err = error_bound(sc.y.data(), sc);
+    return true;
+  }
+
   bool svd(const T* a, const T* omega, const T* probes, T* u, T* s, T* vt, T* err,
-           Scratch<T>& sc) const {
+           int32_t* iterations, bool* met, Scratch<T>& sc) const {
     const int m = m_, n = n_, l = l_, k = k_;
     const T one = T(1), zero = T(0);
-    if (!range(a, omega, probes, sc)) return false;
+    if (!range_and_bound(a, omega, probes, sc, err, iterations, met)) return false;
     // B^T = A^T Q (n x l, column-major): its thin SVD B^T = V_B S U_B^T by gesdd takes the
     // tall-matrix QR path instead of the wide l x n B's LQ path (measured at 4000 x 2000, k = 64:
     // a warm-started q = 1 call 44-49 ms -> 34-36 ms, same singular values). Then
     // A ~ (Q U_B) S V_B^T.
-    T* bt = sc.b.data();
-    Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, sc.q.data(), &m, &zero, bt, &n);
+    T* bt = tolerance_mode() ? sc.z.data() : sc.b.data();
+    if (!tolerance_mode()) Lapack<T>::gemm("N", "N", &n, &l, &m, &one, a, &n, sc.q.data(), &m, &zero, bt, &n);
     int info = 0;
     const int lwork = static_cast<int>(sc.work.size());
     T* vb = sc.vtb.data();  // n x l: V_B
@@ -155,7 +194,6 @@ class Solver {
       s[j] = sc.sv[j];
       std::memcpy(vt + sz(j, n), vb + sz(j, n), sz(n) * sizeof(T));
     }
-    *err = error_bound(sc);
     return all_finite(u, sz(m, k)) && all_finite(vt, sz(k, n));
   }
 
@@ -195,16 +233,15 @@ class Solver {
   }
 
   bool eigh(const T* a, const T* omega, const T* probes, T* eigvals, T* eigvecs, T* err,
-            int32_t* method, Scratch<T>& sc) const {
+            int32_t* iterations, bool* met, int32_t* method, Scratch<T>& sc) const {
     const int n = n_, l = l_, k = k_;
     const T one = T(1), zero = T(0);
-    if (!range(a, omega, probes, sc)) return false;
-    T* aq = sc.z.data();  // A Q, n x l
-    Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
+    if (!range_and_bound(a, omega, probes, sc, err, iterations, met)) return false;
+    T* aq = sc.z.data();  // A Q, n x l (A^T Q = A Q: already there in the tolerance mode)
+    if (!tolerance_mode()) Lapack<T>::gemm("T", "N", &n, &l, &n, &one, a, &n, sc.q.data(), &n, &zero, aq, &n);
     *method = static_cast<int32_t>(Method::kRayleighRitz);
     if (nystrom_ && nystrom(aq, eigvals, eigvecs, sc)) {
       *method = static_cast<int32_t>(Method::kNystrom);
-      *err = error_bound(sc);
       return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
     }
     if (nystrom_) {  // the failed Nystrom attempt overwrote A Q
@@ -236,12 +273,42 @@ class Solver {
     for (int i = 0; i < n; ++i) {
       for (int j = 0; j < k; ++j) eigvecs[sz(i, k) + j] = vcol[i + sz(j, n)];
     }
-    *err = error_bound(sc);
     return all_finite(eigvecs, sz(n, k)) && all_finite(eigvals, sz(k));
   }
 
  private:
   void grow(T q) { lwork_ = std::max(lwork_, static_cast<int>(q) + 1); }
+
+  bool tolerance_mode() const { return tol_ > 0; }
+
+  // Y = A [Omega, W] into sc.q (m x (l + r)): the probes' product rides along the first pass.
+  void first_product_with_probes(const T* a, const T* omega, const T* probes, Scratch<T>& sc) const {
+    const int m = m_, n = n_, l = l_, r = r_, lr = l + r;
+    const T one = T(1), zero = T(0);
+    T* comb = sc.omega_probes.data();  // [Omega^T; W^T], (l + r) x n
+    for (int c = 0; c < n; ++c) {
+      std::memcpy(comb + sz(c, lr), omega + sz(c, l), sz(l) * sizeof(T));
+      std::memcpy(comb + sz(c, lr) + l, probes + sz(c, r), sz(r) * sizeof(T));
+    }
+    Lapack<T>::gemm("T", "T", &m, &lr, &n, &one, a, &n, comb, &lr, &zero, sc.q.data(), &m);
+  }
+
+  // ||Z||_2 of the column-major rows x l block Z, as sqrt(lambda_max(Z^T Z)): the Gram squares
+  // the condition, but only its largest eigenvalue is used, which it keeps to relative rounding.
+  bool spectral_norm(const T* block, int rows, Scratch<T>& sc, double* norm) const {
+    const int l = l_;
+    const T one = T(1), zero = T(0);
+    T* gram = sc.ub.data();  // l x l, lower triangle
+    Lapack<T>::syrk("L", "T", &l, &rows, &one, block, &rows, &zero, gram, &l);
+    int info = 0;
+    const int lwork = static_cast<int>(sc.work.size());
+    const int liwork = static_cast<int>(sc.iwork.size());
+    Lapack<T>::syevd("N", "L", &l, gram, &l, sc.sv.data(), sc.work.data(), &lwork, sc.iwork.data(),
+                     &liwork, &info);
+    if (info != 0) return false;
+    *norm = std::sqrt(std::max(static_cast<double>(sc.sv[l - 1]), 0.0));
+    return true;
+  }
 
   // block (rows x l) <- P L from block = P L U (getrf): same column span, unit lower
   // trapezoidal L with |entries| <= 1, so the columns cannot collapse onto the top singular
@@ -275,6 +342,7 @@ class Solver {
 
   int power_iters_ = 0;
   bool nystrom_ = false;
+  double tol_ = 0;  // > 0: the tolerance mode
   int m_ = 0, n_ = 0, l_ = 0, k_ = 0, r_ = 0;
   int lwork_ = 1, liwork_ = 1;
 };
@@ -286,7 +354,8 @@ bool valid(const Shape& s, const Options& o) {
     if (v > kIntMax) return false;
   }
   return s.m >= 1 && s.n >= 1 && o.k >= 1 && s.l >= o.k && s.l <= std::min(s.m, s.n) &&
-         s.probes >= 0 && o.power_iters >= 0 && s.batch >= 0;
+         s.probes >= 0 && o.power_iters >= 0 && s.batch >= 0 && std::isfinite(o.tol) && o.tol >= 0 &&
+         (o.tol == 0 || s.probes > 0);
 }
 
 template <typename T, typename Run>
@@ -313,13 +382,17 @@ bool svd(const Shape& shape, const SvdArgs<T>& a, const Options& options) {
     const T* ab = a.a + b * m * n;
     T *u = a.u + b * m * k, *s = a.s + b * k, *vt = a.vt + b * k * n;
     Status status = Status::kOk;
+    bool met = true;
+    a.iterations[b] = 0;
     if (!all_finite(ab, sz(m, n))) {
       status = Status::kNonFiniteInput;
     } else if (!solver.svd(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, u, s, vt,
-                           a.error + b, sc)) {
+                           a.error + b, a.iterations + b, &met, sc)) {
       status = Status::kLapackFailure;
+    } else if (!met) {
+      status = Status::kMaxIters;
     }
-    if (status != Status::kOk) {
+    if (status != Status::kOk && status != Status::kMaxIters) {
       std::fill(u, u + m * k, T(0));
       std::fill(s, s + k, T(0));
       std::fill(vt, vt + k * n, T(0));
@@ -338,14 +411,18 @@ bool eigh(const Shape& shape, const EighArgs<T>& a, const Options& options) {
     const T* ab = a.a + b * n * n;
     T *w = a.eigvals + b * k, *v = a.eigvecs + b * n * k;
     Status status = Status::kOk;
+    bool met = true;
     a.method[b] = static_cast<int32_t>(method);
+    a.iterations[b] = 0;
     if (!all_finite(ab, sz(n, n))) {
       status = Status::kNonFiniteInput;
     } else if (!solver.eigh(ab, a.omega + b * n * l, r ? a.probes + b * n * r : nullptr, w, v,
-                            a.error + b, a.method + b, sc)) {
+                            a.error + b, a.iterations + b, &met, a.method + b, sc)) {
       status = Status::kLapackFailure;
+    } else if (!met) {
+      status = Status::kMaxIters;
     }
-    if (status != Status::kOk) {
+    if (status != Status::kOk && status != Status::kMaxIters) {
       std::fill(w, w + k, T(0));
       std::fill(v, v + n * k, T(0));
       a.error[b] = T(0);

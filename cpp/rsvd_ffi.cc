@@ -60,7 +60,8 @@ T* out(ffi::Result<ffi::AnyBuffer>& b) {
 ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
                    ffi::Result<ffi::AnyBuffer> u, ffi::Result<ffi::AnyBuffer> s,
                    ffi::Result<ffi::AnyBuffer> vt, ffi::Result<ffi::AnyBuffer> error,
-                   ffi::Result<ffi::Buffer<ffi::S32>> status, ffi::Dictionary attrs) {
+                   ffi::Result<ffi::Buffer<ffi::S32>> iterations, ffi::Result<ffi::Buffer<ffi::S32>> status,
+                   ffi::Dictionary attrs) {
   rsvd::Shape shape;
   ffi::Error e = rsvd_shape(a, omega, probes, &shape);
   if (e.failure()) return e;
@@ -72,9 +73,11 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
     rsvd::SvdArgs<T> args{static_cast<const T*>(a.untyped_data()),
                           static_cast<const T*>(omega.untyped_data()),
                           static_cast<const T*>(probes.untyped_data()),
-                          out<T>(u), out<T>(s), out<T>(vt), out<T>(error), status->typed_data()};
+                          out<T>(u), out<T>(s), out<T>(vt), out<T>(error), iterations->typed_data(),
+                          status->typed_data()};
     if (!rsvd::svd<T>(shape, args, o)) {
-      return ffi::Error::InvalidArgument("randomized_svd: need k <= l <= min(m, n) and method svd");
+      return ffi::Error::InvalidArgument(
+          "randomized_svd: need k <= l <= min(m, n), method svd, and tol >= 0 finite (> 0 needs probes)");
     }
     return ffi::Error::Success();
   };
@@ -83,8 +86,9 @@ ffi::Error SvdImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes
 
 ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probes,
                     ffi::Result<ffi::AnyBuffer> eigvals, ffi::Result<ffi::AnyBuffer> eigvecs,
-                    ffi::Result<ffi::AnyBuffer> error, ffi::Result<ffi::Buffer<ffi::S32>> status,
-                    ffi::Result<ffi::Buffer<ffi::S32>> method, ffi::Dictionary attrs) {
+                    ffi::Result<ffi::AnyBuffer> error, ffi::Result<ffi::Buffer<ffi::S32>> iterations,
+                    ffi::Result<ffi::Buffer<ffi::S32>> status, ffi::Result<ffi::Buffer<ffi::S32>> method,
+                    ffi::Dictionary attrs) {
   rsvd::Shape shape;
   ffi::Error e = rsvd_shape(a, omega, probes, &shape);
   if (e.failure()) return e;
@@ -96,11 +100,12 @@ ffi::Error EighImpl(ffi::AnyBuffer a, ffi::AnyBuffer omega, ffi::AnyBuffer probe
     rsvd::EighArgs<T> args{static_cast<const T*>(a.untyped_data()),
                            static_cast<const T*>(omega.untyped_data()),
                            static_cast<const T*>(probes.untyped_data()),
-                           out<T>(eigvals), out<T>(eigvecs), out<T>(error), status->typed_data(),
-                           method->typed_data()};
+                           out<T>(eigvals), out<T>(eigvecs), out<T>(error), iterations->typed_data(),
+                           status->typed_data(), method->typed_data()};
     if (!rsvd::eigh<T>(shape, args, o)) {
       return ffi::Error::InvalidArgument(
-          "randomized_eigh: need a square a, k <= l <= n and method rayleigh_ritz or nystrom");
+          "randomized_eigh: need a square a, k <= l <= n, method rayleigh_ritz or nystrom, and tol >= 0 "
+          "finite (> 0 needs probes)");
     }
     return ffi::Error::Success();
   };
@@ -119,6 +124,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LcRandomizedSvdCpu, linalg_core::SvdImpl,
                                   .Ret<ffi::AnyBuffer>()         // s
                                   .Ret<ffi::AnyBuffer>()         // vt
                                   .Ret<ffi::AnyBuffer>()         // error
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // iterations
                                   .Ret<ffi::Buffer<ffi::S32>>()  // status
                                   .Attrs<ffi::Dictionary>());    // LC_RSVD_OPTIONS
 
@@ -130,6 +136,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LcRandomizedEighCpu, linalg_core::EighImpl,
                                   .Ret<ffi::AnyBuffer>()         // eigvals
                                   .Ret<ffi::AnyBuffer>()         // eigvecs
                                   .Ret<ffi::AnyBuffer>()         // error
+                                  .Ret<ffi::Buffer<ffi::S32>>()  // iterations
                                   .Ret<ffi::Buffer<ffi::S32>>()  // status
                                   .Ret<ffi::Buffer<ffi::S32>>()  // method
                                   .Attrs<ffi::Dictionary>());    // LC_RSVD_OPTIONS

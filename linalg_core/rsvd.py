@@ -22,7 +22,9 @@ __all__ = ["RSVD_METHODS", "RSVD_STATUS", "RandomizedInfo", "randomized_eigh", "
 
 #: Codes of ``RandomizedInfo.status``; any failure returns zeros. ``non_symmetric`` (JAX path of
 #: :func:`randomized_eigh`; the NumPy path raises): ``a`` is not symmetric to
-#: :func:`linalg_core._validation.symmetry_tolerance`.
+#: :func:`linalg_core._validation.symmetry_tolerance`. ``max_iters``: ``tol`` was given and not met
+#: after ``power_iters`` iterations; the answer of the last one is returned (as LOBPCG's
+#: ``max_iters``), with ``converged`` false.
 RSVD_STATUS: dict[str, int] = dict(_native.cpu.rsvd_status)  # cpp/rsvd.h
 #: Codes of ``RandomizedInfo.method`` (cpp/rsvd.h's, read from the compiled module).
 RSVD_METHODS: dict[str, int] = dict(_native.cpu.rsvd_methods)
@@ -37,11 +39,13 @@ class RandomizedInfo(NamedTuple):
     residual : array
         A-posteriori bound on ``||A - Q Q^T A||_2`` from ``probes`` Gaussian probes: it holds with
         probability at least ``1 - 10^-probes`` (Halko et al. 2011, Lemma 4.1). 0 when
-        ``probes=0``.
+        ``probes=0``. Absolute (in the units of ``a``); with ``tol``, ``converged`` means
+        ``residual <= tol * ||Q^T A||_2``.
     iterations : array of int32
-        Power iterations run.
+        Power iterations run: ``power_iters`` without ``tol``; with ``tol`` the first count whose
+        bound met it (0 when ``A Omega`` already did), or ``power_iters`` when none did.
     converged : array of bool
-        ``status == 0``.
+        ``status == ok``: the answer was computed and, with ``tol``, meets it.
     method : array of int32
         A :data:`RSVD_METHODS` code: ``rayleigh_ritz`` (:func:`randomized_eigh`) or ``svd``.
     status : array of int32
@@ -89,7 +93,7 @@ def _raise_on_non_finite(status: np.ndarray) -> None:
     check.raise_if_reported(status, RSVD_STATUS["non_finite_input"], message="a contains NaN or Inf")
 
 
-def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
+def _prepare(a, k, oversample, power_iters, warm_start, probes, tol, square: bool):
     jax_path = _jax.any_jax(a, warm_start)
     if not jax_path:
         a = np.asarray(a)
@@ -106,6 +110,10 @@ def _prepare(a, k, oversample, power_iters, warm_start, probes, square: bool):
     oversample = max(10, k) if oversample is None else check.integer(oversample, "oversample", 0)
     check.integer(power_iters, "power_iters", 0)
     check.integer(probes, "probes", 0)
+    if tol is not None:
+        check.positive_number(tol, "tol")
+        if int(probes) == 0:
+            raise ValueError("tol needs probes >= 1: the stopping test is the probes' error bound, got probes=0")
     l = min(k + oversample, m, n)
     if warm_start is not None:
         if not _jax.is_jax_array(warm_start):
@@ -130,13 +138,19 @@ def _finite_warm_start(status: Any, warm_start: Any, batch: tuple) -> Any:
     return jnp.where(bad, RSVD_STATUS["non_finite_input"], status).astype(jnp.int32)
 
 
-def _attrs(k: int, power_iters: int, method: str) -> dict[str, Any]:
+def _attrs(k: int, power_iters: int, method: str, tol: float | None = None) -> dict[str, Any]:
     """The validated options as the one attribute dict (the keys are ``LC_RSVD_OPTIONS`` of
     cpp/rsvd.h, exported as ``rsvd_options``) that the FFI handler, the binding and the portable
-    kernel each receive."""
+    kernel each receive. ``tol=None`` travels as the kernels' 0: fixed ``power_iters``."""
     if int(power_iters) > _INT32_MAX:
         raise ValueError(f"'power_iters' must be <= {_INT32_MAX}, got {power_iters}")
-    return dict(k=np.int64(k), power_iters=np.int64(power_iters), method=np.int32(RSVD_METHODS[method]))
+    return dict(k=np.int64(k), power_iters=np.int64(power_iters), tol=np.float64(0.0 if tol is None else tol),
+                method=np.int32(RSVD_METHODS[method]))
+
+
+def _answered(status: Any) -> Any:
+    """Where the outputs hold an answer: ``ok``, or ``max_iters`` (the best answer, tol unmet)."""
+    return (status == RSVD_STATUS["ok"]) | (status == RSVD_STATUS["max_iters"])
 
 
 @accepts_torch
@@ -149,6 +163,7 @@ def randomized_svd(
     power_iters: int = 2,
     warm_start: Any = None,
     probes: int = 10,
+    tol: float | None = None,
 ) -> tuple[Any, Any, Any, RandomizedInfo]:
     r"""Top-``k`` SVD ``A ~ U diag(s) V^T`` by a randomized range finder.
 
@@ -159,6 +174,27 @@ def randomized_svd(
     ``(sigma_{k+1}/sigma_j)^(2 q + 1)`` with ``q`` power iterations (Halko et al. 2011, Sec. 10).
     Cost ``O(m n l (2 q + 2))`` GEMM flops plus ``O(n l^2)``; the defaults (``l = 2 k``,
     ``q = 2``) cost ``~ 12 m n k`` against sklearn's defaults' ``~ 16 m n (k + 10)``.
+
+    With ``tol`` the power iterations stop at the first ``q = 0, 1, ..., power_iters`` whose basis
+    ``Q`` (orthonormal) satisfies
+
+    .. math::
+
+        \varepsilon_Q = 10 \sqrt{2/\pi} \max_j \|(I - Q Q^T) A w_j\| \le
+        \mathrm{tol} \, \|Q^T A\|_2 ,
+
+    ``w_j`` the ``probes`` Gaussian probes. ``\varepsilon_Q`` bounds ``||(I - Q Q^T) A||_2``
+    except with probability ``10^-probes`` (Halko et al. 2011, Lemma 4.1). The reference
+    ``||Q^T A||_2`` is the largest computed singular value ``s[..., 0]``: a lower bound of
+    ``||A||_2`` that the power iterations drive to it, so the test is never looser than
+    ``varepsilon_Q <= tol ||A||_2`` and costs no pass over ``A`` (``A^T Q`` is the next product anyway).
+    Then ``||A - Q Q^T A||_2 <= tol ||A||_2`` with that probability, and the rank-``k``
+    truncation adds at most ``sigma_{k+1}``: ``||A - U S V^T||_2 <= tol ||A||_2 + sigma_{k+1}``
+    (no second term when ``k = l``; Halko et al. 2011, Sec. 9.3). Each check costs a
+    Householder QR of ``Y`` (``~ 4 m l^2`` flops where the fixed mode's LU costs ``~ m l^2``), the
+    ``l x l`` Gram of ``A^T Q`` and its eigenvalues (``n l^2 + O(l^3)``) and the probes'
+    projection (``4 m l r``): a few per cent of the ``4 m n l`` of one power iteration. Each batch
+    element stops on its own.
 
     Parameters
     ----------
@@ -185,26 +221,33 @@ def randomized_svd(
         columns of ``Omega``, the rest stays random.
     probes : int
         Gaussian probes for the a-posteriori error bound ``info.residual``.
+    tol : float, optional
+        Default ``None``: exactly ``power_iters`` iterations. A positive number: stop once
+        ``info.residual <= tol * s[..., 0]`` (see above), ``power_iters`` being the maximum;
+        needs ``probes >= 1``. It cannot be met below the dtype's rounding floor (a small
+        multiple of ``sqrt(n) eps``), nor (with ``l`` columns) below ``sigma_{l+1} / sigma_1``.
 
     Returns
     -------
     u : (..., m, k), s : (..., k) descending, vt : (..., k, n), info : RandomizedInfo
         On ``lapack_failure`` (``info.status``; e.g. ``A Omega`` overflowing for a huge
-        ``warm_start``) every output is zero.
+        ``warm_start``) every output is zero. With ``tol`` unmet after ``power_iters``
+        (``max_iters``, ``converged`` false) the answer of the last iteration is returned.
 
     Raises
     ------
     ValueError
         (NumPy path) NaN/Inf in ``a`` or ``warm_start``, wrong shapes or dtypes, ``k`` or an
-        integer option out of range, a key of the wrong kind; the message names the argument.
+        integer option out of range, a key of the wrong kind, ``tol`` not a positive finite
+        number or given with ``probes=0``; the message names the argument.
 
     References
     ----------
     N. Halko, P. G. Martinsson, J. A. Tropp, "Finding structure with randomness", SIAM Review
     53 (2011).
     """
-    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, False)
-    attrs = _attrs(k, power_iters, "svd")
+    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, tol, False)
+    attrs = _attrs(k, power_iters, "svd", tol)
     m, n = a.shape[-2:]
     omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
     if jax_path:
@@ -214,12 +257,13 @@ def randomized_svd(
 
         a = jnp.asarray(a, dt)
         scale = power_of_two_scale(a, jnp)
-        u, s, vt, err, status = _jax.call(
+        u, s, vt, err, iters, status = _jax.call(
             "linalg_core_randomized_svd",
-            [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32)],
+            [(batch + (m, k), dt), (batch + (k,), dt), (batch + (k, n), dt), (batch, dt), (batch, np.int32),
+             (batch, np.int32)],
             a * scale[..., None, None], omega, probe, portable=portable.randomized_svd, **attrs)
         status = _finite_warm_start(status, warm_start, batch)
-        good = status == RSVD_STATUS["ok"]
+        good = _answered(status)
         u, vt = (jnp.where(good[..., None, None], x, 0.0) for x in (u, vt))
         s, err = jnp.where(good[..., None], s, 0.0), jnp.where(good, err, 0.0)
         xp = jnp
@@ -229,14 +273,13 @@ def randomized_svd(
         a = np.ascontiguousarray(a, dtype=dt)
         scale = power_of_two_scale(a, np)
         # The kernel checks finiteness first (status 1, nothing computed): no second pass here.
-        u, s, vt, err, status = cpu.randomized_svd(a * scale[..., None, None], omega, probe, attrs)
+        u, s, vt, err, iters, status = cpu.randomized_svd(a * scale[..., None, None], omega, probe, attrs)
         _raise_on_non_finite(status)
         xp = np
     # The kernel ran on c A with max|c A| in [1/2, 1) (c a power of two: exact), so its Gram
     # products and error norms cannot overflow or underflow; singular values scale back by 1/c.
     s, err = s / scale[..., None], err / scale
-    info = RandomizedInfo(status, status == 0, xp.full(batch, int(power_iters), xp.int32), err,
-                          xp.full(batch, RSVD_METHODS["svd"], xp.int32))
+    info = RandomizedInfo(status, status == RSVD_STATUS["ok"], iters, err, xp.full(batch, RSVD_METHODS["svd"], xp.int32))
     return u, s, vt, info
 
 
@@ -250,6 +293,7 @@ def randomized_eigh(
     power_iters: int = 2,
     warm_start: Any = None,
     probes: int = 10,
+    tol: float | None = None,
     method: str = "rayleigh_ritz",
 ) -> tuple[Any, Any, RandomizedInfo]:
     r"""Top-``k`` eigenpairs of a symmetric (PSD) matrix by a randomized range finder and
@@ -266,6 +310,13 @@ def randomized_eigh(
         Symmetric; only its action ``A X`` is used.
     k, key, oversample, power_iters, warm_start, probes
         As in :func:`randomized_svd` (``warm_start``: previous eigenvectors, (..., n, w)).
+    tol : float, optional
+        As in :func:`randomized_svd`: stop once ``info.residual <= tol ||A Q||_2``. For symmetric
+        ``A``, ``||A Q||_2`` lies between the largest ``|mu_i|`` over the ``l`` Ritz values and
+        ``||A||_2 = max |lambda_i|``, so again the test is never looser than one relative to
+        ``||A||_2``; it is met for the range of ``Q``, the Ritz pairs then satisfy
+        ``||A - Q T Q^T||_2 <= 2 tol ||A||_2`` (the Rayleigh-Ritz error of a basis whose range
+        error is ``tol ||A||_2``). Same cost per check; ``A Q`` is the Rayleigh-Ritz product.
     method : {"rayleigh_ritz", "nystrom"}
         ``nystrom`` (PSD ``A`` only): the stabilised Nystrom approximation
         ``A Q (Q^T A Q)^+ Q^T A`` (Tropp et al. 2017, Alg. 3; shift ``nu = sqrt(n) eps ||A Q||_F``
@@ -285,8 +336,8 @@ def randomized_eigh(
     """
     if method not in ("rayleigh_ritz", "nystrom"):
         raise ValueError(f"method must be 'rayleigh_ritz' or 'nystrom', got {method!r}")
-    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, True)
-    attrs = _attrs(k, power_iters, method)
+    a, k, l, dt, batch, warm_start, jax_path = _prepare(a, k, oversample, power_iters, warm_start, probes, tol, True)
+    attrs = _attrs(k, power_iters, method, tol)
     n = a.shape[-1]
     omega, probe = _test_matrices(key, batch, n, l, int(probes), dt, warm_start, jax_path)
     if jax_path:
@@ -296,16 +347,17 @@ def randomized_eigh(
 
         a = jnp.asarray(a, dt)
         scale = power_of_two_scale(a, jnp)
-        w, v, err, status, used = _jax.call(
+        w, v, err, iters, status, used = _jax.call(
             "linalg_core_randomized_eigh",
-            [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32)],
+            [(batch + (k,), dt), (batch + (n, k), dt), (batch, dt), (batch, np.int32), (batch, np.int32),
+             (batch, np.int32)],
             a * scale[..., None, None], omega, probe, portable=portable.randomized_eigh, **attrs)
         status = _finite_warm_start(status, warm_start, batch)
         scaled = a * scale[..., None, None]
         asym = jnp.max(jnp.abs(scaled - jnp.swapaxes(scaled, -1, -2)), axis=(-2, -1))
         asym_bad = jnp.isfinite(asym) & (asym > check.symmetry_tolerance(dt, n) * jnp.max(jnp.abs(scaled), axis=(-2, -1)))
-        status = jnp.where(asym_bad & (status == RSVD_STATUS["ok"]), RSVD_STATUS["non_symmetric"], status)
-        good = status == RSVD_STATUS["ok"]
+        status = jnp.where(asym_bad & _answered(status), RSVD_STATUS["non_symmetric"], status)
+        good = _answered(status)
         w, v, err = jnp.where(good[..., None], w, 0.0), jnp.where(good[..., None, None], v, 0.0), jnp.where(good, err, 0.0)
         xp = jnp
     else:
@@ -315,10 +367,10 @@ def randomized_eigh(
         # NaN compares false, so a non-finite a passes here and is reported by the kernel.
         check.require_symmetric(a, "a")
         scale = power_of_two_scale(a, np)
-        w, v, err, status, used = cpu.randomized_eigh(a * scale[..., None, None], omega, probe, attrs)
+        w, v, err, iters, status, used = cpu.randomized_eigh(a * scale[..., None, None], omega, probe, attrs)
         _raise_on_non_finite(status)
         xp = np
     # As in randomized_svd: the kernel ran on c A (c a power of two), eigenvalues scale by 1/c.
     w, err = w / scale[..., None], err / scale
-    info = RandomizedInfo(status, status == 0, xp.full(batch, int(power_iters), xp.int32), err, used)
+    info = RandomizedInfo(status, status == RSVD_STATUS["ok"], iters, err, used)
     return w, v, info

@@ -41,16 +41,16 @@ py::tuple svd_impl(const py::array& a_in, const py::array& omega_in, const py::a
   rsvd::Shape s = shape_of(a, omega, probes);
   carray<T> u(batch_shape(a, 2, {s.m, o.k})), sv(batch_shape(a, 2, {o.k})), vt(batch_shape(a, 2, {o.k, s.n})),
       err(batch_shape(a, 2, {}));
-  py::array_t<int32_t> status(batch_shape(a, 2, {}));
+  py::array_t<int32_t> iterations(batch_shape(a, 2, {})), status(batch_shape(a, 2, {}));
   rsvd::SvdArgs<T> args{a.data(), omega.data(), probes.data(), u.mutable_data(), sv.mutable_data(),
-                        vt.mutable_data(), err.mutable_data(), status.mutable_data()};
+                        vt.mutable_data(), err.mutable_data(), iterations.mutable_data(), status.mutable_data()};
   bool ok;
   {
     py::gil_scoped_release release;
     ok = rsvd::svd<T>(s, args, o);
   }
   if (!ok) throw py::value_error("randomized_svd: invalid shape or options for the kernel");
-  return py::make_tuple(u, sv, vt, err, status);
+  return py::make_tuple(u, sv, vt, err, iterations, status);
 }
 
 template <typename T>
@@ -60,16 +60,18 @@ py::tuple eigh_impl(const py::array& a_in, const py::array& omega_in, const py::
        probes = carray<T>::ensure(probes_in);
   rsvd::Shape s = shape_of(a, omega, probes);
   carray<T> w(batch_shape(a, 2, {o.k})), v(batch_shape(a, 2, {s.n, o.k})), err(batch_shape(a, 2, {}));
-  py::array_t<int32_t> status(batch_shape(a, 2, {})), method(batch_shape(a, 2, {}));
+  py::array_t<int32_t> iterations(batch_shape(a, 2, {})), status(batch_shape(a, 2, {})),
+      method(batch_shape(a, 2, {}));
   rsvd::EighArgs<T> args{a.data(), omega.data(), probes.data(), w.mutable_data(), v.mutable_data(),
-                         err.mutable_data(), status.mutable_data(), method.mutable_data()};
+                         err.mutable_data(), iterations.mutable_data(), status.mutable_data(),
+                         method.mutable_data()};
   bool ok;
   {
     py::gil_scoped_release release;
     ok = rsvd::eigh<T>(s, args, o);
   }
   if (!ok) throw py::value_error("randomized_eigh: invalid shape or options for the kernel");
-  return py::make_tuple(w, v, err, status, method);
+  return py::make_tuple(w, v, err, iterations, status, method);
 }
 
 bool is_float32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }

@@ -216,7 +216,7 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     probes = rng.standard_normal((2, n, 6))
     attrs = rsvd._attrs(k, power_iters, "svd")
     want = lc._native.cpu.randomized_svd(np.ascontiguousarray(a[:1]), omega[:1], probes[:1], attrs)
-    u, s, vt, err, status = prsvd.randomized_svd(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
+    u, s, vt, err, iters, status = prsvd.randomized_svd(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
                                                  **{name: _jax._python(value) for name, value in attrs.items()})
     assert np.asarray(status).tolist() == [0, 1] and float(jnp.abs(u[1]).max()) == 0.0
     # Same subspace from the same Omega: the triplets agree to the float64 rounding of the range
@@ -225,6 +225,7 @@ def test_randomized_svd_matches_cpu_kernel(rng, power_iters):
     np.testing.assert_allclose(np.asarray(u[0] * s[0]) @ np.asarray(vt[0]),
                                (want[0][0] * want[1][0]) @ want[2][0], atol=1e-10)
     np.testing.assert_allclose(float(err[0]), float(want[3][0]), rtol=1e-8)
+    assert np.asarray(iters).tolist() == [power_iters, 0] and int(want[4][0]) == power_iters
 
 
 @pytest.mark.parametrize("method", ["rayleigh_ritz", "nystrom"])
@@ -237,9 +238,10 @@ def test_randomized_eigh_matches_cpu_kernel(rng, method):
     probes = rng.standard_normal((n, 5))
     attrs = rsvd._attrs(k, 2, method)
     want = lc._native.cpu.randomized_eigh(a, omega, probes, attrs)
-    vals, vecs, err, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
+    vals, vecs, err, iters, status, used = prsvd.randomized_eigh(jnp.asarray(a), jnp.asarray(omega), jnp.asarray(probes),
                                                           **{name: _jax._python(value) for name, value in attrs.items()})
-    assert int(status) == 0 and int(used) == int(want[4]) == lc.RSVD_METHODS[method]
+    assert int(status) == 0 and int(used) == int(want[5]) == lc.RSVD_METHODS[method]
+    assert int(iters) == int(want[3]) == 2
     np.testing.assert_allclose(np.asarray(vals), want[0], rtol=1e-9)
     np.testing.assert_allclose(np.abs(np.asarray(vecs).T @ want[1]), np.eye(k), atol=1e-7)
     np.testing.assert_allclose(float(err), float(want[2]), rtol=1e-8)

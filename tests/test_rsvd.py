@@ -169,6 +169,10 @@ def test_float32_input_and_low_precision(rng):
         (lambda: lc.randomized_eigh(np.ones((5, 4)), 1, key=0), "square"),
         (lambda: lc.randomized_svd(np.ones((5, 4)), 1, key=0, power_iters=-1), "power_iters"),
         (lambda: lc.randomized_svd(jnp.ones((5, 4)), 1, key=0), "JAX PRNG key"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 1, key=0, tol=-1e-3), "tol"),
+        (lambda: lc.randomized_svd(np.ones((5, 4)), 1, key=0, tol=float("nan")), "tol"),
+        (lambda: lc.randomized_eigh(np.eye(5), 1, key=0, tol=float("inf")), "tol"),
+        (lambda: lc.randomized_eigh(np.eye(5), 1, key=0, tol=1e-3, probes=0), "tol needs probes"),
     ],
 )
 def test_bad_input(call, match):
