@@ -319,3 +319,47 @@ def test_defaults_at_least_as_accurate_as_sklearns_defaults(rng):
     # sigma_j (sigma_{l+1}/sigma_j)^(2q+1) <= sigma_k (k / (2k+1))^5 ~ 0.03 sigma_k at j = k; the
     # seeded draws are held to that.
     assert ours <= 0.03 * s_true[k - 1], ours
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tol", [0.05, 0.02])
+def test_tol_mode_meets_its_bound_against_the_float64_oracle(dtype, tol):
+    """Fast-decaying spectrum (0.7^i), where the probe bound can reach tol: converged means the
+    reported bound <= tol s_0, and the true error of the range, ||(I - Q Q^T) A||_2 <= ||A - U S V^T||_2
+    <= bound + sigma_{k+1}, holds against the float64 SVD of A. The bound holds with probability
+    1 - 10^-probes (HMT Lemma 4.1); the seed is fixed. Rounding adds ~ 8 n eps ||A|| to either side."""
+    rng = np.random.default_rng(11)
+    m, n, k = 300, 200, 10
+    qa, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    qb, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    sigma = 0.7 ** np.arange(n)
+    a = ((qa * sigma) @ qb.T).astype(dtype)
+    u, s, vt, info = lc.randomized_svd(a, k, key=3, power_iters=6, tol=tol)
+    assert int(info.status) == lc.rsvd.RSVD_STATUS["ok"] and bool(info.converged)
+    assert int(info.iterations) <= 6
+    eps = float(np.finfo(dtype).eps)
+    rounding = 8 * n * eps * sigma[0]
+    assert float(info.residual) <= tol * float(s[0]) * (1 + 4 * eps)  # the stopping test itself
+    err = np.linalg.norm(a.astype(np.float64) - (np.asarray(u, np.float64) * s) @ np.asarray(vt, np.float64), 2)
+    assert err <= float(info.residual) + sigma[k] + rounding
+    # Fixed power_iters ran at least as many iterations as tol needed: tol stops no later.
+    _, _, _, fixed = lc.randomized_svd(a, k, key=3, power_iters=6)
+    assert int(fixed.iterations) == 6 and int(info.iterations) <= int(fixed.iterations)
+
+
+def test_tol_unmet_returns_max_iters_with_a_finite_answer():
+    """A slowly decaying spectrum (1/i) whose probe bound cannot reach tol=1e-6 in two
+    iterations: status max_iters, converged false, iterations = power_iters, and the answer is the
+    last iteration's (finite, accurate to its own bound + sigma_{k+1}), not zeros."""
+    rng = np.random.default_rng(12)
+    m, n, k = 200, 150, 8
+    qa, _ = np.linalg.qr(rng.standard_normal((m, n)))
+    qb, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    sigma = 1.0 / np.arange(1, n + 1)
+    a = (qa * sigma) @ qb.T
+    u, s, vt, info = lc.randomized_svd(a, k, key=1, power_iters=2, tol=1e-6)
+    assert int(info.status) == lc.rsvd.RSVD_STATUS["max_iters"] and not bool(info.converged)
+    assert int(info.iterations) == 2
+    assert np.all(np.isfinite(u)) and np.all(np.isfinite(s)) and float(s[0]) > 0.5
+    err = np.linalg.norm(a - (u * s) @ vt, 2)
+    assert err <= float(info.residual) + sigma[k] + 8 * n * np.finfo(np.float64).eps
